@@ -1,0 +1,492 @@
+"""The LTAU artifact ``NAME.ltau/``: everything needed to turn latent features into uncertainty.
+
+Layout (all three files are required; loading checks every part)::
+
+    meta.json         format + version; species; descriptor_dim; n_train_atoms; model {path,
+                      fingerprint}; atol, rtol, window, n_models (M), k; scale s per species;
+                      fitted distributions per species ({"error": ..., "uncertainty": ...});
+                      index {per species: type, params, n_atoms}; sha256 and size of each file
+    index.<El>.faiss  FAISS's own serialisation of the latent index of element El's training
+                      atoms (one file per species: neighbours are searched within a species);
+                      row j = the j-th training atom of that species in train.npz order
+    train.npz         per training atom (loads with allow_pickle=False): p_mean, p_std, species,
+                      source/frame/atom (+ sources), fref_norm, err_mean, err_quantiles (N × Q),
+                      quantile_levels (Q)
+
+The data files' checksums live in ``meta.json``, so a file from another artifact, a truncated
+copy or a hand-edited array is caught with a one-line error naming the file. Saving writes the
+whole directory under a temporary name and renames it into place.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ltau_md import __version__, atomic_write
+from ltau_md.cutoffs import FittedDistribution
+from ltau_md.error_distribution import ErrorDistribution
+from ltau_md.error_log import AtomTable
+from ltau_md.errors import ArtifactError, LtauError
+from ltau_md.latent_index import INDEX_TYPES, LatentIndex, ProgressFn, SpeciesIndex
+from ltau_md.pvalues import TrainingStatistics
+from ltau_md.species import symbol, to_numbers
+
+FORMAT = "ltau-md artifact"
+FORMAT_VERSION = 1
+META, TRAIN = "meta.json", "train.npz"
+DEFAULT_K = 10
+
+# name -> (dtype kinds accepted, number of dimensions)
+TRAIN_ARRAYS: dict[str, tuple[str, int]] = {
+    "p_mean": ("f", 1),
+    "p_std": ("f", 1),
+    "species": ("iu", 1),
+    "source": ("iu", 1),
+    "frame": ("iu", 1),
+    "atom": ("iu", 1),
+    "sources": ("U", 1),
+    "fref_norm": ("f", 1),
+    "err_mean": ("f", 1),
+    "err_quantiles": ("f", 2),
+    "quantile_levels": ("f", 1),
+}
+PER_ATOM = ("p_mean", "p_std", "species", "source", "frame", "atom", "fref_norm", "err_mean", "err_quantiles")
+
+
+def index_file(species: str) -> str:
+    return f"index.{species}.faiss"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class AtomUncertainty:
+    """LTAU output for a set of atoms (one row each)."""
+
+    p: np.ndarray  # mean of the neighbours' μ_M(p_i): chance the error is ≤ atol·s
+    p_std: np.ndarray  # mean of the neighbours' σ_M(p_i)
+    error: np.ndarray  # predicted force error, eV/Å: s × mean of neighbours' expected errors
+    distance: np.ndarray  # (n, k) Euclidean latent distances to the neighbours
+    neighbors: np.ndarray  # (n, k) training-atom ids
+    scale: np.ndarray  # s applied to each atom
+
+
+class Artifact:
+    """An LTAU artifact in memory; :meth:`load` validates, :meth:`save` writes atomically."""
+
+    def __init__(self, meta: dict[str, Any], train: dict[str, np.ndarray], index: SpeciesIndex, path: Path | None = None):
+        self.meta = meta
+        self.train = train
+        self.index = index
+        self.path = path
+        self._errors = ErrorDistribution(
+            levels=train["quantile_levels"].astype(np.float64),
+            quantiles=train["err_quantiles"],
+            mean=train["err_mean"],
+        )
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        stats: TrainingStatistics,
+        descriptors: np.ndarray,
+        *,
+        model_path: str | None = None,
+        model_fingerprint: str | None = None,
+        k: int = DEFAULT_K,
+        index_type: str = "auto",
+        index_params: dict[str, Any] | None = None,
+        window: dict[str, Any] | None = None,
+        error_logs: list[str] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Artifact:
+        """Build from training statistics and the training atoms' descriptors (same order)."""
+        atoms: AtomTable = stats.atoms
+        descriptors = np.asarray(descriptors)
+        if descriptors.ndim != 2 or len(descriptors) != len(atoms):
+            raise LtauError(
+                f"descriptors have shape {descriptors.shape}; expected ({len(atoms)}, d), one row per training atom"
+            )
+        species = sorted({int(z) for z in np.unique(atoms.species)})
+        counts = {z: int(np.sum(atoms.species == z)) for z in species}
+        smallest = min(counts, key=counts.get)
+        if not 1 <= k <= counts[smallest]:
+            raise LtauError(
+                f"k={k} must be between 1 and the number of training atoms of each species "
+                f"({symbol(smallest)} has {counts[smallest]})"
+            )
+        index = SpeciesIndex.build(descriptors, atoms.species, index_type, index_params, recall_k=k, progress=progress)
+        train = {
+            "p_mean": stats.p_mean.astype(np.float64),
+            "p_std": stats.p_std.astype(np.float64),
+            "species": atoms.species.astype(np.int16),
+            "source": atoms.source.astype(np.int32),
+            "frame": atoms.frame.astype(np.int64),
+            "atom": atoms.atom.astype(np.int32),
+            "sources": np.array(atoms.sources, dtype=str) if atoms.sources else np.zeros(0, dtype="<U1"),
+            "fref_norm": atoms.fref_norm.astype(np.float32),
+            "err_mean": stats.errors.mean.astype(np.float32),
+            "err_quantiles": stats.errors.quantiles.astype(np.float32),
+            "quantile_levels": stats.errors.levels.astype(np.float64),
+        }
+        symbols = [symbol(z) for z in species]
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "ltau_md_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "species": symbols,
+            "descriptor_dim": int(descriptors.shape[1]),
+            "n_train_atoms": len(atoms),
+            "model": {"path": model_path, "fingerprint": model_fingerprint},
+            "atol": float(stats.atol),
+            "rtol": float(stats.rtol),
+            "window": {**(window or {"start": None, "stop": None}), "n_epochs": stats.n_epochs},
+            "n_models": int(stats.n_models),
+            "k": int(k),
+            "scale": {s: 1.0 for s in symbols},
+            "distributions": {s: {"error": None, "uncertainty": None} for s in symbols},
+            "index": _index_meta(index, index_type),
+            "n_quantiles": len(train["quantile_levels"]),
+            "error_logs": list(error_logs or []),
+            "files": {},
+        }
+        return cls(meta, train, index)
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        tmp = atomic_write.temp_dir_for(path)
+        try:
+            names = [TRAIN]
+            for z, ix in self.index.indices.items():
+                names.append(index_file(symbol(z)))
+                ix.save(tmp / names[-1])
+            atomic_write.save_npz(tmp / TRAIN, **self.train)
+            self.meta["files"] = {
+                name: {"sha256": sha256_of(tmp / name), "bytes": (tmp / name).stat().st_size} for name in names
+            }
+            self.meta["index"] = _index_meta(self.index, self.meta["index"].get("requested", "auto"))
+            atomic_write.write_json(tmp / META, self.meta)
+            atomic_write.replace_dir(tmp, path)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.path = path
+        return path
+
+    def save_meta(self) -> None:
+        """Rewrite only ``meta.json`` (calibration results) of an artifact loaded from disk."""
+        if self.path is None:
+            raise LtauError("this artifact has not been saved yet; call save(path) first")
+        _validate_meta(self.meta, self.path / META)
+        atomic_write.write_json(self.path / META, self.meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, verify_checksums: bool = True) -> Artifact:
+        path = Path(path)
+        if not path.is_dir():
+            raise ArtifactError(f"{path}: no such artifact directory (expected {META}, {TRAIN}, index.*.faiss); run 'ltau-md fit'")
+        meta_path = path / META
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise ArtifactError(f"{meta_path}: missing; not an ltau-md artifact (run 'ltau-md fit')") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{meta_path}: not valid JSON ({getattr(exc, 'msg', exc)}); re-run 'ltau-md fit'") from None
+        _validate_meta(meta, meta_path)
+        files = meta["files"]
+        for name in [TRAIN] + [index_file(sp) for sp in meta["species"]]:
+            fpath = path / name
+            if not fpath.is_file():
+                raise ArtifactError(f"{fpath}: missing; re-run 'ltau-md fit'")
+            if verify_checksums:
+                rec = files.get(name)
+                if not isinstance(rec, dict) or "sha256" not in rec:
+                    raise ArtifactError(f"{meta_path}: 'files' has no checksum for {name}; re-run 'ltau-md fit'")
+                if fpath.stat().st_size != rec.get("bytes", -1) or sha256_of(fpath) != rec["sha256"]:
+                    raise ArtifactError(
+                        f"{fpath}: checksum differs from meta.json (file replaced, truncated or corrupted); "
+                        "re-run 'ltau-md fit'"
+                    )
+        train = _load_train(path / TRAIN, meta)
+        members = SpeciesIndex.members_of(train["species"])
+        indices = {}
+        for sp in meta["species"]:
+            z = int(to_numbers([sp])[0])
+            fpath = path / index_file(sp)
+            rec = meta["index"]["species"][sp]
+            ix = LatentIndex.load(fpath, rec["type"], rec.get("params"))
+            n_sp = len(members.get(z, ()))
+            if ix.ntotal != n_sp:
+                raise ArtifactError(f"{fpath}: holds {ix.ntotal} atoms, but train.npz has {n_sp} {sp} atoms")
+            if ix.dim != meta["descriptor_dim"]:
+                raise ArtifactError(f"{fpath}: descriptor dimension {ix.dim}, meta.json says {meta['descriptor_dim']}")
+            indices[z] = ix
+        return cls(meta, train, SpeciesIndex(indices, members), path)
+
+    # -- accessors --------------------------------------------------------------------------
+
+    @property
+    def species(self) -> list[str]:
+        return list(self.meta["species"])
+
+    @property
+    def atol(self) -> float:
+        return float(self.meta["atol"])
+
+    @property
+    def k(self) -> int:
+        return int(self.meta["k"])
+
+    @property
+    def n_train_atoms(self) -> int:
+        return int(self.meta["n_train_atoms"])
+
+    @property
+    def errors(self) -> ErrorDistribution:
+        return self._errors
+
+    def scale(self, species: str) -> float:
+        return float(self.meta["scale"][species])
+
+    def distribution(self, species: str, kind: str) -> FittedDistribution | None:
+        d = self.meta["distributions"].get(species, {}).get(kind)
+        return None if d is None else FittedDistribution.from_dict(d)
+
+    def set_calibration(
+        self,
+        scale: dict[str, float] | None = None,
+        distributions: dict[str, dict[str, FittedDistribution | None]] | None = None,
+        report: dict[str, Any] | None = None,
+    ) -> None:
+        for sp, s in (scale or {}).items():
+            if sp not in self.meta["scale"]:
+                raise LtauError(f"species {sp!r} is not in this artifact ({', '.join(self.species)})")
+            self.meta["scale"][sp] = float(s)
+        for sp, fits in (distributions or {}).items():
+            if sp not in self.meta["distributions"]:
+                raise LtauError(f"species {sp!r} is not in this artifact ({', '.join(self.species)})")
+            for kind, fit in fits.items():
+                self.meta["distributions"][sp][kind] = None if fit is None else fit.to_dict()
+        if report is not None:
+            self.meta["calibration"] = report
+
+    def check_model(self, path: str | None, fingerprint: str | None) -> None:
+        """One-line error when the artifact was fitted for a different model."""
+        mine = self.meta["model"].get("fingerprint")
+        if mine and fingerprint and mine != fingerprint:
+            raise ArtifactError(
+                f"{self.path or 'artifact'}: fitted for model {self.meta['model'].get('path')} "
+                f"(fingerprint {mine[:12]}), not {path} ({fingerprint[:12]}); re-run 'ltau-md fit' for this model"
+            )
+
+    def species_numbers(self, species: np.ndarray | list, where: str = "species") -> np.ndarray:
+        numbers = to_numbers(species, where)
+        known = {int(to_numbers([s])[0]) for s in self.species}
+        unknown = set(np.unique(numbers).tolist()) - known
+        if unknown:
+            names = ", ".join(symbol(z) for z in sorted(unknown))
+            raise ArtifactError(
+                f"{where}: {names} not in the artifact's training species ({', '.join(self.species)}); "
+                "this model has never seen it"
+            )
+        return numbers
+
+    def scales_for(self, numbers: np.ndarray) -> np.ndarray:
+        lut = {int(to_numbers([s])[0]): float(v) for s, v in self.meta["scale"].items()}
+        out = np.empty(len(numbers), dtype=np.float64)
+        for z in np.unique(numbers):
+            out[numbers == z] = lut[int(z)]
+        return out
+
+    # -- the LTAU query (seed 002, Algorithm 2) ---------------------------------------------
+
+    def query(
+        self,
+        descriptors: np.ndarray,
+        species: np.ndarray | list,
+        k: int | None = None,
+        scale: float | None = None,
+    ) -> AtomUncertainty:
+        """k nearest training atoms in latent space → p, predicted error (eV/Å), distances.
+
+        ``scale`` overrides the artifact's calibrated s for every atom (None: s of each atom's
+        species).
+        """
+        k = self.k if k is None else int(k)
+        numbers = self.species_numbers(species)
+        desc = np.asarray(descriptors)
+        if desc.ndim != 2 or len(desc) != len(numbers):
+            raise LtauError(f"descriptors have shape {desc.shape}; expected ({len(numbers)}, {self.meta['descriptor_dim']})")
+        dist, ids = self.index.search(desc, numbers, k)
+        s = np.full(len(numbers), float(scale)) if scale is not None else self.scales_for(numbers)
+        return AtomUncertainty(
+            p=self.train["p_mean"][ids].mean(axis=1),
+            p_std=self.train["p_std"][ids].mean(axis=1),
+            error=self._errors.mixture_mean(ids, s),
+            distance=dist,
+            neighbors=ids,
+            scale=s,
+        )
+
+    def uncertainty_cutoffs(self, n: int) -> dict[str, float]:
+        """Per species, the predicted-error value whose fitted CDF is 1 − 1/n (calibrate first)."""
+        out = {}
+        for sp in self.species:
+            fit = self.distribution(sp, "uncertainty")
+            if fit is None:
+                raise ArtifactError(
+                    f"{self.path or 'artifact'}: no fitted uncertainty distribution for {sp}; run 'ltau-md calibrate'"
+                )
+            out[sp] = fit.cutoff(n)
+        return out
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def _index_meta(index: SpeciesIndex, requested: str) -> dict[str, Any]:
+    return {
+        "by": "species",
+        "requested": requested,
+        "species": {
+            symbol(z): {"type": ix.kind, "params": ix.params, "n_atoms": ix.ntotal} for z, ix in index.indices.items()
+        },
+    }
+
+
+def _fail(where: Path, what: str) -> ArtifactError:
+    return ArtifactError(f"{where}: {what}; re-run 'ltau-md fit'")
+
+
+def _validate_meta(meta: Any, where: Path) -> None:
+    if not isinstance(meta, dict):
+        raise _fail(where, "top level must be a JSON object")
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"{where}: 'format' is {meta.get('format')!r}, not {FORMAT!r}; not an ltau-md artifact")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{where}: format_version {meta.get('format_version')!r} not supported (this ltau-md reads "
+            f"{FORMAT_VERSION}); re-run 'ltau-md fit' with this version"
+        )
+    need = {
+        "species": list,
+        "descriptor_dim": int,
+        "n_train_atoms": int,
+        "model": dict,
+        "atol": (int, float),
+        "rtol": (int, float),
+        "window": dict,
+        "n_models": int,
+        "k": int,
+        "scale": dict,
+        "distributions": dict,
+        "index": dict,
+        "files": dict,
+    }
+    for key, typ in need.items():
+        if key not in meta:
+            raise _fail(where, f"key {key!r} is missing")
+        if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
+            raise _fail(where, f"key {key!r} has the wrong type ({type(meta[key]).__name__})")
+    try:
+        to_numbers(meta["species"], f"{where}: 'species'")
+    except LtauError as exc:
+        raise ArtifactError(str(exc)) from None
+    if not meta["species"]:
+        raise _fail(where, "'species' is empty")
+    for key in ("descriptor_dim", "n_train_atoms", "n_models", "k"):
+        if meta[key] < 1:
+            raise _fail(where, f"'{key}' must be ≥ 1, got {meta[key]}")
+    if meta["k"] > meta["n_train_atoms"]:
+        raise _fail(where, f"'k'={meta['k']} exceeds n_train_atoms={meta['n_train_atoms']}")
+    if not (math.isfinite(meta["atol"]) and meta["atol"] > 0):
+        raise _fail(where, f"'atol' must be a positive number, got {meta['atol']}")
+    if not (math.isfinite(meta["rtol"]) and meta["rtol"] >= 0):
+        raise _fail(where, f"'rtol' must be ≥ 0, got {meta['rtol']}")
+    for key in ("path", "fingerprint"):
+        if key not in meta["model"]:
+            raise _fail(where, f"'model' lacks {key!r}")
+    species = set(meta["species"])
+    if set(meta["scale"]) != species:
+        raise _fail(where, f"'scale' species {sorted(meta['scale'])} differ from 'species' {sorted(species)}")
+    for sp, s in meta["scale"].items():
+        if not isinstance(s, (int, float)) or isinstance(s, bool) or not (math.isfinite(s) and s > 0):
+            raise _fail(where, f"'scale' for {sp} must be a positive number, got {s!r}")
+    if set(meta["distributions"]) != species:
+        raise _fail(where, f"'distributions' species {sorted(meta['distributions'])} differ from 'species'")
+    for sp, fits in meta["distributions"].items():
+        if not isinstance(fits, dict) or set(fits) - {"error", "uncertainty"}:
+            raise _fail(where, f"'distributions' for {sp} must map 'error'/'uncertainty' to a fit or null")
+        for kind, fit in fits.items():
+            if fit is not None:
+                try:
+                    FittedDistribution.from_dict(fit)
+                except LtauError as exc:
+                    raise ArtifactError(f"{where}: distributions.{sp}.{kind}: {exc}") from None
+    per_species = meta["index"].get("species")
+    if not isinstance(per_species, dict) or set(per_species) != species:
+        raise _fail(where, "'index' must describe one index per species in 'species'")
+    for sp, rec in per_species.items():
+        if not isinstance(rec, dict) or rec.get("type") not in INDEX_TYPES:
+            raise _fail(where, f"index type for {sp} must be one of {INDEX_TYPES}")
+
+
+def _load_train(path: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = set(z.files)
+            missing = [k for k in TRAIN_ARRAYS if k not in names]
+            if missing:
+                raise _fail(path, f"array {missing[0]!r} is missing")
+            train = {k: z[k] for k in TRAIN_ARRAYS}
+    except ArtifactError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise _fail(path, "holds object arrays that would need pickle to load; refusing") from None
+        raise _fail(path, f"unreadable ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise _fail(path, f"unreadable ({exc}); the file is corrupted") from None
+    n = meta["n_train_atoms"]
+    for name, (kinds, ndim) in TRAIN_ARRAYS.items():
+        arr = train[name]
+        if arr.dtype.kind not in kinds or arr.ndim != ndim:
+            raise _fail(path, f"array {name!r} has dtype {arr.dtype} and {arr.ndim} dims, expected kind {kinds!r}, {ndim} dims")
+    for name in PER_ATOM:
+        if len(train[name]) != n:
+            raise _fail(path, f"array {name!r} has {len(train[name])} rows, expected {n} (n_train_atoms in meta.json)")
+    levels = train["quantile_levels"]
+    if train["err_quantiles"].shape[1] != len(levels) or len(levels) < 2 or levels[0] != 0 or levels[-1] != 1:
+        raise _fail(path, "err_quantiles / quantile_levels are inconsistent")
+    p = train["p_mean"]
+    if not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise _fail(path, "p_mean has values outside [0, 1]")
+    if not np.all(np.isfinite(train["err_mean"])):
+        raise _fail(path, "err_mean has NaN or inf")
+    known = set(to_numbers(meta["species"]).tolist())
+    present = set(np.unique(train["species"]).tolist())
+    if not present <= known:
+        raise _fail(path, f"species {sorted(present - known)} are not listed in meta.json")
+    return train

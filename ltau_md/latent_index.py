@@ -1,0 +1,328 @@
+"""Nearest training atoms in latent space: FAISS exact, HNSW and IVF-PQ indices.
+
+Which one (seed 002 App. A.2; chosen by size unless the caller says):
+
+* ``flat``  — ``IndexFlatL2``, exact, no parameters; below 50 000 training atoms.
+* ``hnsw``  — ``IndexHNSWFlat`` with the paper's M=32, efConstruction=40, efSearch=16, up to 10^6.
+  Those defaults are plenty on one smooth low-dimensional manifold but not always: on data that
+  fills all d dimensions efSearch=16 finds ~65 % of the true neighbours, and on well separated
+  clusters the graph can reach one cluster badly whatever efSearch is. So 1000 atoms are held
+  out, the index is built on the rest, recall@k of the held-out atoms is measured against the
+  exact answer, efSearch is raised (16, 24, 32, ... 256) until it reaches ``target_recall``
+  (0.95), and if that is not enough the graph is rebuilt with efConstruction doubled (up to 160);
+  then the held-out atoms are added. The measured recall and final parameters are recorded.
+* ``ivfpq`` — ``IndexIVFPQ`` (nlist ≈ 4√N cells, d/2 sub-quantisers of 8 bits: 16 bytes per atom
+  at d = 32 instead of 128), from 10^6 atoms on, where a flat or HNSW index would not fit in memory
+  comfortably next to a simulation.
+
+Distances returned are Euclidean (FAISS gives squared L2; we take the square root).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faiss
+import numpy as np
+
+from ltau_md import atomic_write
+from ltau_md.errors import ArtifactError, LtauError
+
+INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+FLAT_MAX_ATOMS = 50_000
+HNSW_MAX_ATOMS = 1_000_000
+HNSW_DEFAULTS = {"M": 32, "ef_construction": 40, "ef_search": 16}
+EF_SEARCH_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+EF_CONSTRUCTION_MAX = 160
+DEFAULT_TARGET_RECALL = 0.95
+ADD_CHUNK = 50_000
+
+ProgressFn = Callable[[int, int], None]
+
+
+def choose_index_type(n_atoms: int) -> str:
+    if n_atoms < FLAT_MAX_ATOMS:
+        return "flat"
+    if n_atoms < HNSW_MAX_ATOMS:
+        return "hnsw"
+    return "ivfpq"
+
+
+def _as_f32(x: np.ndarray, d: int | None = None, what: str = "descriptors") -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise LtauError(f"{what} must be a 2-D array (atoms × features), got shape {x.shape}")
+    if d is not None and x.shape[1] != d:
+        raise LtauError(f"{what} have {x.shape[1]} features but the index was built with {d}")
+    if not np.all(np.isfinite(x)):
+        raise LtauError(f"{what} contain NaN or inf; the model produced non-finite latent features")
+    return x
+
+
+def _ivfpq_defaults(n: int, d: int) -> dict[str, int]:
+    nlist = int(np.clip(4 * np.sqrt(n), 16, 65536))
+    m = max(1, d // 2)
+    while d % m:
+        m -= 1
+    return {"nlist": nlist, "m": m, "nbits": 8, "nprobe": 32}
+
+
+def exact_neighbors(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force k nearest neighbours (squared L2 via FAISS's exact index)."""
+    index = faiss.IndexFlatL2(base.shape[1])
+    index.add(_as_f32(base))
+    return index.search(_as_f32(queries), k)
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of the true k neighbours that an approximate search returned."""
+    k = truth.shape[1]
+    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, truth))
+    return hits / (k * len(truth))
+
+
+@dataclass
+class LatentIndex:
+    """A FAISS index over training-atom descriptors; row i of the index is training atom i."""
+
+    index: faiss.Index
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    _inner: Any = field(default=None, repr=False)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    # -- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        descriptors: np.ndarray,
+        kind: str = "auto",
+        params: dict[str, Any] | None = None,
+        target_recall: float | None = DEFAULT_TARGET_RECALL,
+        recall_k: int = 10,
+        progress: ProgressFn | None = None,
+        seed: int = 0,
+    ) -> LatentIndex:
+        x = _as_f32(descriptors)
+        n, d = x.shape
+        if n == 0:
+            raise LtauError("cannot build a latent index from zero training atoms")
+        if kind == "auto":
+            kind = choose_index_type(n)
+        if kind not in INDEX_TYPES:
+            raise LtauError(f"index type {kind!r} is not one of auto, {', '.join(INDEX_TYPES)}")
+        params = dict(params or {})
+        while True:
+            built = cls._empty(x, kind, params, seed)
+            if kind == "flat" or n < 20 * (recall_k + 1):
+                built._add(x, np.arange(n), progress, n)
+                return built
+            # Hold out probe atoms, measure recall@k on them as fresh queries (and tune), then add
+            # them too; ids keep each atom's training position whatever the insertion order.
+            rng = np.random.default_rng(seed + 1)
+            probe = np.sort(rng.choice(n, size=min(1000, n // 10), replace=False))
+            rest = np.setdiff1d(np.arange(n), probe)
+            built._add(x[rest], rest, progress, n)
+            reached = built._tune(x[rest], rest, x[probe], recall_k, target_recall if kind == "hnsw" else None)
+            efc = built.params.get("ef_construction", EF_CONSTRUCTION_MAX)
+            if reached or 2 * efc > EF_CONSTRUCTION_MAX:
+                built._add(x[probe], probe, progress, n, offset=len(rest))
+                return built
+            params = {**built.params, "ef_construction": 2 * efc, "ef_search": HNSW_DEFAULTS["ef_search"]}
+            params = {k: v for k, v in params.items() if k in HNSW_DEFAULTS}
+
+    @classmethod
+    def _empty(cls, x: np.ndarray, kind: str, params: dict[str, Any], seed: int) -> LatentIndex:
+        n, d = x.shape
+        if kind == "flat":
+            if params:
+                raise LtauError(f"index type 'flat' takes no parameters, got {sorted(params)}")
+            return cls(index=faiss.IndexFlatL2(d), kind=kind, params={})
+        if kind == "hnsw":
+            p = {**HNSW_DEFAULTS, **params}
+            unknown = set(p) - set(HNSW_DEFAULTS)
+            if unknown:
+                raise LtauError(f"unknown hnsw parameter(s) {sorted(unknown)}; known: {sorted(HNSW_DEFAULTS)}")
+            inner = faiss.IndexHNSWFlat(d, int(p["M"]))
+            inner.hnsw.efConstruction = int(p["ef_construction"])
+            inner.hnsw.efSearch = int(p["ef_search"])
+            # IndexIDMap lets atoms go in out of order (held-out probes last) yet keep their ids.
+            return cls(index=faiss.IndexIDMap(inner), kind=kind, params=p, _inner=inner)
+        p = {**_ivfpq_defaults(n, d), **params}
+        unknown = set(p) - {"nlist", "m", "nbits", "nprobe"}
+        if unknown:
+            raise LtauError(f"unknown ivfpq parameter(s) {sorted(unknown)}; known: nlist, m, nbits, nprobe")
+        if d % int(p["m"]):
+            raise LtauError(f"ivfpq parameter m={p['m']} must divide the descriptor dimension {d}")
+        p["nlist"] = int(min(p["nlist"], max(1, n // 39)))  # k-means wants ≥ 39 points per cell
+        quantizer = faiss.IndexFlatL2(d)
+        index = faiss.IndexIVFPQ(quantizer, d, int(p["nlist"]), int(p["m"]), int(p["nbits"]))
+        rng = np.random.default_rng(seed)
+        n_train = min(n, max(64 * int(p["nlist"]), 2 ** int(p["nbits"]) * 39))
+        sample = x[np.sort(rng.choice(n, size=n_train, replace=False))] if n_train < n else x
+        index.train(sample)
+        index.nprobe = int(p["nprobe"])
+        return cls(index=index, kind=kind, params=p, _inner=quantizer)
+
+    def _add(self, x: np.ndarray, ids: np.ndarray, progress: ProgressFn | None, total: int, offset: int = 0) -> None:
+        with_ids = isinstance(self.index, (faiss.IndexIDMap, faiss.IndexIVF))
+        for start in range(0, len(x), ADD_CHUNK):
+            chunk = slice(start, start + ADD_CHUNK)
+            if with_ids:
+                self.index.add_with_ids(x[chunk], ids[chunk].astype(np.int64))
+            else:
+                self.index.add(x[chunk])
+            if progress is not None:
+                progress(offset + min(len(x), start + ADD_CHUNK), total)
+
+    def _tune(self, base: np.ndarray, base_ids: np.ndarray, queries: np.ndarray, k: int, target: float | None) -> bool:
+        """Record recall@k of held-out queries against the exact answer; for HNSW step efSearch
+        up (16, 24, 32, ...) until it reaches ``target``."""
+        _, truth = exact_neighbors(base, queries, k)
+        truth = base_ids[truth]
+        steps = [s for s in EF_SEARCH_STEPS if s >= self.params["ef_search"]] if self.kind == "hnsw" else [None]
+        for ef in steps:
+            if ef is not None:
+                self.set_search_params(ef_search=ef)
+            _, found = self.index.search(queries, k)
+            recall = recall_at_k(found, truth)
+            if target is None or recall >= target:
+                break
+        self.params["recall_at_k"] = round(float(recall), 4)
+        self.params["recall_k"] = int(k)
+        return target is None or recall >= target
+
+    def _hnsw(self) -> faiss.IndexHNSWFlat:
+        inner = self.index.index if isinstance(self.index, faiss.IndexIDMap) else self.index
+        return faiss.downcast_index(inner)
+
+    def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        if ef_search is not None:
+            if self.kind != "hnsw":
+                raise LtauError(f"ef_search applies to hnsw indices; this one is {self.kind}")
+            self._hnsw().hnsw.efSearch = int(ef_search)
+            self.params["ef_search"] = int(ef_search)
+        if nprobe is not None:
+            if self.kind != "ivfpq":
+                raise LtauError(f"nprobe applies to ivfpq indices; this one is {self.kind}")
+            faiss.downcast_index(self.index).nprobe = int(nprobe)
+            self.params["nprobe"] = int(nprobe)
+
+    # -- querying ---------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances (n, k) Euclidean, ids (n, k) int64)`` of the k nearest training atoms."""
+        q = _as_f32(queries, self.dim, "query descriptors")
+        if not 1 <= k <= self.ntotal:
+            raise LtauError(f"k={k} must be between 1 and the number of training atoms ({self.ntotal})")
+        d2, ids = self.index.search(q, k)
+        if np.any(ids < 0):
+            # IVF can come back short when the probed cells hold fewer than k atoms.
+            raise LtauError(
+                f"the {self.kind} index found fewer than k={k} neighbours; raise nprobe or use an hnsw index"
+            )
+        return np.sqrt(np.maximum(d2, 0.0)), ids
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write.write_bytes(path, faiss.serialize_index(self.index).tobytes())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, kind: str, params: dict[str, Any] | None = None) -> LatentIndex:
+        try:
+            raw = np.fromfile(path, dtype=np.uint8)
+        except FileNotFoundError:
+            raise ArtifactError(f"{path}: missing; re-run 'ltau-md fit'") from None
+        try:
+            index = faiss.deserialize_index(raw)  # already the concrete class, and owns its data
+        except RuntimeError:
+            raise ArtifactError(f"{path}: not a readable FAISS index (corrupted or truncated); re-run 'ltau-md fit'") from None
+        expected = {"flat": faiss.IndexFlatL2, "hnsw": faiss.IndexHNSWFlat, "ivfpq": faiss.IndexIVFPQ}.get(kind)
+        if expected is None:
+            raise ArtifactError(f"{path}: meta.json names index type {kind!r}; expected one of {INDEX_TYPES}")
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+        if not isinstance(inner, expected):
+            raise ArtifactError(f"{path}: holds a {type(inner).__name__}, but meta.json says {kind!r}")
+        out = cls(index=index, kind=kind, params=dict(params or {}))
+        if kind == "hnsw" and "ef_search" in out.params:
+            out._hnsw().hnsw.efSearch = int(out.params["ef_search"])
+        if kind == "ivfpq" and "nprobe" in out.params:
+            index.nprobe = int(out.params["nprobe"])
+        return out
+
+
+class SpeciesIndex:
+    """One :class:`LatentIndex` per chemical species: a Li atom's neighbours are Li training atoms.
+
+    Latent features separate strongly by species, so a single index mostly does this anyway; one
+    per species makes it exact (an out-of-domain Mg atom never borrows Li p-values), keeps each
+    graph on one cluster (HNSW's weak spot, see above) and searches smaller sets. Ids returned
+    are training-atom positions in the artifact (``members[z]`` maps local → global).
+    """
+
+    def __init__(self, indices: dict[int, LatentIndex], members: dict[int, np.ndarray]) -> None:
+        self.indices = indices
+        self.members = members
+
+    @property
+    def dim(self) -> int:
+        return next(iter(self.indices.values())).dim
+
+    @property
+    def ntotal(self) -> int:
+        return sum(ix.ntotal for ix in self.indices.values())
+
+    @staticmethod
+    def members_of(species: np.ndarray) -> dict[int, np.ndarray]:
+        return {int(z): np.flatnonzero(species == z) for z in np.unique(species)}
+
+    @classmethod
+    def build(
+        cls,
+        descriptors: np.ndarray,
+        species: np.ndarray,
+        kind: str = "auto",
+        params: dict[str, Any] | None = None,
+        target_recall: float | None = DEFAULT_TARGET_RECALL,
+        recall_k: int = 10,
+        progress: ProgressFn | None = None,
+    ) -> SpeciesIndex:
+        members = cls.members_of(np.asarray(species))
+        total, done = len(descriptors), 0
+        indices = {}
+        for z, rows in members.items():
+            def sub_progress(i: int, _n: int, base: int = done) -> None:
+                if progress is not None:
+                    progress(base + i, total)
+
+            indices[z] = LatentIndex.build(descriptors[rows], kind, params, target_recall, recall_k, sub_progress)
+            done += len(rows)
+        return cls(indices, members)
+
+    def search(self, queries: np.ndarray, species: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per query atom, its k nearest training atoms of the same species (global ids)."""
+        species = np.asarray(species)
+        dist = np.empty((len(queries), k), dtype=np.float32)
+        ids = np.empty((len(queries), k), dtype=np.int64)
+        for z in np.unique(species):
+            if int(z) not in self.indices:
+                raise LtauError(f"no training atoms of atomic number {int(z)} in the index")
+            rows = np.flatnonzero(species == z)
+            ix = self.indices[int(z)]
+            if k > ix.ntotal:
+                raise LtauError(f"k={k} exceeds the {ix.ntotal} training atoms of atomic number {int(z)}")
+            d, i = ix.search(queries[rows], k)
+            dist[rows], ids[rows] = d, self.members[int(z)][i]
+        return dist, ids

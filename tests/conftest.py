@@ -1,0 +1,53 @@
+"""Shared synthetic data with known truth for the science-core tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ltau_md.error_log import AtomTable, ErrorLog, ErrorLogWriter
+from ltau_md.synthetic import descriptor_like  # noqa: F401  (re-exported for tests)
+
+
+def atom_table(n_frames: int = 4, n_atoms: int = 5, sources=("a.xyz", "b.xyz"), seed: int = 0) -> AtomTable:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for s in sources:
+        for f in range(n_frames):
+            numbers = rng.choice([3, 12], size=n_atoms)
+            frames.append((s, f, numbers, rng.normal(size=(n_atoms, 3))))
+    return AtomTable.from_frames(frames)
+
+
+def write_log(path, errors: np.ndarray, atoms: AtomTable, epochs=None, dtype="float32") -> ErrorLog:
+    w = ErrorLogWriter(path, atoms, dtype=dtype)
+    for e, row in zip(epochs if epochs is not None else range(len(errors)), errors):
+        w.write_epoch(e, row)
+    return ErrorLog(path)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def synthetic_training(tmp_path, n_frames: int = 30, n_atoms: int = 10, n_epochs: int = 25, n_models: int = 2, seed: int = 0):
+    """Error logs of M fake models over one training set, plus descriptors that cluster by
+    species; returns ``(stats, descriptors, errors_per_model)``."""
+    from ltau_md.pvalues import training_statistics
+
+    rng = np.random.default_rng(seed)
+    atoms = atom_table(n_frames=n_frames, n_atoms=n_atoms, sources=("train_a.xyz", "train_b.xyz"), seed=seed)
+    n = len(atoms)
+    hardness = rng.gamma(2.0, 0.04, size=n)  # each atom's typical error
+    decay = np.exp(-np.arange(n_epochs) / 8.0)[:, None]
+    errs = [
+        (hardness[None, :] * (1 + 3 * decay) * rng.gamma(4.0, 0.25, size=(n_epochs, n))).astype(np.float32)
+        for _ in range(n_models)
+    ]
+    logs = [write_log(tmp_path / f"log{m}", e, atoms) for m, e in enumerate(errs)]
+    stats = training_statistics(logs)
+    base = descriptor_like(n, d=16, seed=seed, n_species=1)
+    offsets = {3: 0.0, 12: 4.0}
+    desc = base + np.array([offsets[int(z)] for z in atoms.species], dtype=np.float32)[:, None]
+    return stats, desc.astype(np.float32), errs

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+
+from conftest import descriptor_like
+from ltau_md.errors import ArtifactError, LtauError
+from ltau_md.latent_index import LatentIndex, choose_index_type, exact_neighbors, recall_at_k
+
+
+def brute_force_knn(base, queries, k):
+    d2 = ((queries[:, None, :].astype(np.float64) - base[None, :, :]) ** 2).sum(-1)
+    ids = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return np.sqrt(np.take_along_axis(d2, ids, 1)), ids
+
+
+def test_exact_index_equals_brute_force(rng):
+    base = rng.standard_normal((3000, 32)).astype(np.float32)
+    queries = rng.standard_normal((200, 32)).astype(np.float32)
+    index = LatentIndex.build(base, "flat")
+    dist, ids = index.search(queries, 10)
+    bdist, bids = brute_force_knn(base, queries, 10)
+    np.testing.assert_array_equal(ids, bids)
+    np.testing.assert_allclose(dist, bdist, rtol=1e-4, atol=1e-4)
+
+
+def test_index_type_is_chosen_by_size_with_explicit_override():
+    assert choose_index_type(10_000) == "flat"
+    assert choose_index_type(100_000) == "hnsw"
+    assert choose_index_type(2_000_000) == "ivfpq"
+    x = descriptor_like(2000)
+    assert LatentIndex.build(x).kind == "flat"
+    assert LatentIndex.build(x, "hnsw").kind == "hnsw"
+    with pytest.raises(LtauError, match="not one of"):
+        LatentIndex.build(x, "annoy")
+    with pytest.raises(LtauError, match="unknown hnsw parameter"):
+        LatentIndex.build(x, "hnsw", {"efsearch": 3})
+
+
+@pytest.mark.slow
+def test_hnsw_recall_at_10_is_at_least_095_at_1e5_descriptor_like_points():
+    data = descriptor_like(101_000, seed=0)
+    base, queries = data[:100_000], data[100_000:]  # fresh points from the same manifold
+    index = LatentIndex.build(base, "hnsw")
+    # paper defaults (M=32, efConstruction=40, efSearch=16) are the starting point; the build may raise them
+    assert index.params["M"] == 32 and index.params["ef_construction"] >= 40 and index.params["ef_search"] >= 16
+    _, truth = exact_neighbors(base, queries, 10)
+    _, found = index.search(queries, 10)
+    assert recall_at_k(found, truth) >= 0.95
+
+
+@pytest.mark.slow
+def test_hnsw_raises_ef_search_until_recall_target_on_isotropic_data(rng):
+    base = rng.standard_normal((100_000, 32)).astype(np.float32)
+    queries = rng.standard_normal((1000, 32)).astype(np.float32)
+    index = LatentIndex.build(base, "hnsw")
+    assert index.params["ef_search"] > 16  # the paper default is not enough here
+    assert index.params["recall_at_k"] >= 0.95
+    _, truth = exact_neighbors(base, queries, 10)
+    _, found = index.search(queries, 10)
+    assert recall_at_k(found, truth) >= 0.95
+
+
+def test_compressed_index_is_smaller_and_finds_near_neighbours(tmp_path):
+    base = descriptor_like(60_000, seed=2)
+    queries = descriptor_like(60_500, seed=2)[60_000:]
+    ivf = LatentIndex.build(base, "ivfpq")
+    flat = LatentIndex.build(base, "flat")
+    ivf.save(tmp_path / "ivf.faiss")
+    flat.save(tmp_path / "flat.faiss")
+    assert (tmp_path / "ivf.faiss").stat().st_size < 0.3 * (tmp_path / "flat.faiss").stat().st_size
+    _, truth = flat.search(queries, 10)
+    _, found = ivf.search(queries, 10)
+    assert recall_at_k(found, truth) >= 0.5
+    assert 0 < ivf.params["recall_at_k"] <= 1
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_saved_index_loads_and_answers_identically(tmp_path, kind):
+    base = descriptor_like(5000, seed=4)
+    queries = descriptor_like(5100, seed=4)[5000:]
+    index = LatentIndex.build(base, kind)
+    index.save(tmp_path / "i.faiss")
+    again = LatentIndex.load(tmp_path / "i.faiss", kind, index.params)
+    for a, b in zip(index.search(queries, 5), again.search(queries, 5)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loading_an_index_of_another_type_is_refused(tmp_path):
+    LatentIndex.build(descriptor_like(500), "flat").save(tmp_path / "i.faiss")
+    with pytest.raises(ArtifactError, match="IndexFlatL2"):
+        LatentIndex.load(tmp_path / "i.faiss", "hnsw")
+
+
+def test_bad_queries_are_refused():
+    index = LatentIndex.build(descriptor_like(100), "flat")
+    with pytest.raises(LtauError, match="between 1 and"):
+        index.search(descriptor_like(3), 101)
+    with pytest.raises(LtauError, match="features"):
+        index.search(np.zeros((2, 5)), 1)
+    with pytest.raises(LtauError, match="NaN"):
+        index.search(np.full((2, 32), np.nan), 1)
+
+
+def test_paper_defaults_are_kept_when_they_reach_the_recall_target():
+    index = LatentIndex.build(descriptor_like(20_000, n_species=1, seed=3), "hnsw")
+    assert {k: index.params[k] for k in ("M", "ef_construction", "ef_search")} == {"M": 32, "ef_construction": 40, "ef_search": 16}
+    assert index.params["recall_at_k"] >= 0.95
