@@ -31,12 +31,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_with(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], None]) -> None:
-    """Call ``writer(fh)`` on a temporary file next to ``path``, then rename it to ``path``."""
+def write_with(path: str | os.PathLike, writer: Callable[[Any], None], text: bool = False) -> None:
+    """Call ``writer(fh)`` on a temporary file next to ``path`` (binary, or text with
+    ``text=True``), then rename it to ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as fh:
             writer(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -255,11 +255,13 @@ class ErrorLogWriter:
             raise RuntimeError("ErrorLogWriter.add() before begin_epoch()")
         self._row[np.asarray(atom_ids)] = np.asarray(errors, dtype=np.float32)
 
-    def end_epoch(self) -> None:
+    def end_epoch(self) -> int:
+        """Commit the epoch's row; returns how many atoms got no value (NaN) in it."""
         if self._row is None or self._epoch is None:
             raise RuntimeError("ErrorLogWriter.end_epoch() before begin_epoch()")
         self._commit(self._epoch, self._row)
         self._epoch = None
+        return int(np.isnan(self._row).sum())
 
     def write_epoch(self, epoch: int, errors: np.ndarray) -> None:
         errors = np.asarray(errors)

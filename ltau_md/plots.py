@@ -85,3 +85,16 @@ def plot_f1_map(
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+def plot_parity(predicted: np.ndarray, true: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
+    """Predicted against true per-atom force error (log-log), with the x = y line."""
+    predicted, true = np.asarray(predicted).ravel(), np.asarray(true).ravel()
+    fig, ax = plt.subplots(figsize=(4.4, 4.2))
+    lo = max(1e-4, float(min(predicted.min(), true[true > 0].min() if np.any(true > 0) else 1e-3)))
+    hi = float(max(predicted.max(), true.max())) * 1.2
+    ax.loglog(predicted, np.maximum(true, lo), ".", ms=2, alpha=0.4)
+    ax.plot([lo, hi], [lo, hi], "r--", lw=1)
+    ax.set(xlabel="predicted error (eV/Å)", ylabel="true |ΔF| (eV/Å)", xlim=(lo, hi), ylim=(lo, hi))
+    ax.set_title(title)
+    _save(fig, path)

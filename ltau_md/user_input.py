@@ -27,3 +27,36 @@ def load_array(path: str, what: str) -> np.ndarray:
     except (OSError, EOFError) as exc:
         raise LtauError(f"{path}: not a .npy array file ({exc})") from None
     return arr
+
+
+def read_frames(path: str | Path, need_forces: bool = True, what: str = "frames") -> list:
+    """All frames of an ASE-readable file (extxyz, ...), each checked for what LTAU needs.
+
+    Reference forces/energy, when present, stay on the frame's SinglePointCalculator."""
+    from ase.io import read
+
+    p = Path(path)
+    if not p.is_file():
+        raise LtauError(f"{path}: no such file ({what})")
+    try:
+        frames = read(str(p), index=":")
+    except Exception as exc:  # ASE raises many types for malformed files
+        raise LtauError(f"{path}: cannot read it as frames ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+    if not frames:
+        raise LtauError(f"{path}: holds no frames")
+    for i, atoms in enumerate(frames):
+        if len(atoms) == 0:
+            raise LtauError(f"{path}: frame {i} has no atoms")
+        if need_forces and reference_forces(atoms) is None:
+            raise LtauError(f"{path}: frame {i} has no reference forces (write them with the frame, e.g. extxyz 'forces')")
+    return frames
+
+
+def reference_forces(atoms) -> np.ndarray | None:
+    """The frame's stored (reference) forces, or None."""
+    calc = atoms.calc
+    if calc is not None and "forces" in getattr(calc, "results", {}):
+        return np.asarray(calc.results["forces"], dtype=np.float64)
+    if "forces" in atoms.arrays:
+        return np.asarray(atoms.arrays["forces"], dtype=np.float64)
+    return None

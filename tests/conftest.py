@@ -51,3 +51,48 @@ def synthetic_training(tmp_path, n_frames: int = 30, n_atoms: int = 10, n_epochs
     offsets = {3: 0.0, 12: 4.0}
     desc = base + np.array([offsets[int(z)] for z in atoms.species], dtype=np.float32)[:, None]
     return stats, desc.astype(np.float32), errs
+
+
+# -- NequIP / reference-data fixtures (session scoped: trained once per test run) -----------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+LTAU_MD = Path(sys.executable).parent / "ltau-md"
+TINY_MODEL = ["--r-max", "4.0", "--num-layers", "2", "--num-features", "8", "--l-max", "1"]
+
+
+def ltau_md(*args, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(LTAU_MD), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"ltau-md {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def li_data(tmp_path_factory) -> dict[str, Path]:
+    """Small Li MEAM datasets: two training files and a validation file (54 atoms per frame)."""
+    d = tmp_path_factory.mktemp("li_data")
+    out = {}
+    for name, seed, frames in (("train_a", 1, 6), ("train_b", 2, 6), ("val", 3, 4)):
+        out[name] = d / f"{name}.xyz"
+        ltau_md("make-data", "--system", "Li", "--atoms", 54, "--frames", frames, "--equilibrate", 200,
+                "--every", 20, "--seed", seed, "-o", out[name])
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, li_data) -> Path:
+    """A 2-model tiny ensemble trained for 3 epochs on the two Li training files."""
+    out = tmp_path_factory.mktemp("trained") / "model"
+    ltau_md("train", "--data", li_data["train_a"], li_data["train_b"], "--val", li_data["val"], "--epochs", 3,
+            "--ensemble", 2, "--batch-size", 2, *TINY_MODEL, "-o", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory, trained) -> Path:
+    art = tmp_path_factory.mktemp("fitted") / "li.ltau"
+    ltau_md("fit", "--model", trained, "--k", 3, "-o", art)
+    return art

@@ -1,0 +1,59 @@
+"""``ltau-md fit``: build the LTAU artifact from a model, its error logs and training frames."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fit",
+        help="build NAME.ltau from a model, its error logs and the training frames",
+        description="p-values from the error logs (atol default: final training error), descriptors "
+        "of every training atom from one forward pass, a FAISS index per species.",
+    )
+    p.add_argument("--model", required=True, help="ltau-md train DIR, nequip .ckpt or .nequip.zip")
+    p.add_argument("--data", nargs="+", metavar="TRAIN.xyz", help="training files (default: the paths the logs name)")
+    p.add_argument("--logs", nargs="+", metavar="DIR", help="error-log directories (default: every member of a train DIR)")
+    p.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
+    p.add_argument("--atol", type=float, help="error tolerance, eV/Å (default: final training force error)")
+    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance × |F_ref| (default 0)")
+    p.add_argument("--window", metavar="START:STOP", help="epochs to use, slice over logged epochs (e.g. '-50:')")
+    p.add_argument("--index", choices=("auto", "flat", "hnsw", "ivfpq"), default="auto")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("-o", "--output", required=True, metavar="NAME.ltau")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ltau_md.error_log import parse_window
+    from ltau_md.errors import LtauError
+    from ltau_md.nequip.fit import fit_artifact
+    from ltau_md.nequip.model import MODEL_DIR_FILE, NequIPModel
+    from ltau_md.nequip.training import member_error_logs
+
+    if args.k < 1:
+        raise LtauError(f"--k {args.k}: must be at least 1")
+    if args.atol is not None and args.atol <= 0:
+        raise LtauError(f"--atol {args.atol}: must be a positive error in eV/Å")
+    logs = args.logs
+    if not logs:
+        if not (Path(args.model) / MODEL_DIR_FILE).is_file():
+            raise LtauError("--logs: required unless --model is an 'ltau-md train' directory")
+        logs = member_error_logs(args.model)
+    model = NequIPModel.load(args.model, dtype=args.dtype)
+    art = fit_artifact(model, logs, args.output, data=args.data, k=args.k, atol=args.atol, rtol=args.rtol,
+                       window=parse_window(args.window), index_type=args.index)
+    m = art.meta
+    print(f"wrote {args.output}: {m['n_train_atoms']} training atoms ({', '.join(m['species'])}), M={m['n_models']}, "
+          f"descriptor d={m['descriptor_dim']}, atol={m['atol']:.4g} eV/Å, k={m['k']}")
+    for sp, rec in m["index"]["species"].items():
+        extra = f", recall@{rec['params']['recall_k']} {rec['params']['recall_at_k']}" if "recall_at_k" in rec["params"] else ""
+        n_sp = int((art.train["species"] == art.species_numbers([sp])[0]).sum())
+        p = art.train["p_mean"][art.train["species"] == art.species_numbers([sp])[0]]
+        print(f"  {sp}: {n_sp} atoms, index {rec['type']}{extra}, mean p {p.mean():.3f}")
+    print("next: ltau-md calibrate " + json.dumps(str(args.output))[1:-1] + " --data VAL.xyz")
+    return 0

@@ -1,0 +1,46 @@
+"""``ltau-md predict``: per-atom LTAU uncertainty for frames, written as extxyz arrays."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="per-atom ltau_error (eV/Å) and ltau_p for frames, into an extxyz file",
+        description="One forward pass per frame: model energy/forces/stress plus the arrays ltau_error, "
+        "ltau_p, ltau_p_std, ltau_distance (and ref_forces, force_error when the input has forces).",
+    )
+    p.add_argument("artifact", metavar="NAME.ltau")
+    p.add_argument("frames", metavar="FRAMES.xyz")
+    p.add_argument("--model", help="MODEL (default: the one the artifact was fitted for)")
+    p.add_argument("--k", type=int, help="neighbours (default: the artifact's k)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.xyz")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ltau_md.artifact import Artifact
+    from ltau_md.errors import LtauError
+    from ltau_md.nequip.model import NequIPModel
+    from ltau_md.nequip.predict import predict, write_predictions
+    from ltau_md.progress import Progress
+    from ltau_md.user_input import read_frames
+
+    art = Artifact.load(args.artifact)
+    model_arg = args.model or art.meta["model"]["path"]
+    if not model_arg:
+        raise LtauError(f"{args.artifact}: names no model; pass --model")
+    model = NequIPModel.load(model_arg, dtype=args.dtype)
+    frames = read_frames(args.frames, need_forces=False)
+    bar = Progress("predicting", len(frames))
+    preds = predict(model, art, frames, k=args.k, progress=bar.update)
+    bar.close()
+    write_predictions(frames, preds, args.output)
+    err = np.concatenate([p.error for p in preds])
+    print(f"wrote {args.output}: {len(frames)} frames, predicted error mean {err.mean():.4f} max {err.max():.4f} eV/Å")
+    return 0

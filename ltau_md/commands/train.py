@@ -1,0 +1,59 @@
+"""``ltau-md train``: M nequip models with per-atom error logging."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train M nequip models, logging every training atom's force error every epoch",
+        description="Train an ensemble of M nequip models (different seeds, same data split) with the "
+        "ltau-md error-log callback. DIR becomes a MODEL argument for fit/calibrate/predict/run.",
+    )
+    p.add_argument("--data", nargs="+", metavar="FILE.xyz", help="training frames (extxyz with energy, forces)")
+    p.add_argument("--val", nargs="+", metavar="FILE.xyz", help="validation frames (default: 10%% of --data)")
+    p.add_argument("--epochs", type=int, help="epochs per model (default 50, or the config's)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="M", help="number of models (default 1)")
+    p.add_argument("--config", metavar="NEQUIP.yaml", help="your own nequip config; ltau-md adds the callback")
+    p.add_argument("--seed", type=int, default=0, help="model seed of the first member (others: +1, +2, ...)")
+    p.add_argument("--species", nargs="+", metavar="EL", help="model species (default: those in the data)")
+    p.add_argument("--r-max", type=float, default=5.0, help="model cutoff radius, Å (default 5.0)")
+    p.add_argument("--num-layers", type=int, default=2, help="message-passing layers (default 2)")
+    p.add_argument("--num-features", type=int, default=32, help="features per irrep (default 32; = descriptor size)")
+    p.add_argument("--l-max", type=int, default=1, help="maximum rotation order (default 1)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--log-mode", choices=("train_step", "epoch_end"), default="train_step",
+                   help="errors from the training step's forward (default, free) or an extra pass at epoch end")
+    p.add_argument("--log-dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ltau_md.errors import LtauError
+    from ltau_md.nequip.training import train
+
+    if args.epochs is not None and args.epochs < 1:
+        raise LtauError(f"--epochs {args.epochs}: must be at least 1")
+    if not args.data and not args.config:
+        raise LtauError("--data: give the training frames (or a --config that names them)")
+    out = train(
+        args.data or [],
+        args.output,
+        val=args.val,
+        epochs=args.epochs,
+        ensemble=args.ensemble,
+        config=args.config,
+        seed=args.seed,
+        species=args.species,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        model={"r_max": args.r_max, "num_layers": args.num_layers, "num_features": args.num_features, "l_max": args.l_max},
+        log_mode=args.log_mode,
+        log_dtype=args.log_dtype,
+    )
+    print(f"trained {args.ensemble} model(s) into {out}; production model: {out}/seed{args.seed}/best.ckpt")
+    return 0

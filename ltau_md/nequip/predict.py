@@ -1,0 +1,80 @@
+"""One forward pass per frame → model energy/forces/stress and LTAU per-atom uncertainty.
+
+Shared by ``ltau-md predict``, ``ltau-md calibrate`` and :class:`LtauCalculator`, so all three
+give the same numbers for the same frame.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ltau_md import atomic_write
+from ltau_md.artifact import Artifact
+from ltau_md.nequip.model import FrameResult, NequIPModel
+from ltau_md.user_input import reference_forces
+
+
+@dataclass
+class FramePrediction:
+    model: FrameResult
+    p: np.ndarray  # per atom: chance the error is ≤ atol·s
+    p_std: np.ndarray
+    error: np.ndarray  # per atom: predicted force error, eV/Å
+    distance: np.ndarray  # per atom: latent distance to the nearest training atom
+
+
+def predict(
+    model: NequIPModel,
+    artifact: Artifact,
+    frames: Sequence,
+    k: int | None = None,
+    scale: float | None = None,
+    batch_size: int = 8,
+    progress=None,
+) -> list[FramePrediction]:
+    artifact.check_model(str(model.path), model.fingerprint)
+    results = model.evaluate(frames, batch_size=batch_size, progress=progress)
+    if not results:
+        return []
+    desc = np.concatenate([r.node_features for r in results])
+    numbers = np.concatenate([a.numbers for a in frames])
+    u = artifact.query(desc, numbers, k=k, scale=scale)
+    out, start = [], 0
+    for r in results:
+        sl = slice(start, start + len(r.forces))
+        out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0]))
+        start = sl.stop
+    return out
+
+
+def annotate(atoms, pred: FramePrediction):
+    """A copy of ``atoms`` carrying the model's results and per-atom LTAU arrays for extxyz."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = atoms.copy()
+    ref = reference_forces(atoms)
+    if ref is not None:
+        out.arrays["ref_forces"] = ref
+        out.arrays["force_error"] = np.linalg.norm(pred.model.forces - ref, axis=1)
+    if atoms.calc is not None and "energy" in atoms.calc.results:
+        out.info["ref_energy"] = float(atoms.calc.results["energy"])
+    out.arrays["ltau_error"] = pred.error
+    out.arrays["ltau_p"] = pred.p
+    out.arrays["ltau_p_std"] = pred.p_std
+    out.arrays["ltau_distance"] = pred.distance
+    results = {"energy": pred.model.energy, "free_energy": pred.model.energy, "forces": pred.model.forces, "energies": pred.model.atomic_energy}
+    if pred.model.stress is not None:
+        results["stress"] = pred.model.stress
+    out.calc = SinglePointCalculator(out, **results)
+    return out
+
+
+def write_predictions(frames: Sequence, preds: Sequence[FramePrediction], path: str | os.PathLike) -> None:
+    from ase.io import write
+
+    annotated = [annotate(a, p) for a, p in zip(frames, preds)]
+    atomic_write.write_with(path, lambda fh: write(fh, annotated, format="extxyz"), text=True)

@@ -1,0 +1,320 @@
+"""``ltau-md train``: M nequip-train runs (different model seeds, same data split), each logging
+every training atom's force error every epoch.
+
+Output directory (a valid MODEL argument everywhere; its first member is the production model)::
+
+    DIR/ensemble.json       members, data files, settings
+    DIR/seed0/config.yaml   the nequip config that ran (hydra output pinned here, so
+    DIR/seed0/best.ckpt     ``nequip-train -cp DIR/seed0 -cn config.yaml ++ckpt_path=...``
+    DIR/seed0/last.ckpt      resumes into the same error log)
+    DIR/seed0/ltau_errors/  the error log (ltau_md.error_log format)
+    DIR/seed0/train.log     nequip-train's output
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ltau_md import __version__, atomic_write
+from ltau_md.error_log import ErrorLog
+from ltau_md.errors import ErrorLogError, LtauError
+from ltau_md.nequip.model import MODEL_DIR_FILE
+from ltau_md.species import symbols
+
+CALLBACK_TARGET = "ltau_md.nequip.PerAtomForceErrorLogger"
+DATA_SEED = 456
+
+# Small and CPU-friendly: trains on a few hundred atoms in seconds per epoch on 2 cores.
+DEFAULT_MODEL = {
+    "r_max": 5.0,
+    "num_layers": 2,
+    "l_max": 1,
+    "num_features": 32,
+    "radial_mlp_depth": 1,
+    "radial_mlp_width": 32,
+}
+
+
+def _frames_species(paths: Sequence[Path]) -> list[str]:
+    from ase.io import iread
+
+    zs: set[int] = set()
+    for p in paths:
+        for atoms in iread(str(p)):
+            zs.update(int(z) for z in np.unique(atoms.numbers))
+    return symbols(sorted(zs))
+
+
+def _count_frames(paths: Sequence[Path]) -> int:
+    from ase.io import iread
+
+    return sum(1 for p in paths for _ in iread(str(p)))
+
+
+def _ase_datasets(paths: Sequence[Path]) -> dict[str, Any]:
+    return {
+        "_target_": "torch.utils.data.ConcatDataset",
+        "datasets": [
+            {"_target_": "nequip.data.dataset.ASEDataset", "file_path": str(p), "transforms": "${transforms}"}
+            for p in paths
+        ],
+    }
+
+
+TRANSFORMS = [
+    {"_target_": "nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper", "model_type_names": "${model_type_names}"},
+    {"_target_": "nequip.data.transforms.NeighborListTransform", "r_max": "${cutoff_radius}"},
+]
+
+
+def data_config(data: Sequence[Path], val: Sequence[Path] | None, batch_size: int = 4) -> dict[str, Any]:
+    """The ``data:`` section: training files concatenated (ids stay per file), validation either
+    given or 10 % of the frames split off with a fixed seed (the same split for every member)."""
+    if val:
+        datasets: dict[str, Any] = {"train_dataset": _ase_datasets(data), "val_dataset": _ase_datasets(val)}
+    else:
+        n = _count_frames(data)
+        if n < 2:
+            raise LtauError(f"{data[0]}: {n} frame(s); need at least 2 to split off validation (or pass --val)")
+        n_val = max(1, round(0.1 * n))
+        datasets = {"split_dataset": {"dataset": _ase_datasets(data), "train": n - n_val, "val": n_val}}
+    return {
+        "_target_": "nequip.data.datamodule.NequIPDataModule",
+        "seed": DATA_SEED,
+        **datasets,
+        "train_dataloader": {"_target_": "torch.utils.data.DataLoader", "batch_size": batch_size, "shuffle": True},
+        "val_dataloader": {"_target_": "torch.utils.data.DataLoader", "batch_size": batch_size},
+        "stats_manager": {"_target_": "nequip.data.CommonDataStatisticsManager", "type_names": "${model_type_names}"},
+    }
+
+
+def default_config(
+    data: Sequence[Path],
+    val: Sequence[Path] | None,
+    species: list[str],
+    epochs: int,
+    batch_size: int = 4,
+    lr: float = 0.01,
+    model: dict[str, Any] | None = None,
+    force_weight: float = 10.0,
+) -> dict[str, Any]:
+    """The nequip 0.19 config ltau-md trains with unless the user brings one."""
+    m = {**DEFAULT_MODEL, **(model or {})}
+    return {
+        "run": ["train"],
+        "cutoff_radius": float(m["r_max"]),
+        "model_type_names": list(species),
+        "chemical_species": "${model_type_names}",
+        "transforms": copy.deepcopy(TRANSFORMS),
+        "data": data_config(data, val, batch_size),
+        "trainer": {
+            "_target_": "lightning.Trainer",
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": int(epochs),
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "logger": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": "${hydra:runtime.output_dir}"},
+            "callbacks": [
+                {
+                    "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "monitor": "val0_epoch/weighted_sum",
+                    "dirpath": "${hydra:runtime.output_dir}",
+                    "filename": "best",
+                    "save_last": True,
+                }
+            ],
+        },
+        "training_module": {
+            "_target_": "nequip.train.EMALightningModule",
+            "ema_decay": 0.99,
+            "loss": {
+                "_target_": "nequip.train.EnergyForceLoss",
+                "per_atom_energy": True,
+                "coeffs": {"total_energy": 1.0, "forces": float(force_weight)},
+            },
+            "val_metrics": {
+                "_target_": "nequip.train.EnergyForceMetrics",
+                "coeffs": {"total_energy_mae": 1.0, "forces_mae": 1.0},
+            },
+            "train_metrics": "${training_module.val_metrics}",
+            "optimizer": {"_target_": "torch.optim.Adam", "lr": float(lr), "amsgrad": True},
+            "model": {
+                "_target_": "nequip.model.NequIPGNNModel",
+                "seed": 0,
+                "model_dtype": "float32",
+                "type_names": "${model_type_names}",
+                "r_max": "${cutoff_radius}",
+                "num_layers": int(m["num_layers"]),
+                "l_max": int(m["l_max"]),
+                "parity": True,
+                "num_features": int(m["num_features"]),
+                "radial_mlp_depth": int(m["radial_mlp_depth"]),
+                "radial_mlp_width": int(m["radial_mlp_width"]),
+                "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
+                "per_type_energy_scales": "${training_data_stats:forces_rms}",
+                "per_type_energy_shifts": "${training_data_stats:per_atom_energy_mean}",
+            },
+        },
+    }
+
+
+def member_config(
+    base: dict[str, Any], run_dir: Path, seed: int, epochs: int | None, log_mode: str, log_dtype: str
+) -> dict[str, Any]:
+    """One ensemble member: its model seed, its pinned output dir, and the error-log callback."""
+    cfg = copy.deepcopy(base)
+    try:
+        cfg["training_module"]["model"]["seed"] = int(seed)
+        trainer = cfg["trainer"]
+    except (KeyError, TypeError):
+        raise LtauError("the nequip config needs 'trainer' and 'training_module.model' sections") from None
+    if epochs is not None:
+        trainer["max_epochs"] = int(epochs)
+    callbacks = [c for c in trainer.get("callbacks") or [] if c.get("_target_") != CALLBACK_TARGET]
+    callbacks.append({"_target_": CALLBACK_TARGET, "out_dir": str(run_dir / "ltau_errors"), "mode": log_mode, "dtype": log_dtype})
+    trainer["callbacks"] = callbacks
+    cfg.setdefault("hydra", {}).setdefault("run", {})["dir"] = str(run_dir)
+    return cfg
+
+
+def _tail(path: Path, n: int = 1) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except FileNotFoundError:
+        return ""
+    return " | ".join(lines[-n:])
+
+
+def _progress_line(log_dir: Path, label: str, epochs: int | None) -> str | None:
+    try:
+        log = ErrorLog(log_dir)
+    except ErrorLogError:
+        return None
+    if log.n_epochs == 0:
+        return None
+    err = float(np.nanmean(log.epoch_errors(log.n_epochs - 1)))
+    total = f"/{epochs}" if epochs else ""
+    return f"{label}: epoch {int(log.epochs[-1]) + 1}{total}, mean training force error {err:.4f} eV/Å"
+
+
+def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | None, resume: Path | None = None) -> None:
+    """Run nequip-train for one member, showing one progress line per finished epoch."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write.write_bytes(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+    exe = Path(sys.executable).parent / "nequip-train"
+    cmd = [str(exe) if exe.exists() else "nequip-train", "-cp", str(run_dir.resolve()), "-cn", "config.yaml"]
+    if resume is not None:
+        # quoted for hydra's override grammar: checkpoint names like epoch=3.ckpt hold '='
+        quoted = str(Path(resume).resolve()).replace("\\", "\\\\").replace("'", "\\'")
+        cmd.append(f"++ckpt_path='{quoted}'")
+    env = dict(os.environ)
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    last = None
+    with open(run_dir / "train.log", "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=run_dir)
+        try:
+            while proc.poll() is None:
+                time.sleep(1.0)
+                line = _progress_line(run_dir / "ltau_errors", label, epochs)
+                if line and line != last:
+                    print(line, file=sys.stderr, flush=True)
+                    last = line
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+    line = _progress_line(run_dir / "ltau_errors", label, epochs)
+    if line and line != last:
+        print(line, file=sys.stderr, flush=True)
+    if proc.returncode != 0:
+        raise LtauError(
+            f"{label}: nequip-train failed (exit {proc.returncode}); see {run_dir / 'train.log'}: {_tail(run_dir / 'train.log')[-300:]}"
+        )
+    if not (run_dir / "best.ckpt").is_file():
+        raise LtauError(f"{label}: nequip-train wrote no best.ckpt in {run_dir}; see {run_dir / 'train.log'}")
+
+
+def train(
+    data: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    val: Sequence[str | os.PathLike] | None = None,
+    epochs: int | None = None,
+    ensemble: int = 1,
+    config: str | os.PathLike | None = None,
+    seed: int = 0,
+    species: Sequence[str] | None = None,
+    batch_size: int = 4,
+    lr: float = 0.01,
+    model: dict[str, Any] | None = None,
+    log_mode: str = "train_step",
+    log_dtype: str = "float32",
+) -> Path:
+    """Train ``ensemble`` models with error logging; returns the output directory."""
+    out = Path(out)
+    data_paths = [Path(p).resolve() for p in data]
+    val_paths = [Path(p).resolve() for p in (val or [])]
+    for p in data_paths + val_paths:
+        if not p.is_file():
+            raise LtauError(f"{p}: no such data file")
+    if ensemble < 1:
+        raise LtauError(f"--ensemble {ensemble}: need at least one model")
+    if (out / MODEL_DIR_FILE).exists():
+        raise LtauError(f"{out}: already holds a trained ensemble; choose another -o or remove it")
+    if config is not None:
+        try:
+            base = yaml.safe_load(Path(config).read_text())
+        except FileNotFoundError:
+            raise LtauError(f"{config}: no such nequip config") from None
+        except yaml.YAMLError as exc:
+            raise LtauError(f"{config}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(base, dict):
+            raise LtauError(f"{config}: not a nequip config (top level must be a mapping)")
+        if data_paths:  # the command line's data replace the config's
+            base["data"] = data_config(data_paths, val_paths, batch_size)
+            base.setdefault("transforms", copy.deepcopy(TRANSFORMS))
+            base.setdefault("model_type_names", list(species or _frames_species(data_paths + val_paths)))
+            base.setdefault("cutoff_radius", "${training_module.model.r_max}")
+    else:
+        if not data_paths:
+            raise LtauError("--data: give at least one training file (extxyz with energy and forces)")
+        sp = list(species) if species else _frames_species(data_paths + val_paths)
+        base = default_config(data_paths, val_paths, sp, epochs or 50, batch_size, lr, model)
+    out.mkdir(parents=True, exist_ok=True)
+    members = []
+    for m in range(ensemble):
+        name = f"seed{seed + m}"
+        run_dir = (out / name).resolve()
+        cfg = member_config(base, run_dir, seed + m, epochs, log_mode, log_dtype)
+        run_member(cfg, run_dir, f"model {m + 1}/{ensemble} ({name})", cfg["trainer"].get("max_epochs"))
+        members.append({"name": name, "seed": seed + m, "checkpoint": f"{name}/best.ckpt", "error_log": f"{name}/ltau_errors"})
+    manifest = {
+        "format": "ltau-md model dir",
+        "ltau_md_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "members": members,
+        "data": [str(p) for p in data_paths],
+        "val": [str(p) for p in val_paths],
+        "config": str(config) if config else None,
+    }
+    atomic_write.write_json(out / MODEL_DIR_FILE, manifest)
+    return out
+
+
+def member_error_logs(model_dir: str | os.PathLike) -> list[Path]:
+    """The error-log directories of a ``ltau-md train`` output, production member first."""
+    p = Path(model_dir)
+    manifest = json.loads((p / MODEL_DIR_FILE).read_text())
+    return [p / m["error_log"] for m in manifest["members"]]
