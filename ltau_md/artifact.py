@@ -267,6 +267,13 @@ class Artifact:
     def errors(self) -> ErrorDistribution:
         return self._errors
 
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of what decides its predictions: the data files' checksums, k, s and the
+        fitted distributions (so a recalibrated artifact gets a new fingerprint)."""
+        payload = {k: self.meta.get(k) for k in ("files", "k", "scale", "distributions", "atol", "rtol")}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
     def scale(self, species: str) -> float:
         return float(self.meta["scale"][species])
 

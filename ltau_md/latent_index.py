@@ -2,7 +2,8 @@
 
 Which one (seed 002 App. A.2; chosen by size unless the caller says):
 
-* ``flat``  — ``IndexFlatL2``, exact, no parameters; below 20 000 training atoms (per species).
+* ``flat``  — ``IndexFlatL2``, exact, no parameters; below 5 000 training atoms per species
+  (beyond that HNSW answers 2-4x faster at recall ~1: benchmarks/latent_index.py).
 * ``hnsw``  — ``IndexHNSWFlat`` with the paper's M=32, efConstruction=40, efSearch=16, up to 10^6.
   Those defaults are plenty on one smooth low-dimensional manifold but not always: on data that
   fills all d dimensions efSearch=16 finds ~65 % of the true neighbours, and on well separated
@@ -32,7 +33,7 @@ from ltau_md import atomic_write
 from ltau_md.errors import ArtifactError, LtauError
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
-FLAT_MAX_ATOMS = 20_000
+FLAT_MAX_ATOMS = 5_000
 HNSW_MAX_ATOMS = 1_000_000
 HNSW_DEFAULTS = {"M": 32, "ef_construction": 40, "ef_search": 16}
 EF_SEARCH_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256)

@@ -23,7 +23,8 @@ def test_exact_index_equals_brute_force(rng):
 
 
 def test_index_type_is_chosen_by_size_with_explicit_override():
-    assert choose_index_type(10_000) == "flat"
+    assert choose_index_type(4_000) == "flat"
+    assert choose_index_type(10_000) == "hnsw"
     assert choose_index_type(100_000) == "hnsw"
     assert choose_index_type(2_000_000) == "ivfpq"
     x = descriptor_like(2000)

@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-mode", choices=("train_step", "epoch_end"), default="train_step",
                    help="errors from the training step's forward (default, free) or an extra pass at epoch end")
     p.add_argument("--log-dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--reweight", choices=("easy", "hard"), help="per-atom loss weights from LTAU confidence (seed 002 §4.2)")
+    p.add_argument("--weights-from", metavar="NAME.ltau", help="artifact whose p-values give the --reweight weights")
+    p.add_argument("--reweight-lambda", type=float, help="λ of the weights (default: 2.0 easy, 4.5 hard)")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     p.set_defaults(func=run)
 
@@ -54,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         model={"r_max": args.r_max, "num_layers": args.num_layers, "num_features": args.num_features, "l_max": args.l_max},
         log_mode=args.log_mode,
         log_dtype=args.log_dtype,
+        reweight=args.reweight,
+        weights_from=args.weights_from,
+        reweight_lambda=args.reweight_lambda,
     )
     print(f"trained {args.ensemble} model(s) into {out}; production model: {out}/seed{args.seed}/best.ckpt")
     return 0

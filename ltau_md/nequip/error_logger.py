@@ -26,7 +26,6 @@ same ``out_dir`` is resumed and the epochs being re-run are replaced.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from lightning.pytorch.callbacks import Callback
 from nequip.data import AtomicDataDict, register_fields
 
 from ltau_md.error_log import AtomTable, ErrorLogWriter
+from ltau_md.nequip.datasets import raw_frame, source_of, wrap_training_dataset
 
 FRAME_KEY = "ltau_frame_key"
 MODES = ("train_step", "epoch_end")
@@ -47,62 +47,16 @@ log = logging.getLogger(__name__)
 register_fields(graph_fields=[FRAME_KEY], long_fields=[FRAME_KEY])
 
 
-class _KeyedFrames(torch.utils.data.Dataset):
-    """The training dataset, each frame tagged with its position in it."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    @staticmethod
-    def _tag(frame: dict, index: int) -> dict:
-        out = dict(frame)
-        out[FRAME_KEY] = torch.tensor([[int(index)]], dtype=torch.long)
-        return out
-
-    def __getitem__(self, index: int) -> dict:
-        return self._tag(self.inner[index], int(index))
-
-    def __getitems__(self, indices: list[int]) -> list[dict]:
-        indices = [int(i) for i in indices]
-        if hasattr(self.inner, "__getitems__"):
-            frames = self.inner.__getitems__(indices)
-        else:
-            frames = [self.inner[i] for i in indices]
-        return [self._tag(f, i) for f, i in zip(frames, indices)]
-
-
-def _resolve(dataset: Any, index: int) -> tuple[Any, int]:
-    """Walk Subset / ConcatDataset down to the file-backed dataset and the frame index in it."""
-    while True:
-        if isinstance(dataset, torch.utils.data.Subset):
-            index, dataset = int(dataset.indices[index]), dataset.dataset
-        elif isinstance(dataset, torch.utils.data.ConcatDataset):
-            k = bisect.bisect_right(dataset.cumulative_sizes, index)
-            index -= dataset.cumulative_sizes[k - 1] if k else 0
-            dataset = dataset.datasets[k]
-        elif isinstance(dataset, _KeyedFrames):
-            dataset = dataset.inner
-        else:
-            return dataset, index
-
-
-def _raw_frame(dataset: Any, index: int) -> dict:
-    """A frame's untransformed dict (cheap: no neighbour list) when the dataset offers it."""
-    if hasattr(dataset, "_get_data_list"):
-        return dataset._get_data_list([index])[0]
-    return dataset[index]
+def _frame_key(frame: dict, index: int) -> dict:
+    return {FRAME_KEY: torch.tensor([[index]], dtype=torch.long)}
 
 
 def atom_table_of(train_dataset: Any) -> tuple[AtomTable, np.ndarray]:
     """Atom table in training-dataset order and each frame's first column."""
     frames = []
     for i in range(len(train_dataset)):
-        base, j = _resolve(train_dataset, i)
-        raw = _raw_frame(base, j)
-        source = str(getattr(base, "file_path", type(base).__name__))
+        source, j = source_of(train_dataset, i)
+        raw = raw_frame(train_dataset, i)
         numbers = raw[AtomicDataDict.ATOMIC_NUMBERS_KEY]
         forces = raw.get(AtomicDataDict.FORCE_KEY)
         if forces is None:
@@ -142,7 +96,7 @@ class PerAtomForceErrorLogger(Callback):
         self.every_n_epochs = max(1, int(every_n_epochs))
         self.batch_size = int(batch_size)
         self.writer: ErrorLogWriter | None = None
-        self._dataset: _KeyedFrames | None = None
+        self._dataset = None
         self._starts: np.ndarray | None = None
         self._forces: torch.Tensor | None = None
         self._active = False
@@ -159,12 +113,7 @@ class PerAtomForceErrorLogger(Callback):
             raise RuntimeError(
                 "PerAtomForceErrorLogger supports single-process training only (distributed samplers pad and shard epochs)"
             )
-        dm = trainer.datamodule
-        train = list(dm.train_dataset)
-        if len(train) != 1:
-            raise RuntimeError(f"expected one training dataset, found {len(train)}")
-        self._dataset = train[0] if isinstance(train[0], _KeyedFrames) else _KeyedFrames(train[0])
-        dm.train_dataset = [self._dataset]  # the loader is built after callbacks' setup
+        self._dataset = wrap_training_dataset(trainer, _frame_key)
         self._table, self._starts = atom_table_of(self._dataset)
 
     def on_train_start(self, trainer, pl_module) -> None:

@@ -171,6 +171,32 @@ def default_config(
     }
 
 
+def weighted_loss(cfg: dict[str, Any], weights_file: Path) -> None:
+    """Swap the loss for per-atom-energy MSE + per-atom-weighted force MSE and add the weights
+    callback (coefficients kept from an EnergyForceLoss when the config had one)."""
+    loss = cfg["training_module"].get("loss") or {}
+    coeffs = dict(loss.get("coeffs") or {}) if "EnergyForceLoss" in str(loss.get("_target_", "")) else {}
+    cfg["training_module"]["loss"] = {
+        "_target_": "nequip.train.MetricsManager",
+        "metrics": [
+            {
+                "name": "per_atom_energy_mse",
+                "field": {"_target_": "nequip.data.PerAtomModifier", "field": "total_energy"},
+                "coeff": float(coeffs.get("total_energy", 1.0)),
+                "metric": {"_target_": "nequip.train.MeanSquaredError"},
+            },
+            {
+                "name": "forces_weighted_mse",
+                "field": None,
+                "coeff": float(coeffs.get("forces", 10.0)),
+                "metric": {"_target_": "ltau_md.nequip.loss_weights.WeightedForceMSE"},
+            },
+        ],
+    }
+    callbacks = cfg["trainer"].setdefault("callbacks", [])
+    callbacks.insert(0, {"_target_": "ltau_md.nequip.loss_weights.PerAtomLossWeights", "weights_file": str(weights_file)})
+
+
 def member_config(
     base: dict[str, Any], run_dir: Path, seed: int, epochs: int | None, log_mode: str, log_dtype: str
 ) -> dict[str, Any]:
@@ -261,8 +287,14 @@ def train(
     model: dict[str, Any] | None = None,
     log_mode: str = "train_step",
     log_dtype: str = "float32",
+    reweight: str | None = None,
+    weights_from: str | os.PathLike | None = None,
+    reweight_lambda: float | None = None,
 ) -> Path:
-    """Train ``ensemble`` models with error logging; returns the output directory."""
+    """Train ``ensemble`` models with error logging; returns the output directory.
+
+    ``reweight`` ('easy' | 'hard') with ``weights_from`` (an artifact of an earlier model on
+    these frames) weights each atom's force loss by its LTAU confidence (seed 002 §4.2)."""
     out = Path(out)
     data_paths = [Path(p).resolve() for p in data]
     val_paths = [Path(p).resolve() for p in (val or [])]
@@ -293,6 +325,15 @@ def train(
         sp = list(species) if species else _frames_species(data_paths + val_paths)
         base = default_config(data_paths, val_paths, sp, epochs or 50, batch_size, lr, model)
     out.mkdir(parents=True, exist_ok=True)
+    if reweight is not None:
+        from ltau_md.artifact import Artifact
+        from ltau_md.reweighting import write_weights
+
+        if weights_from is None:
+            raise LtauError("--reweight needs --weights-from NAME.ltau (the artifact whose p-values set the weights)")
+        weights_file = (out / "loss_weights.npz").resolve()
+        write_weights(weights_file, Artifact.load(weights_from), reweight, reweight_lambda)
+        weighted_loss(base, weights_file)
     members = []
     for m in range(ensemble):
         name = f"seed{seed + m}"
@@ -308,6 +349,7 @@ def train(
         "data": [str(p) for p in data_paths],
         "val": [str(p) for p in val_paths],
         "config": str(config) if config else None,
+        "reweight": {"scheme": reweight, "weights_from": str(weights_from), "lambda": reweight_lambda} if reweight else None,
     }
     atomic_write.write_json(out / MODEL_DIR_FILE, manifest)
     return out

@@ -1,0 +1,130 @@
+"""Cost of LTAU uncertainty next to the model it annotates, and next to a 10-model ensemble.
+
+    python benchmarks/uq_cost.py [--sizes 1e4 1e5 1e6] [--test-frames 8] [--threads 1]
+                                 [-o benchmarks/results/uq_cost.json]
+
+A default-size NequIP model (``ltau-md train`` defaults, 2 epochs: cost does not depend on
+accuracy) on Li MEAM frames of 250 atoms. Per test frame: forward+forces (neighbour list
+included) vs the LTAU query of its 250 atoms (k = 10, index chosen by size per species).
+Training sets: 10^4 real training-atom descriptors; larger sets tile them with 5 % Gaussian
+jitter (only the index cost depends on N). The ensemble's UQ needs 10 forward+forces per frame
+(10 loaded models). Everything on ``--threads`` threads (1 = one MPI rank). Prints a table and
+writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+from ase.io import read
+
+from ltau_md import atomic_write
+from ltau_md.artifact import Artifact
+from ltau_md.error_distribution import DEFAULT_LEVELS, ErrorDistribution
+from ltau_md.error_log import AtomTable
+from ltau_md.latent_index import exact_neighbors, recall_at_k
+from ltau_md.nequip.model import NequIPModel
+from ltau_md.pvalues import TrainingStatistics
+
+LTAU_MD = Path(sys.executable).parent / "ltau-md"
+
+
+def median_time(fn, repeats: int = 5) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def synthetic_stats(descriptors: np.ndarray, n: int, rng: np.random.Generator) -> tuple[TrainingStatistics, np.ndarray]:
+    base = descriptors
+    reps = int(np.ceil(n / len(base)))
+    x = np.tile(base, (reps, 1))[:n]
+    if n > len(base):
+        x = x + 0.05 * base.std(axis=0) * rng.standard_normal(x.shape).astype(np.float32)
+    frames = [("synthetic.xyz", f, np.full(250, 3), np.zeros((250, 3))) for f in range(n // 250)]
+    atoms = AtomTable.from_frames(frames)
+    q = np.sort(rng.gamma(2.0, 0.05, size=(n, len(DEFAULT_LEVELS))), axis=1).astype(np.float32)
+    errors = ErrorDistribution(DEFAULT_LEVELS, q, q.mean(axis=1))
+    stats = TrainingStatistics(atoms, rng.uniform(0, 1, n), rng.uniform(0, 0.1, n), errors, 0.1, 0.0, 1, [10])
+    return stats, x[: len(atoms)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e5, 1e6])
+    ap.add_argument("--test-frames", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("-o", "--output", default="benchmarks/results/uq_cost.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        mk = [str(LTAU_MD), "make-data", "--system", "Li", "--atoms", "250", "--equilibrate", "2000", "--every", "50"]
+        subprocess.run([*mk, "--frames", "40", "--seed", "1", "-o", str(tmp / "train.xyz")], check=True, capture_output=True)
+        subprocess.run([*mk, "--frames", str(args.test_frames), "--seed", "2", "-o", str(tmp / "test.xyz")], check=True, capture_output=True)
+        subprocess.run([str(LTAU_MD), "train", "--data", str(tmp / "train.xyz"), "--epochs", "2", "-o", str(tmp / "model")],
+                       check=True, capture_output=True)
+        model = NequIPModel.load(tmp / "model")
+        train_frames = read(tmp / "train.xyz", ":")
+        test_frames = read(tmp / "test.xyz", ":")
+        desc = np.concatenate([r.node_features for r in model.evaluate(train_frames)]).astype(np.float32)
+        t_forward = float(np.median([median_time(lambda a=a: model.evaluate([a], batch_size=1), 3) for a in test_frames]))
+        test_desc = [r.node_features for r in model.evaluate(test_frames, batch_size=1)]
+        ensemble = [NequIPModel.load(tmp / "model") for _ in range(10)]
+        t_ensemble = median_time(lambda: [m.evaluate([test_frames[0]], batch_size=1) for m in ensemble], 3)
+        rows = []
+        print(f"forward+forces per 250-atom frame: {1e3 * t_forward:.1f} ms; 10-model ensemble: {1e3 * t_ensemble:.1f} ms")
+        print(f"{'train atoms':>11s} {'index':>6s} {'UQ ms/frame':>12s} {'UQ/forward':>11s} {'LTAU/ensemble UQ':>17s} {'recall@10':>9s}")
+        for size in args.sizes:
+            stats, x = synthetic_stats(desc, int(size), rng)
+            art = Artifact.create(stats, x, k=10)
+            numbers = test_frames[0].numbers
+            t_uq = float(np.median([median_time(lambda d=d: art.query(d, numbers), 5) for d in test_desc]))
+            kind = next(iter(art.index.indices.values())).kind
+            queries = np.concatenate(test_desc).astype(np.float32)
+            _, truth = exact_neighbors(x, queries, 10)
+            _, found = art.index.search(queries, np.full(len(queries), 3), 10)
+            recall = recall_at_k(found, truth)
+            row = {
+                "train_atoms": len(x),
+                "index": kind,
+                "uq_ms_per_frame": 1e3 * t_uq,
+                "forward_ms_per_frame": 1e3 * t_forward,
+                "uq_over_forward": t_uq / t_forward,
+                "ensemble10_ms_per_frame": 1e3 * t_ensemble,
+                "ltau_uq_over_ensemble10": t_uq / t_ensemble,
+                "ltau_uq_over_ensemble_extra9": t_uq / (t_ensemble * 0.9),
+                "recall_at_10_real_queries": recall,
+            }
+            rows.append(row)
+            print(f"{len(x):11d} {kind:>6s} {row['uq_ms_per_frame']:12.2f} {row['uq_over_forward']:11.4f} {row['ltau_uq_over_ensemble10']:17.5f} {recall:9.4f}")
+    out = {
+        "benchmark": "uq_cost",
+        "frame": "Li MEAM, 250 atoms",
+        "model": "ltau-md train defaults (NequIP, 2 layers, l_max 1, 32 features, r_max 5.0)",
+        "threads": args.threads,
+        "k": 10,
+        "rows": rows,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write.write_json(args.output, out)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

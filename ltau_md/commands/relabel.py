@@ -1,0 +1,33 @@
+"""``ltau-md relabel``: reference labels for pending candidate frames."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "relabel",
+        help="label pending frames of a candidate queue with any ASE calculator (resumable)",
+        description="Calculator specs: meam (the Li-Mg MEAM reference in inputs/), gpaw[:{json}] "
+        "(PBE plane waves, if installed), module:Class[:{json kwargs}]. A killed relabel resumes "
+        "where it stopped; failures are recorded on the row and the rest goes on.",
+    )
+    p.add_argument("db", metavar="DB")
+    p.add_argument("--calculator", required=True, metavar="SPEC")
+    p.add_argument("--retry-failed", action="store_true", help="also retry rows that failed before")
+    p.add_argument("--selected", action="store_true", help="only frames marked by 'ltau-md candidates select'")
+    p.add_argument("--limit", type=int, help="label at most this many frames now")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ltau_md.progress import Progress
+    from ltau_md.relabel import relabel
+
+    bar = Progress("relabelling", 0, unit=" frames")
+    counts = relabel(args.db, args.calculator, retry_failed=args.retry_failed, only_selected=args.selected,
+                     limit=args.limit, progress=bar.update)
+    bar.close()
+    print(f"{args.db}: labelled {counts['labelled']}, failed {counts['failed']} with {args.calculator}")
+    return 0
