@@ -17,7 +17,8 @@ from ltau_md.calibration import CalibrationCurve  # noqa: E402
 from ltau_md.cutoffs import F1Map, FittedDistribution  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Write ``fig`` (format from the suffix) atomically and close it."""
     buf = io.BytesIO()
     fmt = os.path.splitext(str(path))[1].lstrip(".") or "png"
     fig.savefig(buf, format=fmt, dpi=130, bbox_inches="tight")
@@ -34,7 +35,7 @@ def plot_calibration(curves: Mapping[str, CalibrationCurve], path: str | os.Path
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted p (LTAU)", ylabel="observed fraction with error ≤ atol·s")
     ax.set_title(title or "calibration")
     ax.legend(fontsize=7, loc="upper left")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_distributions(
@@ -59,7 +60,7 @@ def plot_distributions(
         ax.set(xlabel=xlabel, ylabel="density", xlim=(0, hi))
         ax.set_title(label)
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_f1_map(
@@ -84,7 +85,7 @@ def plot_f1_map(
     fig.colorbar(im, ax=axes, shrink=0.9)
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_parity(predicted: np.ndarray, true: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
@@ -97,4 +98,4 @@ def plot_parity(predicted: np.ndarray, true: np.ndarray, path: str | os.PathLike
     ax.plot([lo, hi], [lo, hi], "r--", lw=1)
     ax.set(xlabel="predicted error (eV/Å)", ylabel="true |ΔF| (eV/Å)", xlim=(lo, hi), ylim=(lo, hi))
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -1,0 +1,43 @@
+"""``ltau-md trajectory``: the failure view of a run (uncertainty vs step, candidates, halts)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "trajectory",
+        help="plot max/mean predicted error against step from a LAMMPS log, with candidates and halts",
+        description="Reads the thermo output of a LAMMPS log that includes f_ID[1] and f_ID[2] of a fix "
+        "ltau (all runs of the script), and optionally the candidate queue for flagged steps and halts.",
+    )
+    p.add_argument("log", metavar="LOG")
+    p.add_argument("--queue", metavar="DB", help="candidate queue of the run: marks flagged frames and halts")
+    p.add_argument("--run", help="only queue rows of this run name")
+    p.add_argument("--fix", metavar="ID", help="fix ltau ID (default: the first found in the thermo output)")
+    p.add_argument("--lo", type=float, help="draw the lo cutoff (eV/Å)")
+    p.add_argument("--hi", type=float, help="draw the hi cutoff (eV/Å)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ltau_md.trajectory import plot_trajectory, read_trajectory
+
+    traj = read_trajectory(args.log, args.fix)
+    cand = halts = None
+    if args.queue:
+        from ltau_md.queue import CandidateQueue
+
+        rows = [c for c in CandidateQueue(args.queue).rows() if args.run is None or c.run == args.run]
+        cand = np.array([c.step for c in rows if c.reason != "hi"])
+        halts = np.array([c.step for c in rows if c.reason == "hi"])
+    plot_trajectory(traj, args.output, cand, halts, args.lo, args.hi, title=str(args.log))
+    i = int(np.argmax(traj.max_error))
+    print(f"{len(traj.step)} thermo rows (fix {traj.fix_id}); max predicted error {traj.max_error[i]:.4f} eV/Å at step {int(traj.step[i])}"
+          + (f"; {len(cand)} candidate(s), {len(halts)} halt(s)" if cand is not None else ""))
+    print(f"plot: {args.output}")
+    return 0

@@ -1,0 +1,112 @@
+"""Trajectory failure view (seed 002 §4.3): uncertainty against step, candidates and halts marked.
+
+Reads a LAMMPS log (``log.lammps`` or ``ltau-md run -log FILE``) whose thermo output includes the
+``fix ltau`` global vector — ``f_ID[1]`` (max predicted error) and ``f_ID[2]`` (mean) — across all
+the runs of the script, plus optionally the candidate queue (steps of flagged frames, and the
+halting frame as reason ``hi``), and draws max/mean predicted error with the lo/hi cutoffs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ltau_md.errors import LtauError
+
+_FIX_COL = re.compile(r"^f_([A-Za-z0-9_]+)\[(\d)\]$")
+
+
+@dataclass
+class Trajectory:
+    step: np.ndarray
+    max_error: np.ndarray
+    mean_error: np.ndarray
+    fix_id: str
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def read_thermo(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
+    """Every thermo block of a LAMMPS log as {column: values}."""
+    p = Path(path)
+    try:
+        lines = p.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        raise LtauError(f"{path}: no such LAMMPS log") from None
+    blocks, header, rows = [], None, []
+    for line in lines:
+        words = line.split()
+        if words and words[0] == "Step":
+            header, rows = words, []
+            continue
+        if header is not None:
+            if len(words) == len(header):
+                try:
+                    rows.append([float(w) for w in words])
+                    continue
+                except ValueError:
+                    pass
+            if rows:
+                blocks.append({h: np.array([r[i] for r in rows]) for i, h in enumerate(header)})
+            header, rows = None, []
+    if header is not None and rows:
+        blocks.append({h: np.array([r[i] for r in rows]) for i, h in enumerate(header)})
+    return blocks
+
+
+def read_trajectory(path: str | os.PathLike, fix_id: str | None = None) -> Trajectory:
+    blocks = read_thermo(path)
+    ids = []
+    for b in blocks:
+        for col in b:
+            m = _FIX_COL.match(col)
+            if m and m.group(2) == "1" and f"f_{m.group(1)}[2]" in b and (fix_id is None or m.group(1) == fix_id):
+                ids.append(m.group(1))
+    if not ids:
+        want = f"f_{fix_id}[1] and f_{fix_id}[2]" if fix_id else "f_ID[1] and f_ID[2] of a fix ltau"
+        raise LtauError(f"{path}: no thermo output with {want}; add them to thermo_style custom")
+    fid = ids[0]
+    use = [b for b in blocks if f"f_{fid}[1]" in b]
+    step = np.concatenate([b["Step"] for b in use])
+    order = np.argsort(step, kind="stable")
+    cols = {k: np.concatenate([b[k] for b in use])[order] for k in use[0] if all(k in b for b in use)}
+    return Trajectory(step[order], cols[f"f_{fid}[1]"], cols[f"f_{fid}[2]"], fid, cols)
+
+
+def plot_trajectory(
+    traj: Trajectory,
+    path: str | os.PathLike,
+    candidate_steps: np.ndarray | None = None,
+    halt_steps: np.ndarray | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    temperature: bool = True,
+    title: str = "",
+) -> None:
+    from ltau_md.plots import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    ax.plot(traj.step, traj.max_error, lw=1.2, label="max predicted error")
+    ax.plot(traj.step, traj.mean_error, lw=1.2, label="mean predicted error")
+    if lo is not None:
+        ax.axhline(lo, color="tab:orange", ls="--", lw=1, label=f"lo {lo:.3g}")
+    if hi is not None:
+        ax.axhline(hi, color="tab:red", ls="--", lw=1, label=f"hi {hi:.3g}")
+    if candidate_steps is not None and len(candidate_steps):
+        y = np.interp(candidate_steps, traj.step, traj.max_error)
+        ax.plot(candidate_steps, y, "o", ms=5, mfc="none", color="tab:orange", label=f"candidates ({len(candidate_steps)})")
+    if halt_steps is not None and len(halt_steps):
+        for s in halt_steps:
+            ax.axvline(s, color="tab:red", lw=1.5)
+        ax.plot([], [], color="tab:red", lw=1.5, label="halt")
+    ax.set(xlabel="step", ylabel="predicted force error (eV/Å)")
+    if temperature and "Temp" in traj.columns:
+        ax2 = ax.twinx()
+        ax2.plot(traj.step, traj.columns["Temp"], color="0.6", lw=0.8)
+        ax2.set_ylabel("T (K)", color="0.4")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title)
+    save_figure(fig, path)

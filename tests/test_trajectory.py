@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from conftest import ltau_md
+from ltau_md.errors import LtauError
+from ltau_md.trajectory import read_thermo, read_trajectory
+
+LOG = """LAMMPS (22 Jul 2025 - Update 4)
+fix uq all ltau 10 li.ltau lo auto hi auto
+Per MPI rank memory allocation (min/avg/max) = 3.1 | 3.1 | 3.1 Mbytes
+   Step          Temp          PotEng        f_uq[1]        f_uq[2]        f_uq[3]        f_uq[4]
+         0   600            -410.2          0.21           0.05           0              0
+        10   612            -409.9          0.25           0.06           1              0
+        20   630            -409.1          0.31           0.07           2              0
+Loop time of 1.2 on 1 procs for 20 steps with 250 atoms
+
+variable T equal 900
+   Step          Temp          PotEng        f_uq[1]        f_uq[2]        f_uq[3]        f_uq[4]
+        20   630            -409.1          0.31           0.07           2              0
+        30   700            -408.0          0.52           0.09           4              0
+        40   820            -407.1          1.35           0.12           9              1
+ERROR: fix ltau halted the run (fix_ltau.cpp:123)
+"""
+
+
+def test_all_thermo_blocks_are_read_and_joined(tmp_path):
+    (tmp_path / "log.lammps").write_text(LOG)
+    blocks = read_thermo(tmp_path / "log.lammps")
+    assert len(blocks) == 2 and list(blocks[0]["Step"]) == [0, 10, 20]
+    traj = read_trajectory(tmp_path / "log.lammps")
+    assert traj.fix_id == "uq"
+    assert list(traj.step) == [0, 10, 20, 20, 30, 40]
+    assert traj.max_error[-1] == pytest.approx(1.35) and traj.mean_error[1] == pytest.approx(0.06)
+
+
+def test_log_without_fix_columns_is_a_one_line_error(tmp_path):
+    (tmp_path / "log.lammps").write_text("   Step Temp\n 0 300\n 10 310\nLoop time of 1\n")
+    with pytest.raises(LtauError, match="thermo_style custom"):
+        read_trajectory(tmp_path / "log.lammps")
+
+
+def test_trajectory_command_draws_the_failure_view(tmp_path):
+    from ase.build import bulk
+
+    from ltau_md.queue import CandidateQueue
+
+    (tmp_path / "log.lammps").write_text(LOG)
+    q = CandidateQueue(tmp_path / "q.db")
+    a = bulk("Li", cubic=True)
+    for step, reason in ((10, "lo"), (30, "lo"), (40, "hi")):
+        q.add(a, error=np.ones(2), p=np.ones(2) * 0.5, run="r", step=step, reason=reason)
+    p = ltau_md("trajectory", tmp_path / "log.lammps", "--queue", tmp_path / "q.db", "--lo", 0.3, "--hi", 1.0, "-o", tmp_path / "t.png")
+    assert "2 candidate(s), 1 halt(s)" in p.stdout and "step 40" in p.stdout
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
