@@ -13,14 +13,12 @@ Prints a table and writes JSON (atomically).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
 import faiss
-import numpy as np
 
 from ltau_md import atomic_write
 from ltau_md.latent_index import LatentIndex, exact_neighbors, recall_at_k

@@ -6,7 +6,6 @@ temporary name in the same directory, flushed to disk, then renamed over the tar
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil

@@ -11,7 +11,6 @@ Two pieces a nequip config names with ``_target_``:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from nequip.data import AtomicDataDict, register_fields
