@@ -80,10 +80,11 @@ class AtomUncertainty:
 
     p: np.ndarray  # mean of the neighbours' μ_M(p_i): chance the error is ≤ atol·s
     p_std: np.ndarray  # mean of the neighbours' σ_M(p_i)
-    error: np.ndarray  # predicted force error, eV/Å: s × mean of neighbours' expected errors
+    error: np.ndarray  # predicted force error, eV/Å: s × mean of neighbours' expected errors × ood
     distance: np.ndarray  # (n, k) Euclidean latent distances to the neighbours
     neighbors: np.ndarray  # (n, k) training-atom ids
     scale: np.ndarray  # s applied to each atom
+    ood: np.ndarray  # max(1, d_nearest / d_ref): > 1 only beyond the calibrated latent neighbourhood
 
 
 class Artifact:
@@ -271,7 +272,7 @@ class Artifact:
     def fingerprint(self) -> str:
         """sha256 of what decides its predictions: the data files' checksums, k, s and the
         fitted distributions (so a recalibrated artifact gets a new fingerprint)."""
-        payload = {k: self.meta.get(k) for k in ("files", "k", "scale", "distributions", "atol", "rtol")}
+        payload = {k: self.meta.get(k) for k in ("files", "k", "scale", "distributions", "atol", "rtol", "ood")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def scale(self, species: str) -> float:
@@ -286,7 +287,13 @@ class Artifact:
         scale: dict[str, float] | None = None,
         distributions: dict[str, dict[str, FittedDistribution | None]] | None = None,
         report: dict[str, Any] | None = None,
+        ood: dict[str, float] | None = None,
     ) -> None:
+        if ood is not None:
+            unknown = set(ood) - set(self.species)
+            if unknown:
+                raise LtauError(f"species {sorted(unknown)} are not in this artifact ({', '.join(self.species)})")
+            self.meta["ood"] = {sp: {"distance_ref": float(d)} for sp, d in ood.items()}
         for sp, s in (scale or {}).items():
             if sp not in self.meta["scale"]:
                 raise LtauError(f"species {sp!r} is not in this artifact ({', '.join(self.species)})")
@@ -335,11 +342,12 @@ class Artifact:
         species: np.ndarray | list,
         k: int | None = None,
         scale: float | None = None,
+        ood: bool = True,
     ) -> AtomUncertainty:
         """k nearest training atoms in latent space → p, predicted error (eV/Å), distances.
 
         ``scale`` overrides the artifact's calibrated s for every atom (None: s of each atom's
-        species).
+        species); ``ood=False`` gives LTAU's plain neighbour average (see :meth:`ood_factor`).
         """
         k = self.k if k is None else int(k)
         numbers = self.species_numbers(species)
@@ -348,14 +356,32 @@ class Artifact:
             raise LtauError(f"descriptors have shape {desc.shape}; expected ({len(numbers)}, {self.meta['descriptor_dim']})")
         dist, ids = self.index.search(desc, numbers, k)
         s = np.full(len(numbers), float(scale)) if scale is not None else self.scales_for(numbers)
+        factor = self.ood_factor(dist[:, 0], numbers) if ood else np.ones(len(numbers))
         return AtomUncertainty(
             p=self.train["p_mean"][ids].mean(axis=1),
             p_std=self.train["p_std"][ids].mean(axis=1),
-            error=self._errors.mixture_mean(ids, s),
+            error=self._errors.mixture_mean(ids, s) * factor,
             distance=dist,
             neighbors=ids,
             scale=s,
+            ood=factor,
         )
+
+    def ood_factor(self, nearest: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        """max(1, d / d_ref) per atom, d = latent distance to the nearest training atom of its
+        species and d_ref the calibrated in-distribution limit (1 where not calibrated).
+
+        LTAU averages the errors of training atoms, so its prediction cannot exceed the worst
+        of them however far from the training data an atom is; beyond the distance that
+        in-distribution atoms stay within, the prediction grows linearly with distance (the
+        latent-distance form of seed 003) and lo/hi can still fire out of domain."""
+        refs = self.meta.get("ood") or {}
+        out = np.ones(len(nearest))
+        for sp, rec in refs.items():
+            sel = numbers == to_numbers([sp])[0]
+            if sel.any():
+                out[sel] = np.maximum(1.0, nearest[sel] / float(rec["distance_ref"]))
+        return out
 
     def uncertainty_cutoffs(self, n: int) -> dict[str, float]:
         """Per species, the predicted-error value whose fitted CDF is 1 − 1/n (calibrate first)."""
@@ -444,14 +470,22 @@ def _validate_meta(meta: Any, where: Path) -> None:
     if set(meta["distributions"]) != species:
         raise _fail(where, f"'distributions' species {sorted(meta['distributions'])} differ from 'species'")
     for sp, fits in meta["distributions"].items():
-        if not isinstance(fits, dict) or set(fits) - {"error", "uncertainty"}:
-            raise _fail(where, f"'distributions' for {sp} must map 'error'/'uncertainty' to a fit or null")
+        if not isinstance(fits, dict) or set(fits) - {"error", "uncertainty", "distance"}:
+            raise _fail(where, f"'distributions' for {sp} must map 'error'/'uncertainty'/'distance' to a fit or null")
         for kind, fit in fits.items():
             if fit is not None:
                 try:
                     FittedDistribution.from_dict(fit)
                 except LtauError as exc:
                     raise ArtifactError(f"{where}: distributions.{sp}.{kind}: {exc}") from None
+    ood = meta.get("ood")
+    if ood is not None:
+        if not isinstance(ood, dict) or not set(ood) <= species:
+            raise _fail(where, "'ood' must map species of the artifact to {'distance_ref': d}")
+        for sp, rec in ood.items():
+            d = rec.get("distance_ref") if isinstance(rec, dict) else None
+            if not isinstance(d, (int, float)) or isinstance(d, bool) or not (math.isfinite(d) and d > 0):
+                raise _fail(where, f"'ood' distance_ref for {sp} must be a positive number")
     per_species = meta["index"].get("species")
     if not isinstance(per_species, dict) or set(per_species) != species:
         raise _fail(where, "'index' must describe one index per species in 'species'")

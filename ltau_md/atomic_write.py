@@ -16,6 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read the process umask once (there is no getter)
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -36,6 +39,7 @@ def write_with(path: str | os.PathLike, writer: Callable[[Any], None], text: boo
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as fh:
             writer(fh)
             fh.flush()
@@ -86,4 +90,6 @@ def temp_dir_for(target: str | os.PathLike) -> Path:
     """A fresh empty directory next to ``target`` to build it in before :func:`replace_dir`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700
+    return tmp

@@ -15,7 +15,7 @@ from ltau_md import __version__
 from ltau_md.errors import LtauError
 
 # One module per subcommand in ltau_md/commands/, each with add_parser(subparsers).
-COMMANDS = ("make_data", "train", "fit", "calibrate", "predict", "cutoffs", "candidates", "relabel", "trajectory")
+COMMANDS = ("make_data", "train", "fit", "calibrate", "predict", "cutoffs", "candidates", "relabel", "trajectory", "loop", "demo", "run")
 
 
 class _Parser(argparse.ArgumentParser):

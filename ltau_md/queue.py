@@ -79,7 +79,7 @@ class CandidateQueue:
         reason: str,
         model_fingerprint: str | None = None,
         artifact_fingerprint: str | None = None,
-        lo: float | None = None,
+        lo: float | np.ndarray | None = None,
         latent: np.ndarray | None = None,
         source: str = "",
     ) -> int:

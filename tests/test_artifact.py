@@ -193,3 +193,22 @@ def test_k_beyond_the_smallest_species_is_refused(tmp_path):
     stats, desc, _ = synthetic_training(tmp_path, n_frames=2, n_atoms=3)
     with pytest.raises(LtauError, match="each species"):
         Artifact.create(stats, desc, k=1000)
+
+
+def test_beyond_the_calibrated_neighbourhood_the_prediction_grows_with_latent_distance(built):
+    art, stats, desc, path = built
+    sp = stats.atoms.species
+    near = art.query(desc + 1e-3, sp, k=3)
+    d_ref = 2.0
+    art.set_calibration(ood={"Li": d_ref, "Mg": d_ref})
+    art.save_meta()
+    art = Artifact.load(path)
+    again = art.query(desc + 1e-3, sp, k=3)
+    np.testing.assert_array_equal(again.error, near.error)  # in domain: plain LTAU
+    assert np.all(again.ood == 1.0)
+    far = art.query(desc + 10.0, sp, k=3)
+    plain = art.query(desc + 10.0, sp, k=3, ood=False)
+    np.testing.assert_allclose(far.ood, np.maximum(1.0, far.distance[:, 0] / d_ref))
+    assert np.all(far.ood > 1.0)
+    np.testing.assert_allclose(far.error, plain.error * far.ood)
+    np.testing.assert_array_equal(far.p, plain.p)  # p is the neighbours' and stays LTAU's

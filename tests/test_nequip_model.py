@@ -33,7 +33,7 @@ def test_descriptors_equal_the_models_node_features(model, li_data):
         # same model, other neighbour list and float32 edge vectors: equal to round-off
         np.testing.assert_allclose(r.node_features, out[AtomicDataDict.NODE_FEATURES_KEY].detach().numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(r.forces, out[AtomicDataDict.FORCE_KEY].detach().numpy(), atol=1e-5)
-        assert r.energy == pytest.approx(float(out[AtomicDataDict.TOTAL_ENERGY_KEY]), abs=1e-4)
+        assert r.energy == pytest.approx(float(out[AtomicDataDict.TOTAL_ENERGY_KEY].detach()), abs=1e-4)
         assert r.node_features.shape == (len(atoms), 8)
 
 

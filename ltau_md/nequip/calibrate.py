@@ -39,14 +39,28 @@ def calibrate_artifact(
 ) -> dict[str, Any]:
     """Calibrate ``artifact`` in place (meta.json rewritten) and return the report."""
     bar = Progress("evaluating validation frames", len(frames), enabled=progress)
-    preds = predict(model, artifact, frames, k=k, scale=1.0, batch_size=batch_size, progress=bar.update)
+    preds = predict(model, artifact, frames, k=k, scale=1.0, batch_size=batch_size, progress=bar.update, ood=False)
     bar.close()
     true_err = np.concatenate([np.linalg.norm(p.model.forces - reference_forces(a), axis=1) for a, p in zip(frames, preds)])
     comp_err = np.concatenate([np.abs(p.model.forces - reference_forces(a)).ravel() for a, p in zip(frames, preds)])
     p = np.concatenate([x.p for x in preds])
-    u = np.concatenate([x.error for x in preds])  # unscaled (s = 1)
+    raw = np.concatenate([x.error for x in preds])  # LTAU's neighbour average, s = 1
+    nearest = np.concatenate([x.distance for x in preds])
     species = np.array(symbols(np.concatenate([a.numbers for a in frames])))
     n = int(n or len(true_err))
+    # The in-distribution latent neighbourhood: per species, the nearest-training-atom distance
+    # that these validation atoms stay within (fitted family, CDF 1 − 1/n_species).
+    dist_fits, d_ref = {}, {}
+    for sp in dict.fromkeys(species.tolist()):
+        d = nearest[(species == sp) & (nearest > 0)]
+        if len(d) >= 10:
+            dist_fits[sp] = fit_uncertainty(d)[0]
+            d_ref[sp] = dist_fits[sp].cutoff(max(2, int(np.sum(species == sp))))
+    factor = np.ones(len(raw))
+    for sp, ref in d_ref.items():
+        sel = species == sp
+        factor[sel] = np.maximum(1.0, nearest[sel] / ref)
+    u = raw * factor
     groups = calibrate_groups(p, true_err, u, artifact.atol, species, fit=fit_scale)
     report: dict[str, Any] = {"n_frames": len(frames), "n_atoms": int(len(true_err)), "N": n, "atol": artifact.atol, "species": {}}
     scales, dists = {}, {}
@@ -59,7 +73,7 @@ def calibrate_artifact(
         scores = classification_scores(e, uu, ec, uc)
         rho = float(sps.spearmanr(uu, e).statistic) if sel.sum() > 2 else float("nan")
         scales[sp] = g.scale
-        dists[sp] = {"error": err_fit, "uncertainty": unc_fit}
+        dists[sp] = {"error": err_fit, "uncertainty": unc_fit, "distance": dist_fits.get(sp)}
         report["species"][sp] = {
             "n_atoms": int(sel.sum()),
             "force_mae_component": float(comp_err.reshape(-1, 3)[sel].mean()),
@@ -80,10 +94,12 @@ def calibrate_artifact(
             "f1": scores["f1"],
             "flagged": scores["tp"] + scores["fp"],
             "high_error": scores["tp"] + scores["fn"],
+            "distance_ref": d_ref.get(sp),
+            "ood_atoms": int(np.sum(factor[sel] > 1)),
         }
         if plots is not None:
             _plots(Path(plots), sp, p[sel], true_err[sel], uu, artifact.atol, g, err_fit, unc_fit, unc_cands, ec, uc)
-    artifact.set_calibration(scale=scales, distributions=dists, report=report)
+    artifact.set_calibration(scale=scales, distributions=dists, report=report, ood=d_ref)
     artifact.save_meta()
     return report
 

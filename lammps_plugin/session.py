@@ -1,0 +1,328 @@
+"""Per-rank Python state behind the plugin's callbacks: the pair's model, the fixes' artifacts and
+the latents of the latest force evaluation.
+
+``pair_style nequip`` evaluates the model and stores the node features (the LTAU descriptors) of
+this rank's atoms, keyed by atom tag and step; ``fix ltau`` reads them at the same step, so the
+uncertainty costs no second forward pass. Nothing here calls MPI: reductions, gathers and the
+agreement on errors happen in C++ (a Python collective inside a callback could leave a rank
+waiting when another fails first).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from lammps_plugin import bridge, graphs
+from ltau_md.errors import LtauError
+from ltau_md.species import to_numbers
+
+# hi auto: the seed-003 stability limit. Predicted force errors above ~1 eV/Å went with MD
+# trajectories that left the physical region (atoms overlapping, exploding); never below lo.
+HI_AUTO_FLOOR = 1.0  # eV/Å
+
+
+def count_layers(model) -> int:
+    """Message-passing layers L of a nequip energy network (children named ``layer{i}_convnet``)."""
+    names = [name for name, _ in model.energy_net.named_children()]
+    n = sum(1 for name in names if re.fullmatch(r"layer\d+_convnet", name))
+    if n == 0:
+        raise LtauError(f"{model.path}: no message-passing layers (layer<i>_convnet) found; not a NequIP model ltau-md can run")
+    return n
+
+
+class LatentCache:
+    """Node features of the latest force evaluation on this rank, by atom tag."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.tags = np.zeros(0, dtype=np.int64)
+        self.features = np.zeros((0, 0), dtype=np.float32)
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+
+    def store(self, step: int, tags: np.ndarray, features: np.ndarray) -> None:
+        self.step = int(step)
+        self.tags = np.array(tags, dtype=np.int64)  # a copy: LAMMPS reuses its memory
+        self.features = features
+        self._sorted = None
+
+    def lookup(self, step: int, tags: np.ndarray) -> np.ndarray:
+        if self.step != step:
+            last = "never" if self.step is None else f"last at step {self.step}"
+            raise LtauError(
+                f"no latents for step {step}: fix ltau reads the descriptors of pair_style nequip's force "
+                f"evaluation of the same step, and the model was evaluated {last}"
+            )
+        if len(tags) == len(self.tags) and np.array_equal(tags, self.tags):
+            return self.features  # domain mode: the same local atoms in the same order
+        if self._sorted is None:
+            order = np.argsort(self.tags, kind="stable")
+            self._sorted = (self.tags[order], order)
+        sorted_tags, order = self._sorted
+        pos = np.searchsorted(sorted_tags, tags)
+        pos = np.minimum(pos, max(len(sorted_tags) - 1, 0))
+        if len(sorted_tags) == 0 or np.any(sorted_tags[pos] != tags):
+            raise LtauError(f"latents of step {step} do not cover this rank's atoms (atoms changed after the force evaluation)")
+        return self.features[order[pos]]
+
+
+@dataclass
+class PairState:
+    model: object  # ltau_md.nequip.model.NequIPModel
+    num_layers: int
+    elements: list[str] = field(default_factory=list)  # per LAMMPS type, type 1 first
+    model_types: np.ndarray | None = None  # LAMMPS type -> model type index (index 0 unused)
+    numbers: np.ndarray | None = None  # LAMMPS type -> atomic number (index 0 unused)
+
+
+@dataclass
+class FixState:
+    id: str
+    artifact: object  # ltau_md.artifact.Artifact
+    k: int | None
+    scale: float | None
+    lo: float | None  # None: auto
+    hi: float | None  # None: auto
+    dump: Path | None
+    queue: object | None  # ltau_md.queue.CandidateQueue, rank 0 only
+    numbers: np.ndarray | None = None  # LAMMPS type -> atomic number, set at init
+    lo_type: np.ndarray | None = None
+    hi_type: np.ndarray | None = None
+
+
+class Session:
+    """The Python side of one LAMMPS instance on one rank."""
+
+    def __init__(self, plugin: bridge.Plugin, rank: int, run_name: str, source: str) -> None:
+        self.plugin = plugin
+        self.rank = rank
+        self.run_name = run_name
+        self.source = source
+        self.models: dict[tuple[str, str], object] = {}
+        self.artifacts: dict[str, object] = {}
+        self.pair: PairState | None = None
+        self.fixes: dict[str, FixState] = {}
+        self.latents = LatentCache()
+
+    def callbacks(self) -> bridge.Callbacks:
+        g = lambda fn: bridge.guarded(self.plugin, fn)
+        return bridge.Callbacks(
+            pair_settings=bridge.PAIR_SETTINGS(g(self.pair_settings)),
+            pair_coeff=bridge.PAIR_COEFF(g(self.pair_coeff)),
+            pair_compute=bridge.PAIR_COMPUTE(g(self.pair_compute)),
+            fix_create=bridge.FIX_CREATE(g(self.fix_create)),
+            fix_init=bridge.FIX_INIT(g(self.fix_init)),
+            fix_compute=bridge.FIX_COMPUTE(g(self.fix_compute)),
+            fix_frame=bridge.FIX_FRAME(g(self.fix_frame)),
+            fix_destroy=bridge.FIX_DESTROY(g(self.fix_destroy)),
+        )
+
+    # -- pair_style nequip ------------------------------------------------------------------
+
+    def _model(self, arg: str, dtype: str):
+        from ltau_md.nequip.model import NequIPModel, resolve_model_path
+
+        key = (str(resolve_model_path(arg).resolve()), dtype)
+        if key not in self.models:
+            self.models[key] = NequIPModel.load(arg, dtype=dtype)
+        return self.models[key]
+
+    def pair_settings(self, ap) -> None:
+        a = ap.contents
+        model = self._model(bridge.text(a.model), bridge.text(a.dtype))
+        self.pair = PairState(model=model, num_layers=count_layers(model))
+        a.r_max = model.r_max
+        a.num_layers = self.pair.num_layers
+        a.num_species = len(model.type_names)
+
+    def pair_coeff(self, ap) -> None:
+        a = ap.contents
+        if self.pair is None:
+            raise LtauError("pair_style nequip must come before pair_coeff")
+        elements = bridge.text(a.elements).split()
+        for el in elements:
+            if el not in atomic_numbers:
+                raise LtauError(f"'{el}' is not an element symbol (one element per atom type, e.g. Li Mg)")
+        numbers = to_numbers(np.array(elements))
+        model = self.pair.model
+        types = model.types_of(numbers, where=f"model {model.path}")
+        self.pair.elements = elements
+        self.pair.model_types = np.concatenate([[-1], types]).astype(np.int64)
+        self.pair.numbers = np.concatenate([[0], numbers]).astype(np.int64)
+
+    def pair_compute(self, ap) -> None:
+        a = ap.contents
+        pair = self.pair
+        n, nlocal = a.nrows, a.nlocal
+        if n == 0:  # a rank without atoms (more ranks than the cell can use)
+            self.latents.store(a.step, np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+            return
+        x = bridge.view(a.x, (n, 3))
+        types = pair.model_types[bridge.view(a.type, (n,))]
+        if a.mode == 0:
+            edges, vectors = graphs.open_graph(x, pair.model.r_max)
+        else:
+            edges, vectors = graphs.periodic_graph(x, list(a.boxlo), list(a.h), pair.model.r_max)
+        res = pair.model.evaluate_graph(types, edges, vectors, energy_nodes=nlocal if a.mode == 0 else None)
+        bridge.view(a.f, (n, 3))[:] = res.forces
+        bridge.view(a.eatom, (n,))[:nlocal] = res.atomic_energy[:nlocal]
+        if a.vatom:
+            bridge.view(a.vatom, (n, 6))[:] = graphs.atom_virial(edges, vectors, res.edge_gradient, n)
+        if a.virial:
+            bridge.view(a.virial, (6,))[:] = graphs.virial(vectors, res.edge_gradient)
+        self.latents.store(a.step, bridge.view(a.tag, (n,))[:nlocal], res.node_features[:nlocal])
+
+    # -- fix ltau ---------------------------------------------------------------------------
+
+    def _artifact(self, arg: str):
+        from ltau_md.artifact import Artifact
+
+        key = str(Path(arg).resolve())
+        if key not in self.artifacts:
+            self.artifacts[key] = Artifact.load(arg)
+        return self.artifacts[key]
+
+    def fix_create(self, ap) -> None:
+        a = ap.contents
+        fid = bridge.text(a.id)
+        art = self._artifact(bridge.text(a.artifact))
+        if self.pair is not None:
+            art.check_model(str(self.pair.model.path), self.pair.model.fingerprint)
+        dump = Path(bridge.text(a.dump)) if a.dump else None
+        queue = None
+        if self.rank == 0:  # only rank 0 writes frames
+            if dump is not None:
+                from lammps_plugin.candidates import repair_extxyz
+
+                if not dump.resolve().parent.is_dir():
+                    raise LtauError(f"dump {dump}: directory {dump.resolve().parent} does not exist")
+                cut = repair_extxyz(dump)
+                if cut:
+                    print(f"fix ltau {fid}: cut a partial last frame ({cut} bytes) off {dump}", file=sys.stderr)
+            if a.queue:
+                from ltau_md.queue import CandidateQueue
+
+                queue = CandidateQueue(bridge.text(a.queue))
+                queue.db.serial = True  # ase.db would broadcast over MPI.COMM_WORLD from rank 0 alone
+        self.fixes[fid] = FixState(
+            id=fid,
+            artifact=art,
+            k=a.k if a.k > 0 else None,
+            scale=a.scale if a.scale > 0 else None,
+            lo=None if a.lo_auto else float(a.lo),
+            hi=None if a.hi_auto else float(a.hi),
+            dump=dump,
+            queue=queue,
+        )
+        a.descriptor_dim = int(art.meta["descriptor_dim"])
+
+    def fix_init(self, ap) -> None:
+        a = ap.contents
+        st = self.fixes[bridge.text(a.id)]
+        pair = self.pair
+        if pair is None or pair.numbers is None:
+            raise LtauError("pair_coeff must be set before a run with fix ltau (it names each type's element)")
+        art, model = st.artifact, pair.model
+        art.check_model(str(model.path), model.fingerprint)
+        st.numbers = pair.numbers
+        species = sorted(set(pair.elements), key=pair.elements.index)
+        art.species_numbers(species, where="pair_coeff species")
+        k = st.k or art.k
+        for sp in species:
+            n_sp = int(np.sum(art.train["species"] == to_numbers([sp])[0]))
+            if k > n_sp:
+                raise LtauError(f"k {k} exceeds the {n_sp} {sp} training atoms of {art.path}")
+        lo, hi = {}, {}
+        for sp in species:
+            if st.lo is None:
+                fit = art.distribution(sp, "uncertainty")
+                if fit is None:
+                    raise LtauError(
+                        f"lo auto: {art.path} has no fitted uncertainty distribution for {sp}; "
+                        f"run 'ltau-md calibrate {art.path} --data VAL.xyz' or give lo VALUE"
+                    )
+                # predicted errors scale linearly with s, so does their fitted distribution
+                lo[sp] = fit.cutoff(int(a.nsamples)) * (st.scale / art.scale(sp) if st.scale else 1.0)
+            else:
+                lo[sp] = st.lo
+            hi[sp] = max(HI_AUTO_FLOOR, lo[sp]) if st.hi is None else st.hi
+        ntypes = a.ntypes
+        lo_view, hi_view = bridge.view(a.lo, (ntypes + 1,)), bridge.view(a.hi, (ntypes + 1,))
+        for t in range(1, ntypes + 1):
+            lo_view[t] = lo[pair.elements[t - 1]]
+            hi_view[t] = hi[pair.elements[t - 1]]
+        st.lo_type, st.hi_type = lo_view.copy(), hi_view.copy()
+        cut = ", ".join(f"{sp} {lo[sp]:.4g}/{hi[sp]:.4g}" for sp in species)
+        how = f"lo auto at N = {int(a.nsamples)}" if st.lo is None else "lo given"
+        raw = f"lo/hi (eV/Å) {cut}; {how}, k {k}".encode()[: a.message_size - 1] + b"\0"
+        ctypes.memmove(a.message, raw, len(raw))
+
+    def fix_compute(self, ap) -> None:
+        a = ap.contents
+        st = self.fixes[bridge.text(a.id)]
+        n = a.nlocal
+        if n == 0:
+            return
+        tags = bridge.view(a.tag, (n,))
+        features = self.latents.lookup(a.step, tags)
+        dim = a.latent_dim
+        if features.shape[1] != dim:
+            raise LtauError(f"the model's latents have {features.shape[1]} features, {st.artifact.path} was fitted on {dim}")
+        sel = (bridge.view(a.mask, (n,)) & a.groupbit) != 0
+        if not sel.any():
+            return
+        numbers = st.numbers[bridge.view(a.type, (n,))[sel]]
+        u = st.artifact.query(features[sel], numbers, k=st.k, scale=st.scale)
+        out = bridge.view(a.out, (n, 2))
+        out[sel, 0] = u.error
+        out[sel, 1] = u.p
+        bridge.view(a.latent, (n, dim))[sel] = features[sel]
+
+    def fix_frame(self, ap) -> None:
+        from lammps_plugin.candidates import append_extxyz, frame_atoms
+
+        a = ap.contents
+        st = self.fixes[bridge.text(a.id)]
+        n, dim = a.natoms, a.latent_dim
+        types = bridge.view(a.type, (n,)).copy()
+        error = bridge.view(a.error, (n,)).copy()
+        p = bridge.view(a.p, (n,)).copy()
+        pbc = tuple(bool(a.periodic >> d & 1) for d in range(3))
+        atoms = frame_atoms(
+            st.numbers[types], bridge.view(a.x, (n, 3)), bridge.view(a.v, (n, 3)), list(a.boxlo),
+            graphs.cell_matrix(list(a.h)), pbc,
+        )  # fmt: skip
+        reason = "hi" if a.reason == 1 else "lo"
+        model = self.pair.model
+        atoms.info.update(
+            step=int(a.step), timestep=float(a.dt), run=self.run_name, fix=st.id, reason=reason,
+            n_above_lo=int(a.n_above_lo), n_above_hi=int(a.n_above_hi), max_error=float(error.max()),
+            model_fingerprint=model.fingerprint, artifact_fingerprint=st.artifact.fingerprint,
+        )  # fmt: skip
+        atoms.arrays["ltau_error"] = error
+        atoms.arrays["ltau_p"] = p
+        atoms.arrays["lammps_id"] = bridge.view(a.tag, (n,)).astype(np.int64)
+        if st.dump is not None:
+            try:
+                append_extxyz(st.dump, atoms)
+            except OSError as exc:
+                raise LtauError(f"dump {st.dump}: cannot write ({exc.strerror or exc})") from None
+        if st.queue is not None:
+            frame = atoms.copy()
+            for key in ("ltau_error", "ltau_p"):
+                del frame.arrays[key]  # stored as the row's data by the queue
+            st.queue.add(
+                frame, error=error, p=p, run=self.run_name, step=int(a.step), reason=reason,
+                model_fingerprint=model.fingerprint, artifact_fingerprint=st.artifact.fingerprint,
+                lo=st.lo_type[types], latent=bridge.view(a.latent, (n, dim)).astype(np.float32), source=self.source,
+            )  # fmt: skip
+
+    def fix_destroy(self, fid: bytes) -> None:
+        self.fixes.pop(bridge.text(fid), None)
+

@@ -1,0 +1,361 @@
+// fix ltau: see fix_ltau.h.
+
+#include "fix_ltau.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "domain.h"
+#include "error.h"
+#include "force.h"
+#include "group.h"
+#include "memory.h"
+#include "pair.h"
+#include "timer.h"
+#include "update.h"
+#include "utils.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+using namespace LAMMPS_NS;
+using namespace FixConst;
+
+static const char *USAGE =
+    "fix ID group ltau N ARTIFACT [k K] [scale S] [lo auto|VALUE] [hi auto|VALUE] [nsamples N] "
+    "[dump FILE] [queue DB] [halt no|soft|hard]";
+
+FixLtau::FixLtau(LAMMPS *lmp, int narg, char **arg) : Fix(lmp, narg, arg)
+{
+  const ltau_callbacks *cb = LtauBridge::callbacks();
+  if (!cb) error->all(FLERR, LtauBridge::NO_DRIVER, "fix ltau");
+  if (narg < 5) error->all(FLERR, "Illegal fix ltau command: expected {}", USAGE);
+  if (!utils::is_integer(arg[3]) || (nevery = utils::inumeric(FLERR, arg[3], false, lmp)) <= 0)
+    error->all(FLERR, "fix ltau: N must be a positive number of steps, not '{}'", arg[3]);
+  artifact = arg[4];
+
+  for (int i = 5; i < narg; i += 2) {
+    const std::string key = arg[i];
+    static const char *KEYS[] = {"k", "scale", "lo", "hi", "nsamples", "dump", "queue", "halt"};
+    if (std::none_of(std::begin(KEYS), std::end(KEYS), [&](const char *k) { return key == k; }))
+      error->all(FLERR,
+                 "fix ltau: unknown keyword '{}' (expected k, scale, lo, hi, nsamples, dump, queue or halt)",
+                 key);
+    if (i + 1 >= narg) error->all(FLERR, "fix ltau: keyword '{}' needs a value: {}", key, USAGE);
+    const char *value = arg[i + 1];
+    if (key == "k") {
+      if (!utils::is_integer(value) || (k = utils::inumeric(FLERR, value, false, lmp)) < 1)
+        error->all(FLERR, "fix ltau: k must be a positive number of neighbours, not '{}'", value);
+    } else if (key == "scale") {
+      if (!utils::is_double(value) || !((scale = utils::numeric(FLERR, value, false, lmp)) > 0.0))
+        error->all(FLERR, "fix ltau: scale must be a positive number, not '{}'", value);
+    } else if (key == "lo" || key == "hi") {
+      const bool isauto = strcmp(value, "auto") == 0;
+      double v = 0.0;
+      if (!isauto && (!utils::is_double(value) || !((v = utils::numeric(FLERR, value, false, lmp)) > 0.0)))
+        error->all(FLERR, "fix ltau: {} must be auto or a positive error in eV/Å, not '{}'", key, value);
+      if (key == "lo") {
+        lo_auto = isauto;
+        lo_value = v;
+      } else {
+        hi_auto = isauto;
+        hi_value = v;
+      }
+    } else if (key == "nsamples") {
+      if (!utils::is_integer(value) || (nsamples = utils::bnumeric(FLERR, value, false, lmp)) < 2)
+        error->all(FLERR, "fix ltau: nsamples must be an integer of at least 2, not '{}'", value);
+    } else if (key == "dump") {
+      dump = value;
+    } else if (key == "queue") {
+      queue = value;
+    } else {
+      if (strcmp(value, "no") == 0) halt = LtauBridge::HALT_NO;
+      else if (strcmp(value, "soft") == 0) halt = LtauBridge::HALT_SOFT;
+      else if (strcmp(value, "hard") == 0) halt = LtauBridge::HALT_HARD;
+      else error->all(FLERR, "fix ltau: halt must be no, soft or hard, not '{}'", value);
+    }
+  }
+  if (!lo_auto && !hi_auto && lo_value > hi_value)
+    error->all(FLERR, "fix ltau: lo {} is above hi {}", lo_value, hi_value);
+  check_pair();
+
+  ltau_fix_create_args a;
+  std::memset(&a, 0, sizeof(a));
+  a.id = id;
+  a.artifact = artifact.c_str();
+  a.dump = dump.empty() ? nullptr : dump.c_str();
+  a.queue = queue.empty() ? nullptr : queue.c_str();
+  a.scale = scale;
+  a.lo = lo_value;
+  a.hi = hi_value;
+  a.k = k;
+  a.lo_auto = lo_auto;
+  a.hi_auto = hi_auto;
+  int status = cb->fix_create(&a);
+  LtauBridge::check_status(lmp, world, status, "fix ltau");
+  created = true;
+  latent_dim = a.descriptor_dim;
+
+  peratom_flag = 1;
+  size_peratom_cols = NCOL;
+  peratom_freq = nevery;
+  vector_flag = 1;
+  size_vector = NVEC;
+  global_freq = nevery;
+  extvector = 0;
+  maxexchange = NCOL;
+
+  FixLtau::grow_arrays(atom->nmax);
+  atom->add_callback(Atom::GROW);
+  for (int i = 0; i < atom->nlocal; ++i)
+    for (int c = 0; c < NCOL; ++c) array[i][c] = 0.0;
+}
+
+FixLtau::~FixLtau()
+{
+  const ltau_callbacks *cb = LtauBridge::callbacks();
+  if (created && cb) cb->fix_destroy(id);    // drops the artifact; nothing to report
+  atom->delete_callback(id, Atom::GROW);
+  memory->destroy(array);
+}
+
+int FixLtau::setmask()
+{
+  return END_OF_STEP | POST_RUN;
+}
+
+void FixLtau::check_pair()
+{
+  if (!force->pair || !force->pair_match("nequip", 1))
+    error->all(FLERR,
+               "fix ltau needs pair_style nequip defined before it (its latents are the LTAU descriptors)");
+}
+
+void FixLtau::init()
+{
+  const ltau_callbacks *cb = LtauBridge::callbacks();
+  if (!cb) error->all(FLERR, LtauBridge::NO_DRIVER, "fix ltau");
+  check_pair();
+
+  // statistical cutoffs: about one false alarm among the atomic environments checked in this run
+  bigint n = nsamples;
+  if (n == 0) {
+    const bigint ngroup = std::max<bigint>(1, group->count(igroup));
+    const bigint checks = (bigint) update->nsteps / nevery + 1;
+    n = std::max<bigint>(2, ngroup * checks);
+  }
+  const int ntypes = atom->ntypes;
+  lo.assign(ntypes + 1, 0.0);
+  hi.assign(ntypes + 1, 0.0);
+  char message[1024] = {0};
+  ltau_fix_init_args a;
+  std::memset(&a, 0, sizeof(a));
+  a.id = id;
+  a.lo = lo.data();
+  a.hi = hi.data();
+  a.message = message;
+  a.message_size = sizeof(message);
+  a.nsamples = n;
+  a.ntypes = ntypes;
+  int status = cb->fix_init(&a);
+  LtauBridge::check_status(lmp, world, status, fmt::format("fix ltau {}", id).c_str());
+  message[sizeof(message) - 1] = 0;
+  // init() also runs for write_data, write_restart, ...: report the cutoffs of runs only
+  if (comm->me == 0 && message[0] && update->whichflag != 0) utils::logmesg(lmp, "fix ltau {}: {}\n", id, message);
+}
+
+void FixLtau::setup(int)
+{
+  // values exist at the first step of every run; frames and halts come from end_of_step only,
+  // so that a run restarted from a halt does not stop again before it moves
+  evaluate(false);
+}
+
+void FixLtau::end_of_step()
+{
+  evaluate(true);
+}
+
+void FixLtau::post_run()
+{
+  // a soft halt forces the timeout that ends the run; give later runs in the script their steps
+  if (forced_timeout) {
+    timer->reset_timeout();
+    forced_timeout = false;
+  }
+}
+
+void FixLtau::evaluate(bool act)
+{
+  const int nlocal = atom->nlocal;
+  const int *mask = atom->mask, *type = atom->type;
+  latent.resize(std::max<size_t>(1, (size_t) nlocal * latent_dim));
+  for (int i = 0; i < nlocal; ++i)
+    for (int c = 0; c < NCOL; ++c) array[i][c] = 0.0;
+
+  ltau_fix_compute_args a;
+  std::memset(&a, 0, sizeof(a));
+  a.id = id;
+  a.step = update->ntimestep;
+  a.tag = atom->tag;
+  a.type = atom->type;
+  a.mask = atom->mask;
+  a.out = nlocal ? &array[0][0] : nullptr;
+  a.latent = latent.data();
+  a.nlocal = nlocal;
+  a.groupbit = groupbit;
+  a.latent_dim = latent_dim;
+  int status = LtauBridge::callbacks()->fix_compute(&a);
+  LtauBridge::check_status(lmp, world, status, fmt::format("fix ltau {}", id).c_str());
+
+  double mine_max = 0.0, sums[4] = {0.0, 0.0, 0.0, 0.0}, all[4];    // error sum, n, n_lo, n_hi
+  for (int i = 0; i < nlocal; ++i) {
+    if (!(mask[i] & groupbit)) continue;
+    const double e = array[i][0];
+    mine_max = std::max(mine_max, e);
+    sums[0] += e;
+    sums[1] += 1.0;
+    if (e > lo[type[i]]) sums[2] += 1.0;
+    if (e > hi[type[i]]) sums[3] += 1.0;
+  }
+  MPI_Allreduce(&mine_max, &vec[0], 1, MPI_DOUBLE, MPI_MAX, world);
+  MPI_Allreduce(sums, all, 4, MPI_DOUBLE, MPI_SUM, world);
+  vec[1] = all[1] > 0.0 ? all[0] / all[1] : 0.0;
+  vec[2] = all[2];
+  vec[3] = all[3];
+  if (!act) return;
+
+  const bigint n_lo = (bigint) all[2], n_hi = (bigint) all[3];
+  if ((n_lo > 0 || n_hi > 0) && (!dump.empty() || !queue.empty())) write_frame(n_hi > 0 ? 1 : 0, n_lo, n_hi);
+  // vec is a global reduction, so every rank takes the same decision
+  if (n_hi > 0 && halt != LtauBridge::HALT_NO) {
+    LtauBridge::record_halt(halt, update->ntimestep, n_hi);
+    if (halt == LtauBridge::HALT_SOFT) {
+      if (comm->me == 0)
+        utils::logmesg(lmp,
+                       "fix ltau {}: soft halt at step {}: {} atoms above hi (max predicted error {:.4g} "
+                       "eV/Å); this run ends, the script goes on\n",
+                       id, update->ntimestep, n_hi, vec[0]);
+      timer->force_timeout();
+      forced_timeout = true;
+    } else {
+      error->all(FLERR, "fix ltau {}: hard halt at step {}: {} atoms above hi (max predicted error {:.4g} eV/Å)",
+                 id, update->ntimestep, n_hi, vec[0]);
+    }
+  }
+}
+
+void FixLtau::write_frame(int reason, bigint n_lo, bigint n_hi)
+{
+  // every atom (not only the group) so that the frame can be relabelled as it is
+  const int nlocal = atom->nlocal, width = 10 + latent_dim, nprocs = comm->nprocs;
+  std::vector<double> mine((size_t) nlocal * width);
+  for (int i = 0; i < nlocal; ++i) {
+    double *row = &mine[(size_t) i * width];
+    row[0] = (double) atom->tag[i];
+    row[1] = (double) atom->type[i];
+    for (int d = 0; d < 3; ++d) {
+      row[2 + d] = atom->x[i][d];
+      row[5 + d] = atom->v[i][d];
+    }
+    row[8] = array[i][0];
+    row[9] = array[i][1];
+    const bool in_group = atom->mask[i] & groupbit;
+    for (int c = 0; c < latent_dim; ++c) row[10 + c] = in_group ? latent[(size_t) i * latent_dim + c] : 0.0;
+  }
+  const int count = nlocal * width;
+  std::vector<int> counts(nprocs), displs(nprocs);
+  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, world);
+  int total = 0;
+  for (int p = 0; p < nprocs; ++p) {
+    displs[p] = total;
+    total += counts[p];
+  }
+  std::vector<double> rows(comm->me == 0 ? std::max(total, 1) : 1);
+  MPI_Gatherv(mine.data(), count, MPI_DOUBLE, rows.data(), counts.data(), displs.data(), MPI_DOUBLE, 0, world);
+
+  int status = 0;
+  if (comm->me == 0) {
+    const int natoms = total / width;
+    std::vector<int> order(natoms);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(),
+              [&](int i, int j) { return rows[(size_t) i * width] < rows[(size_t) j * width]; });
+    std::vector<int32_t> tag(natoms), type(natoms);
+    std::vector<double> x(3 * natoms), v(3 * natoms), err(natoms), p(natoms),
+        lat(std::max<size_t>(1, (size_t) natoms * latent_dim));
+    for (int r = 0; r < natoms; ++r) {
+      const double *row = &rows[(size_t) order[r] * width];
+      tag[r] = (int32_t) row[0];
+      type[r] = (int32_t) row[1];
+      for (int d = 0; d < 3; ++d) {
+        x[3 * r + d] = row[2 + d];
+        v[3 * r + d] = row[5 + d];
+      }
+      err[r] = row[8];
+      p[r] = row[9];
+      for (int c = 0; c < latent_dim; ++c) lat[(size_t) r * latent_dim + c] = row[10 + c];
+    }
+    ltau_fix_frame_args a;
+    std::memset(&a, 0, sizeof(a));
+    a.id = id;
+    a.step = update->ntimestep;
+    a.tag = tag.data();
+    a.type = type.data();
+    a.x = x.data();
+    a.v = v.data();
+    a.error = err.data();
+    a.p = p.data();
+    a.latent = lat.data();
+    for (int d = 0; d < 3; ++d) a.boxlo[d] = domain->boxlo[d];
+    a.h[0] = domain->xprd;
+    a.h[1] = domain->yprd;
+    a.h[2] = domain->zprd;
+    a.h[3] = domain->xy;
+    a.h[4] = domain->xz;
+    a.h[5] = domain->yz;
+    a.dt = update->dt;
+    a.n_above_lo = n_lo;
+    a.n_above_hi = n_hi;
+    a.natoms = natoms;
+    a.reason = reason;
+    a.latent_dim = latent_dim;
+    for (int d = 0; d < 3; ++d)
+      if (domain->periodicity[d]) a.periodic |= 1 << d;
+    status = LtauBridge::callbacks()->fix_frame(&a);
+  }
+  LtauBridge::check_status(lmp, world, status, fmt::format("fix ltau {}", id).c_str());
+}
+
+double FixLtau::compute_vector(int n)
+{
+  return vec[n];
+}
+
+void FixLtau::grow_arrays(int nmax)
+{
+  memory->grow(array, nmax, NCOL, "fix_ltau:array");
+  array_atom = array;
+}
+
+void FixLtau::copy_arrays(int i, int j, int)
+{
+  for (int c = 0; c < NCOL; ++c) array[j][c] = array[i][c];
+}
+
+int FixLtau::pack_exchange(int i, double *buf)
+{
+  for (int c = 0; c < NCOL; ++c) buf[c] = array[i][c];
+  return NCOL;
+}
+
+int FixLtau::unpack_exchange(int nlocal, double *buf)
+{
+  for (int c = 0; c < NCOL; ++c) array[nlocal][c] = buf[c];
+  return NCOL;
+}
+
+double FixLtau::memory_usage()
+{
+  return (double) atom->nmax * NCOL * sizeof(double) + (double) latent.capacity() * sizeof(double);
+}

@@ -1,0 +1,68 @@
+// fix ID group ltau N ARTIFACT [k K] [scale S] [lo auto|VALUE] [hi auto|VALUE] [nsamples N]
+//                            [dump FILE] [queue DB] [halt no|soft|hard]
+//
+// Every N steps, LTAU per-atom uncertainty of the group's atoms from the latents of that step's
+// pair_style nequip evaluation (no second forward pass).
+//   per-atom array: f_ID[1] predicted force error (eV/Å), f_ID[2] p
+//   global vector:  f_ID[1] max and f_ID[2] mean predicted error over the group,
+//                   f_ID[3] atoms above lo, f_ID[4] atoms above hi
+// Above lo, the frame goes to the dump file and the queue; above hi, the same and then a halt
+// taken by every rank together (soft: the run ends, the script goes on; hard: LAMMPS stops).
+
+#ifndef LMP_FIX_LTAU_H
+#define LMP_FIX_LTAU_H
+
+#include "fix.h"
+
+#include "ltau_bridge.h"
+
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+class FixLtau : public Fix {
+ public:
+  FixLtau(class LAMMPS *, int, char **);
+  ~FixLtau() override;
+
+  int setmask() override;
+  void init() override;
+  void setup(int) override;
+  void end_of_step() override;
+  void post_run() override;
+  double compute_vector(int) override;
+
+  void grow_arrays(int) override;
+  void copy_arrays(int, int, int) override;
+  int pack_exchange(int, double *) override;
+  int unpack_exchange(int, double *) override;
+  double memory_usage() override;
+
+ private:
+  static constexpr int NCOL = 2, NVEC = 4;
+
+  std::string artifact, dump, queue;
+  int k = 0;
+  double scale = 0.0;
+  int lo_auto = 1, hi_auto = 1;
+  double lo_value = 0.0, hi_value = 0.0;
+  bigint nsamples = 0;    // 0: atoms in group x checks in the run
+  int halt = LtauBridge::HALT_SOFT;
+  bool created = false;
+  bool forced_timeout = false;
+
+  int latent_dim = 0;
+  double **array = nullptr;
+  std::vector<double> latent;
+  std::vector<double> lo, hi;    // per atom type
+  double vec[NVEC] = {0.0, 0.0, 0.0, 0.0};
+
+  void evaluate(bool act);
+  void write_frame(int reason, bigint n_lo, bigint n_hi);
+  void check_pair();
+};
+
+}    // namespace LAMMPS_NS
+
+#endif

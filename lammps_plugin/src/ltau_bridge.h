@@ -1,0 +1,156 @@
+// The bridge between the ltau-md LAMMPS styles and the Python driver (`ltau-md run`).
+//
+// The C++ styles own storage, communication and LAMMPS bookkeeping; the model and LTAU work run
+// in Python behind C function pointers that the driver registers with ltau_register(). Every
+// call passes ONE struct pointer; lammps_plugin/bridge.py mirrors these structs with ctypes and
+// compares their sizes with ltau_abi_size() before registering, so a layout drift cannot go
+// unnoticed. Keep the two files in step and bump LTAU_ABI_VERSION on any change.
+#ifndef LMP_LTAU_BRIDGE_H
+#define LMP_LTAU_BRIDGE_H
+
+#include <cstdint>
+#include <mpi.h>
+
+namespace LAMMPS_NS {
+class LAMMPS;
+}
+
+#define LTAU_ABI_VERSION 1
+
+extern "C" {
+
+// pair_style nequip MODEL ...: load the model on this rank.
+struct ltau_pair_settings_args {
+  const char *model;     // in: MODEL argument
+  const char *dtype;     // in: "float32" or "float64"
+  double r_max;          // out: model cutoff (Å)
+  int32_t num_layers;    // out: message-passing layers L (receptive field L*r_max)
+  int32_t num_species;   // out
+};
+
+// pair_coeff * * EL1 ... ELn: one element per LAMMPS atom type.
+struct ltau_pair_coeff_args {
+  const char *elements;    // in: space separated, type 1 first
+  int32_t ntypes;          // in
+  int32_t pad;
+};
+
+// One force evaluation. domain: rows = local then ghost atoms of this rank, energy of the first
+// nlocal rows; gathered: rows = every atom of the cell sorted by tag, all carrying energy.
+struct ltau_pair_compute_args {
+  int64_t step;
+  double *x;         // in: nrows x 3
+  int32_t *type;     // in: LAMMPS types (1-based)
+  int32_t *tag;      // in
+  double *f;         // out: nrows x 3, -dE/dx
+  double *eatom;     // out: nrows, per-atom energy (rows < nlocal)
+  double *vatom;     // out: nrows x 6 (xx yy zz xy xz yz) or null when not requested
+  double *virial;    // out: 6, virial of the whole periodic cell (gathered only)
+  double boxlo[3];
+  double h[6];       // xprd yprd zprd xy xz yz
+  int32_t mode;      // 0 domain, 1 gathered
+  int32_t nlocal;    // energy-carrying rows
+  int32_t nrows;
+  int32_t periodic;  // 1 when the box is periodic in x, y and z
+};
+
+// fix ID group ltau N ARTIFACT ...: load the artifact, check it against the pair's model.
+struct ltau_fix_create_args {
+  const char *id;
+  const char *artifact;
+  const char *dump;      // null: no dump file
+  const char *queue;     // null: no queue
+  double scale;          // <= 0: the artifact's s per species
+  double lo, hi;         // used when lo_auto / hi_auto are 0
+  int32_t k;             // <= 0: the artifact's k
+  int32_t lo_auto, hi_auto;
+  int32_t descriptor_dim;    // out
+};
+
+// Before each run: per-type cutoffs for N = nsamples atomic environments.
+struct ltau_fix_init_args {
+  const char *id;
+  double *lo;           // out: ntypes+1 (index 0 unused)
+  double *hi;           // out: ntypes+1
+  char *message;        // out: one line for the log (rank 0 prints it)
+  int64_t nsamples;
+  int32_t ntypes;
+  int32_t message_size;
+};
+
+// Every N steps: predicted error and p of this rank's local group atoms, from the latents of
+// this step's force evaluation.
+struct ltau_fix_compute_args {
+  const char *id;
+  int64_t step;
+  int32_t *tag, *type, *mask;
+  double *out;          // out: nlocal x 2 (error eV/Å, p); rows outside the group are left 0
+  double *latent;       // out: nlocal x latent_dim descriptors of group atoms
+  int32_t nlocal;
+  int32_t groupbit;
+  int32_t latent_dim;
+  int32_t pad;
+};
+
+// Rank 0 only: one frame above lo (or hi), every atom sorted by tag, for the dump and the queue.
+struct ltau_fix_frame_args {
+  const char *id;
+  int64_t step;
+  int32_t *tag, *type;
+  double *x, *v;        // natoms x 3 (x inside the box, v in Å/ps)
+  double *error, *p;    // natoms (0 outside the group)
+  double *latent;       // natoms x latent_dim
+  double boxlo[3];
+  double h[6];
+  double dt;            // timestep, ps
+  int64_t n_above_lo, n_above_hi;
+  int32_t natoms;
+  int32_t reason;       // 0 lo, 1 hi
+  int32_t latent_dim;
+  int32_t periodic;     // bit d set when the box is periodic along d
+};
+
+// Each callback returns 0 on success; on failure it stores a message with ltau_set_error()
+// and returns nonzero.
+struct ltau_callbacks {
+  int (*pair_settings)(ltau_pair_settings_args *);
+  int (*pair_coeff)(ltau_pair_coeff_args *);
+  int (*pair_compute)(ltau_pair_compute_args *);
+  int (*fix_create)(ltau_fix_create_args *);
+  int (*fix_init)(ltau_fix_init_args *);
+  int (*fix_compute)(ltau_fix_compute_args *);
+  int (*fix_frame)(ltau_fix_frame_args *);
+  int (*fix_destroy)(const char *id);
+};
+
+// Exported to the driver (ctypes).
+int ltau_abi_version();
+int ltau_abi_size(const char *name);
+int ltau_register(const ltau_callbacks *callbacks);
+void ltau_unregister();
+void ltau_set_error(const char *message);
+int ltau_halt_kind();          // 0 none, 1 soft, 2 hard (latest halt)
+int64_t ltau_halt_step();
+int64_t ltau_halt_count();     // atoms above hi at the halt
+void ltau_clear_halt();
+}
+
+namespace LtauBridge {
+
+enum { HALT_NO = 0, HALT_SOFT = 1, HALT_HARD = 2 };
+
+// Registered callbacks, or null when the plugin was loaded without the ltau-md driver.
+const ltau_callbacks *callbacks();
+
+// The one-line error for a plugin loaded into plain `lmp`.
+extern const char *const NO_DRIVER;
+
+// Collective: if any rank's status is nonzero, every rank stops with error->all carrying the
+// message of the lowest failing rank (no rank is left waiting in a later collective).
+void check_status(LAMMPS_NS::LAMMPS *lmp, MPI_Comm world, int status, const char *where);
+
+void record_halt(int kind, int64_t step, int64_t count);
+
+}    // namespace LtauBridge
+
+#endif

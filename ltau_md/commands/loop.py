@@ -1,0 +1,28 @@
+"""``ltau-md loop``: train → fit → calibrate → MD with fix ltau → harvest → relabel → merge, K times."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "loop",
+        help="run K active-learning iterations and report them (table + plots)",
+        description="CONFIG (YAML) overrides the defaults section by section: system, reference, "
+        "iterations, seed, strategies ([ltau] or [ltau, random] for the baseline), initial, "
+        "validation, test, train, fit, md, harvest. See README.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="loop config (YAML); '-' for the built-in defaults")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ltau_md.loop import load_config, run_loop, write_report
+
+    cfg = load_config(None if args.config == "-" else args.config)
+    result = run_loop(cfg, args.output)
+    print(write_report(result["rows"], __import__("pathlib").Path(args.output)))
+    print(f"report: {args.output}/report.txt, {args.output}/report.json; plots: {args.output}/loop.png")
+    return 0

@@ -1,0 +1,65 @@
+"""``ltau-md run SCRIPT [-var NAME VALUE ...] [-log FILE] [-screen none]``: a LAMMPS script with
+``pair_style nequip`` and ``fix ltau``, on one rank or under ``mpiexec -n P``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ltau_md.errors import LtauError
+
+FLAGS = {"-var": "-var", "-v": "-var", "-log": "-log", "-l": "-log", "-screen": "-screen", "-sc": "-screen"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a LAMMPS script with pair_style nequip and fix ltau (also under mpiexec -n P)",
+        description="LAMMPS parses SCRIPT itself (include, variables, loops, if, several runs, minimize, "
+        "restarts). Styles: 'pair_style nequip MODEL [mode auto|domain|gathered] [dtype float32|float64]' "
+        "with 'pair_coeff * * EL1 ... ELn', and 'fix ID group ltau N ARTIFACT [k K] [scale S] [lo auto|VALUE] "
+        "[hi auto|VALUE] [nsamples N] [dump FILE] [queue DB] [halt no|soft|hard]'. Exit status 0, "
+        "1 on an error (one line), 3 after a hard halt (a restart file <stem>.halt.restart is written).",
+        usage="ltau-md run SCRIPT [-var NAME VALUE [VALUE ...]] [-log FILE] [-screen none|FILE]",
+    )
+    p.add_argument("script", metavar="SCRIPT", help="LAMMPS input script")
+    p.add_argument(
+        "lammps_args",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="LAMMPS-style flags: -var NAME VALUE... (several values make an index variable), -log FILE, -screen none",
+    )
+    p.set_defaults(func=run)
+
+
+def parse_lammps_args(args: list[str]) -> tuple[list[tuple[str, list[str]]], str | None, str | None]:
+    """``-var``/``-log``/``-screen`` as LAMMPS reads them: a flag takes the words up to the next flag."""
+    variables: list[tuple[str, list[str]]] = []
+    log = screen = None
+    i = 0
+    while i < len(args):
+        flag = FLAGS.get(args[i])
+        if flag is None:
+            raise LtauError(f"{args[i]!r}: unknown argument (expected -var NAME VALUE..., -log FILE or -screen none)")
+        j = i + 1
+        while j < len(args) and args[j] not in FLAGS:
+            j += 1
+        words = args[i + 1 : j]
+        if flag == "-var":
+            if len(words) < 2:
+                raise LtauError(f"-var {' '.join(words)}: give a name and at least one value (-var NAME VALUE ...)")
+            variables.append((words[0], words[1:]))
+        elif len(words) != 1:
+            raise LtauError(f"{flag} takes exactly one value, got {len(words)}")
+        elif flag == "-log":
+            log = words[0]
+        else:
+            screen = words[0]
+        i = j
+    return variables, log, screen
+
+
+def run(args: argparse.Namespace) -> int:
+    variables, log, screen = parse_lammps_args(list(args.lammps_args))
+    from lammps_plugin import driver
+
+    return driver.run(args.script, variables, log=log, screen=screen)

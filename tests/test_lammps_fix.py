@@ -1,0 +1,219 @@
+"""fix ltau inside LAMMPS: per-atom and global outputs against the Python LTAU calculator, lo auto
+cutoffs, and runs that must dump, queue and halt (soft and hard, 1 and 2 ranks) and restart."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def ltau_run(script: Path, *args: str, ranks: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "ltau-md"), "run", str(script), *args]
+    if ranks > 1:
+        cmd = [str(BIN / "mpiexec"), "-n", str(ranks), *cmd]
+    return subprocess.run(cmd, cwd=script.parent, check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def check(p: subprocess.CompletedProcess, code: int = 0) -> None:
+    assert p.returncode == code, f"exit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory, fitted, trained, li_data) -> Path:
+    """The session's artifact, calibrated (fitted distributions, for lo auto) in a copy."""
+    art = tmp_path_factory.mktemp("calibrated") / "li.ltau"
+    shutil.copytree(fitted, art)
+    p = subprocess.run([str(BIN / "ltau-md"), "calibrate", str(art), "--data", str(li_data["val"]), "--model", str(trained)],
+                       check=False, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    return art
+
+
+SETUP = """
+units metal
+atom_style atomic
+atom_modify map array
+lattice bcc 3.532
+region box block 0 3 0 3 0 3
+create_box 1 box
+create_atoms 1 box
+mass 1 6.941
+velocity all create 600 4928459 loop geom
+"""
+
+OUTPUT_SCRIPT = SETUP + """
+pair_style nequip {model} dtype float64 mode {mode}
+pair_coeff * * Li
+group half id 1:40
+fix nve all nve
+fix uq half ltau 5 {artifact} lo {lo} hi {hi} halt no
+thermo 5
+thermo_style custom step pe f_uq[1] f_uq[2] f_uq[3] f_uq[4]
+thermo_modify format float %.17g
+dump d all custom 5 uq.dump id x y z f_uq[1] f_uq[2]
+dump_modify d sort id format float %.17g
+run 10
+"""
+
+
+def last_dump_frame(path: Path, n: int) -> tuple[int, np.ndarray, np.ndarray]:
+    lines = path.read_text().splitlines()
+    step = int(lines[-n - 8])
+    box = np.array([ln.split() for ln in lines[-n - 4 : -n - 1]], dtype=float)
+    return step, box, np.array([ln.split() for ln in lines[-n:]], dtype=float)
+
+
+@pytest.mark.parametrize("ranks,mode", [(1, "gathered"), (2, "domain")])
+def test_per_atom_and_global_outputs_equal_python_ltau(tmp_path, trained, calibrated, ranks, mode):
+    """f_uq[1]/[2] per atom at step 10 equal LtauCalculator on the dumped positions; f_uq[1..4]
+    are max, mean, count above lo, count above hi over the group (atoms 1..40); the others are 0."""
+    from ase import Atoms
+
+    from ltau_md.nequip.calculator import LtauCalculator
+
+    lo, hi = 0.25, 0.4
+    script = tmp_path / "in.uq"
+    script.write_text(OUTPUT_SCRIPT.format(model=trained, artifact=calibrated, mode=mode, lo=lo, hi=hi))
+    check(ltau_run(script, "-screen", "none", "-log", "log.uq", ranks=ranks))
+    step, box, d = last_dump_frame(tmp_path / "uq.dump", 54)
+    assert step == 10
+    atoms = Atoms(f"Li{len(d)}", positions=d[:, 1:4], cell=np.diag(box[:, 1] - box[:, 0]), pbc=True)
+    calc = LtauCalculator(trained, calibrated, dtype="float64")
+    atoms.calc = calc
+    atoms.get_forces()
+    err, p = calc.results["ltau_error"], calc.results["ltau_p"]
+    group = d[:, 0] <= 40
+    assert np.abs(d[group, 4] - err[group]).max() < 1e-6
+    assert np.abs(d[group, 5] - p[group]).max() < 1e-6
+    assert np.all(d[~group, 4:] == 0.0)
+    thermo = [ln.split() for ln in (tmp_path / "log.uq").read_text().splitlines() if ln.split()[:1] == ["10"]]
+    _, _, vmax, vmean, nlo, nhi = (float(v) for v in thermo[-1])
+    e = err[group]
+    assert vmax == pytest.approx(e.max(), abs=1e-6) and vmean == pytest.approx(e.mean(), abs=1e-6)
+    assert (nlo, nhi) == (np.sum(e > lo), np.sum(e > hi))
+    assert 0 < nlo < 40 or 0 < nhi < 40, "choose lo/hi inside the range of the predicted errors"
+
+
+LO_AUTO_SCRIPT = SETUP + """
+pair_style nequip {model}
+pair_coeff * * Li
+fix nve all nve
+fix uq all ltau 10 {artifact}
+thermo 10
+thermo_style custom step pe f_uq[1] f_uq[3] f_uq[4]
+run 30
+run 0
+fix uq all ltau 10 {artifact} nsamples 1000000 scale 2.0
+run 0
+"""
+
+
+def test_lo_auto_is_the_fitted_cutoff_at_atoms_times_checks(tmp_path, trained, calibrated):
+    from ltau_md.artifact import Artifact
+
+    script = tmp_path / "in.lo"
+    script.write_text(LO_AUTO_SCRIPT.format(model=trained, artifact=calibrated))
+    check(ltau_run(script, "-screen", "none", "-log", "log.lo"))
+    lines = [ln for ln in (tmp_path / "log.lo").read_text().splitlines() if ln.startswith("fix ltau uq: lo/hi")]
+    assert len(lines) == 3, lines
+    art = Artifact.load(calibrated)
+    fit, s = art.distribution("Li", "uncertainty"), art.scale("Li")
+    expected = [
+        (fit.cutoff(54 * 4), 54 * 4),  # run 30 with checks every 10: steps 0, 10, 20, 30
+        (fit.cutoff(54 * 1), 54),  # run 0: one check
+        (fit.cutoff(1_000_000) * 2.0 / s, 1_000_000),  # nsamples; scale s' stretches predicted errors by s'/s
+    ]
+    for line, (lo, n) in zip(lines, expected):
+        got_lo, got_hi = (float(v) for v in line.split("Li ")[1].split(";")[0].split("/"))
+        assert got_lo == pytest.approx(lo, rel=1e-3), line
+        assert got_hi == pytest.approx(max(1.0, lo), rel=1e-3), line  # hi auto: max(1 eV/Å, lo)
+        assert f"N = {n}," in line
+
+
+HALT_SCRIPT = SETUP + """
+pair_style nequip {model}
+pair_coeff * * Li
+fix nve all nve
+# lo below every atom: each check writes a frame; hi out of reach: no halt
+fix uq all ltau 5 {artifact} lo 1e-6 hi 1e3 dump cand.xyz queue cand.db
+thermo 5
+thermo_style custom step pe f_uq[1] f_uq[3] f_uq[4]
+run 20
+print "AFTER1 $(step)" append steps.txt
+# hi below every atom: the first check of the run halts; soft: the script goes on
+fix uq all ltau 5 {artifact} lo 1e-6 hi 1e-6 halt soft dump cand.xyz queue cand.db
+run 20
+print "AFTER2 $(step)" append steps.txt
+run 7
+print "AFTER3 $(step)" append steps.txt
+fix uq all ltau 5 {artifact} lo 1e-6 hi 1e-6 halt hard dump cand.xyz queue cand.db
+run 20
+print "NEVER $(step)" append steps.txt
+"""
+
+CONTINUE_SCRIPT = """
+units metal
+atom_style atomic
+atom_modify map array
+read_restart {restart}
+pair_style nequip {model}
+pair_coeff * * Li
+fix nve all nve
+fix uq all ltau 5 {artifact} lo 1e3 hi 1e3 halt hard
+run 10
+print "CONTINUED $(step) $(count(all))" append steps.txt
+"""
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_run_dumps_queues_and_halts(tmp_path, trained, calibrated, ranks):
+    from ase.io import read
+
+    from ltau_md.artifact import Artifact
+    from ltau_md.queue import CandidateQueue
+
+    script = tmp_path / "in.halt"
+    script.write_text(HALT_SCRIPT.format(model=trained, artifact=calibrated))
+    p = ltau_run(script, "-screen", "none", "-log", "log.halt", ranks=ranks)
+    check(p, 3)
+    restart = tmp_path / "halt.halt.restart"
+    assert p.stdout == ""
+    assert p.stderr.splitlines() == [f"halted at step 35 (54 atoms above hi): restart written to {restart.name}"]
+    assert restart.is_file()
+    # run 20: checks at 5..20 write frames (lo); the soft-halt fix halts its run 20 at its first
+    # check (25) and the following run 7 at 30, and the script goes on; the hard-halt fix's run
+    # starts at 30 (setup writes nothing and does not halt) and stops LAMMPS at 35
+    assert (tmp_path / "steps.txt").read_text().split() == ["AFTER1", "20", "AFTER2", "25", "AFTER3", "30"]
+
+    frames = read(tmp_path / "cand.xyz", ":")
+    art = Artifact.load(calibrated)
+    assert [f.info["step"] for f in frames] == [5, 10, 15, 20, 25, 30, 35]
+    assert [f.info["reason"] for f in frames] == ["lo"] * 4 + ["hi"] * 3
+    assert [f.info["n_above_hi"] for f in frames] == [0] * 4 + [54] * 3
+    q = CandidateQueue(tmp_path / "cand.db")
+    rows = sorted(q.rows(), key=lambda r: r.id)
+    assert len(rows) == len(frames)
+    for f, r in zip(frames, rows):
+        assert len(f) == 54 and f.info["model_fingerprint"] == art.meta["model"]["fingerprint"]
+        assert f.info["artifact_fingerprint"] == art.fingerprint and f.info["n_above_lo"] == 54
+        assert np.all(f.arrays["ltau_error"] > 0) and np.all((f.arrays["ltau_p"] >= 0) & (f.arrays["ltau_p"] <= 1))
+        assert np.array_equal(f.arrays["lammps_id"], np.arange(1, 55))
+        assert np.abs(f.get_velocities()).max() > 0
+        assert r.status == "pending" and r.step == f.info["step"] and r.reason == f.info["reason"]
+        assert r.key_value_pairs["model"] == art.meta["model"]["fingerprint"][:16]
+        assert r.key_value_pairs["artifact"] == art.fingerprint[:16]
+        assert np.allclose(r.data["ltau_error"], f.arrays["ltau_error"]) and r.data["latent"].shape == (54, art.meta["descriptor_dim"])
+        assert np.allclose(r.atoms.positions, f.positions) and np.allclose(r.atoms.get_velocities(), f.get_velocities())
+        assert r.run == f.info["run"] and r.run.startswith("halt@")
+
+    cont = tmp_path / "in.continue"
+    cont.write_text(CONTINUE_SCRIPT.format(restart=restart.name, model=trained, artifact=calibrated))
+    check(ltau_run(cont, "-screen", "none", "-log", "log.continue", ranks=ranks))
+    assert (tmp_path / "steps.txt").read_text().split()[-3:] == ["CONTINUED", "45", "54"]
