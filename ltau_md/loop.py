@@ -37,14 +37,14 @@ DEFAULTS: dict[str, Any] = {
     "iterations": 2,
     "seed": 0,
     "strategies": ["ltau"],  # add "random" for the baseline
-    "initial": {"frames": 16, "atoms": 54, "temperature": 600.0, "equilibrate": 2000, "every": 50},
+    "initial": {"frames": 32, "atoms": 54, "temperature": 600.0, "equilibrate": 2000, "every": 50},
     "validation": {"frames": 6, "atoms": 54, "temperature": 600.0, "equilibrate": 2000, "every": 50},
     "test": {"frames": 4, "atoms": 54, "temperatures": [600.0, 1500.0, 3000.0], "equilibrate": 1000, "every": 50},
-    "train": {"ensemble": 2, "epochs": 20, "batch_size": 4, "lr": 0.01,
+    "train": {"ensemble": 2, "epochs": 60, "batch_size": 4, "lr": 0.01,
               "model": {"r_max": 4.5, "num_layers": 2, "num_features": 16, "l_max": 1}},
     "fit": {"k": 5},
-    "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 1500, "check_every": 10, "ranks": 1,
-           "hi": "auto", "halt": "soft", "seed": 4928459},
+    "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "check_every": 10, "ranks": 1,
+           "hi": "auto", "halt": "soft"},
     "harvest": {"max_frames": 8, "min_distance": 0.0},
 }
 MASSES = {"Li": 6.941, "Mg": 24.305}
@@ -118,19 +118,24 @@ def prepare_data(cfg: dict[str, Any], data_dir: Path) -> dict[str, Any]:
             _make_data(cfg["system"], p, c["frames"], c["atoms"], temperature, c["equilibrate"], c["every"], seed * 100 + 10 + j)
         tests.append(p)
     paths["test"] = tests
+    # the MD starts from an equilibrated reference frame (positions and velocities) of the right size
+    start = data_dir / "md_start.xyz"
+    if not start.exists():
+        md = cfg["md"]
+        _make_data(cfg["system"], start, 1, md["atoms"], md["t_start"], cfg["initial"]["equilibrate"], 1, seed * 100 + 20)
+    paths["md_start"] = start
     return paths
 
 
-def md_script(cfg: dict[str, Any], model: Path, artifact: Path, work: Path, species: list[str]) -> Path:
-    """The iteration's LAMMPS input: the system's structure heated from t_start to t_end, with
-    fix ltau checking every ``check_every`` steps and a dump of every checked frame (for truth)."""
+def md_script(cfg: dict[str, Any], model: Path, artifact: Path, work: Path, species: list[str], start) -> Path:
+    """The iteration's LAMMPS input: ``start`` (an equilibrated reference frame with velocities,
+    so the run begins inside the training domain, not at a perfect lattice) heated from t_start to
+    t_end, with fix ltau checking every ``check_every`` steps and a dump of every checked frame."""
     from ase.io import write
 
-    from ltau_md.systems import build_system
-
     md = cfg["md"]
-    structure = build_system(cfg["system"], atoms=md["atoms"], seed=int(cfg["seed"]) + 7)
-    write(work / "start.data", structure, format="lammps-data", specorder=species, masses=True)
+    structure = start
+    write(work / "start.data", structure, format="lammps-data", specorder=species, masses=True, velocities=True)
     n_checks = md["steps"] // md["check_every"] + 1
     nsamples = len(structure) * n_checks
     hi = md["hi"]
@@ -146,7 +151,6 @@ pair_style      nequip {model}
 pair_coeff      * * {' '.join(species)}
 neighbor        1.0 bin
 timestep        0.001
-velocity        all create {md['t_start']} {md['seed']} mom yes rot yes dist gaussian
 fix             md all nvt temp {md['t_start']} {md['t_end']} 0.1
 fix             uq all ltau {md['check_every']} {artifact} lo auto hi {hi} nsamples {nsamples} dump {work / 'candidates.xyz'} queue {work / 'candidates.db'} halt {md['halt']}
 dump            traj all custom {md['check_every']} {work / 'traj.dump'} id type x y z fx fy fz f_uq[1] f_uq[2]
@@ -237,7 +241,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, data_f
     res = model.evaluate(test)
     test_mae = float(np.mean([np.abs(r.forces - a.get_forces()).mean() for a, r in zip(test, res)]))
     _log(f"[{strategy} {k}] held-out force MAE {test_mae:.4f} eV/Å; running MD")
-    script = md_script(cfg, model_dir, art_path, work, species)
+    script = md_script(cfg, model_dir, art_path, work, species, read(paths["md_start"]))
     run = run_md(script, work, int(md["ranks"]))
     truth = score_trajectory(work / "traj.dump", species, reference)
     n_md_atoms = len(truth.frames[0][1])
@@ -271,6 +275,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, data_f
         new_file = work / "labelled.xyz"
         atomic_write.write_with(new_file, lambda fh: write(fh, labelled, format="extxyz"), text=True)
     last_step = int(truth.frames[-1][0])
+    t_reached = md["t_start"] + (md["t_end"] - md["t_start"]) * last_step / md["steps"]
     row = {
         "iteration": k,
         "strategy": strategy,
@@ -280,11 +285,13 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, data_f
         "calibration": {sp: {key: r[key] for key in ("scale", "spearman_rho", "miscalibration_area", "uncertainty_cutoff")}
                         for sp, r in cal["species"].items()},
         "md_steps_run": last_step,
+        "md_target_temperature_reached": t_reached,
         "md_halted": halted,
         "md_wall_s": run["wall_s"],
         "candidates_found": found,
         "frames_added": len(labelled),
         "lo": lo,
+        "hi": {sp: (max(1.0, v) if md["hi"] == "auto" else float(md["hi"])) for sp, v in lo.items()},
         "error_cutoff": err_cut,
         "flagged_atoms": int(flagged.sum()),
         "high_error_atoms": int(high.sum()),
@@ -328,16 +335,18 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
 
 def write_report(rows: list[dict[str, Any]], out: Path) -> str:
     lines = [
-        f"{'strategy':8s} {'it':>2s} {'frames':>6s} {'test MAE':>9s} {'MD steps':>9s} {'halt':>4s} {'cand':>4s} {'added':>5s} "
+        f"{'strategy':8s} {'it':>2s} {'frames':>6s} {'test MAE':>9s} {'MD steps':>9s} {'T (K)':>6s} {'halt':>4s} {'cand':>4s} {'added':>5s} "
         f"{'flagged':>7s} {'high':>5s} {'P':>5s} {'R':>5s} {'F1':>5s}"
     ]
     for r in rows:
         lines.append(
             f"{r['strategy']:8s} {r['iteration']:2d} {r['dataset_frames']:6d} {r['test_force_mae']:9.4f} {r['md_steps_run']:9d} "
+            f"{r['md_target_temperature_reached']:6.0f} "
             f"{'yes' if r['md_halted'] else 'no':>4s} {r['candidates_found']:4d} {r['frames_added']:5d} {r['flagged_atoms']:7d} "
             f"{r['high_error_atoms']:5d} {r['precision']:5.2f} {r['recall']:5.2f} {r['f1']:5.2f}"
         )
-    lines.append("test MAE: force-component MAE (eV/Å) on held-out reference frames at the test temperatures; "
+    lines.append("T: ramp temperature reached when the run ended (halt or end); "
+                 "test MAE: force-component MAE (eV/Å) on held-out reference frames at the test temperatures; "
                  "P/R/F1: atoms flagged by fix ltau (predicted error > lo) vs atoms with true |ΔF| above the "
                  "Maxwell error cutoff at the same N, over every checked MD frame")
     text = "\n".join(lines)

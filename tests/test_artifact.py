@@ -199,16 +199,29 @@ def test_beyond_the_calibrated_neighbourhood_the_prediction_grows_with_latent_di
     art, stats, desc, path = built
     sp = stats.atoms.species
     near = art.query(desc + 1e-3, sp, k=3)
-    d_ref = 2.0
-    art.set_calibration(ood={"Li": d_ref, "Mg": d_ref})
+    d_ref, slope = 2.0, 0.5
+    art.set_calibration(ood={"Li": (d_ref, slope), "Mg": (d_ref, slope)})
     art.save_meta()
     art = Artifact.load(path)
     again = art.query(desc + 1e-3, sp, k=3)
     np.testing.assert_array_equal(again.error, near.error)  # in domain: plain LTAU
-    assert np.all(again.ood == 1.0)
+    assert np.all(again.ood == 0.0)
     far = art.query(desc + 10.0, sp, k=3)
     plain = art.query(desc + 10.0, sp, k=3, ood=False)
-    np.testing.assert_allclose(far.ood, np.maximum(1.0, far.distance[:, 0] / d_ref))
-    assert np.all(far.ood > 1.0)
-    np.testing.assert_allclose(far.error, plain.error * far.ood)
+    np.testing.assert_allclose(far.ood, slope * np.maximum(0.0, far.distance[:, 0] - d_ref))
+    assert np.all(far.ood > 0.0)
+    np.testing.assert_allclose(far.error, plain.error + far.ood)
     np.testing.assert_array_equal(far.p, plain.p)  # p is the neighbours' and stays LTAU's
+
+
+def test_distance_error_slope_recovers_a_linear_latent_distance_model():
+    pytest.importorskip("scipy")
+    from scipy import stats as sps
+
+    from ltau_md.nequip.calibrate import distance_error_slope
+
+    rng = np.random.default_rng(0)
+    d = rng.uniform(0, 1, 20_000)
+    e = sps.maxwell(scale=0.05 + 0.2 * d).rvs(random_state=rng)
+    assert distance_error_slope(d, e) == pytest.approx(0.2 * 2 * np.sqrt(2 / np.pi), rel=0.05)
+    assert distance_error_slope(d, sps.maxwell(scale=0.1).rvs(20_000, random_state=rng)) < 0.01

@@ -59,3 +59,15 @@ def test_sharpness_and_dispersion():
     assert sharpness(u) == pytest.approx(np.sqrt(14 / 3))
     assert dispersion(u) == pytest.approx(1.0 / 2.0)
     assert dispersion(np.full(10, 0.3)) == pytest.approx(0.0)
+
+
+def test_bins_hold_equal_counts_by_default_and_equal_widths_on_request(rng):
+    p = rng.beta(5, 1, 10_000)  # most atoms near p = 1
+    e = rng.gamma(2, 0.05, 10_000)
+    by_count = calibration_curve(p, e, 0.1)
+    assert len(by_count.counts) == 10 and by_count.counts.min() >= 900
+    by_width = calibration_curve(p, e, 0.1, binning="width")
+    assert by_width.counts.max() > 3000 and by_width.counts.min() < 100
+    np.testing.assert_allclose(np.sort(by_width.predicted), by_width.predicted)
+    with pytest.raises(Exception, match="binning"):
+        calibration_curve(p, e, 0.1, binning="log")

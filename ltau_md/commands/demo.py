@@ -48,12 +48,13 @@ def _figures(result, out) -> None:
     for r in result["rows"]:
         work = out / r["strategy"] / f"iter{r['iteration']:02d}"
         rows = list(CandidateQueue(work / "candidates.db").rows())
-        lo = min(r["lo"].values())
+        lo, hi = min(r["lo"].values()), min(r["hi"].values())
         plot_trajectory(
             read_trajectory(work / "log.lammps"),
             out / f"trajectory_{r['strategy']}_iter{r['iteration']:02d}.png",
             candidate_steps=[c.step for c in rows if c.reason != "hi"],
             halt_steps=[c.step for c in rows if c.reason == "hi"],
             lo=lo,
+            hi=hi,
             title=f"{r['strategy']} iteration {r['iteration']}: heating ramp",
         )

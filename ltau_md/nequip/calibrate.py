@@ -48,25 +48,27 @@ def calibrate_artifact(
     nearest = np.concatenate([x.distance for x in preds])
     species = np.array(symbols(np.concatenate([a.numbers for a in frames])))
     n = int(n or len(true_err))
-    # The in-distribution latent neighbourhood: per species, the nearest-training-atom distance
-    # that these validation atoms stay within (fitted family, CDF 1 − 1/n_species).
-    dist_fits, d_ref = {}, {}
+    # Out of domain (see Artifact.ood_error): per species, the nearest-training-atom distance the
+    # validation atoms stay within (fitted family, CDF 1 − 1/n_species) and the error the latent
+    # distance predicts per unit distance (σ = σ0 + σ1·d by Maxwell likelihood; E|ΔF| = 2σ√(2/π)).
+    dist_fits, ood = {}, {}
     for sp in dict.fromkeys(species.tolist()):
-        d = nearest[(species == sp) & (nearest > 0)]
+        sel = species == sp
+        d = nearest[sel & (nearest > 0)]
         if len(d) >= 10:
             dist_fits[sp] = fit_uncertainty(d)[0]
-            d_ref[sp] = dist_fits[sp].cutoff(max(2, int(np.sum(species == sp))))
-    factor = np.ones(len(raw))
-    for sp, ref in d_ref.items():
+            ood[sp] = (dist_fits[sp].cutoff(max(2, int(sel.sum()))), distance_error_slope(nearest[sel], true_err[sel]))
+    extra = np.zeros(len(raw))
+    for sp, (d_ref, slope) in ood.items():
         sel = species == sp
-        factor[sel] = np.maximum(1.0, nearest[sel] / ref)
-    u = raw * factor
+        extra[sel] = slope * np.maximum(0.0, nearest[sel] - d_ref)
+    u = raw + extra
     groups = calibrate_groups(p, true_err, u, artifact.atol, species, fit=fit_scale)
     report: dict[str, Any] = {"n_frames": len(frames), "n_atoms": int(len(true_err)), "N": n, "atol": artifact.atol, "species": {}}
     scales, dists = {}, {}
     for sp, g in groups.items():
         sel = species == sp
-        e, uu = true_err[sel], g.scale * u[sel]
+        e, uu = true_err[sel], g.scale * raw[sel] + extra[sel]
         err_fit = fit_maxwell(e)
         unc_fit, unc_cands = fit_uncertainty(uu)
         ec, uc = err_fit.cutoff(n), unc_fit.cutoff(n)
@@ -94,14 +96,33 @@ def calibrate_artifact(
             "f1": scores["f1"],
             "flagged": scores["tp"] + scores["fp"],
             "high_error": scores["tp"] + scores["fn"],
-            "distance_ref": d_ref.get(sp),
-            "ood_atoms": int(np.sum(factor[sel] > 1)),
+            "distance_ref": ood.get(sp, (None, None))[0],
+            "distance_error_slope": ood.get(sp, (None, None))[1],
+            "ood_atoms": int(np.sum(extra[sel] > 0)),
         }
         if plots is not None:
             _plots(Path(plots), sp, p[sel], true_err[sel], uu, artifact.atol, g, err_fit, unc_fit, unc_cands, ec, uc)
-    artifact.set_calibration(scale=scales, distributions=dists, report=report, ood=d_ref)
+    artifact.set_calibration(scale=scales, distributions=dists, report=report, ood=ood)
     artifact.save_meta()
     return report
+
+
+def distance_error_slope(distance: np.ndarray, error: np.ndarray) -> float:
+    """d E|ΔF| / d(latent distance), eV/Å per latent unit, ≥ 0: seed 003's latent-distance model
+    σ = σ0 + σ1·d fitted to force-error magnitudes by Maxwell maximum likelihood."""
+    from scipy import optimize
+
+    d, e = np.asarray(distance, dtype=np.float64), np.asarray(error, dtype=np.float64)
+    sigma = np.sqrt(np.mean(e * e) / 3.0)
+
+    def nll(x: np.ndarray) -> float:
+        s = x[0] + x[1] * d
+        if np.any(s <= 0) or x[1] < 0:
+            return 1e300
+        return float(-np.sum(sps.maxwell.logpdf(e, scale=s)))
+
+    res = optimize.minimize(nll, np.array([sigma, 0.0]), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-8})
+    return float(max(0.0, res.x[1]) * 2.0 * np.sqrt(2.0 / np.pi))
 
 
 def _plots(out: Path, sp, p, err, u, atol, group, err_fit, unc_fit, unc_cands, ec, uc) -> None:

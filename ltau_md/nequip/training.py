@@ -63,11 +63,22 @@ def _count_frames(paths: Sequence[Path]) -> int:
     return sum(1 for p in paths for _ in iread(str(p)))
 
 
+# Labels the loss does not use. Excluded so that files from different sources (make-data with
+# per-atom energies and free energy, relabelled candidates, DFT) can be trained on together:
+# nequip refuses to batch frames whose fields differ.
+UNUSED_LABELS = ["energies", "free_energy", "stress", "magmom", "magmoms", "charges", "dipole", "virial"]
+
+
 def _ase_datasets(paths: Sequence[Path]) -> dict[str, Any]:
     return {
         "_target_": "torch.utils.data.ConcatDataset",
         "datasets": [
-            {"_target_": "nequip.data.dataset.ASEDataset", "file_path": str(p), "transforms": "${transforms}"}
+            {
+                "_target_": "nequip.data.dataset.ASEDataset",
+                "file_path": str(p),
+                "transforms": "${transforms}",
+                "exclude_keys": list(UNUSED_LABELS),
+            }
             for p in paths
         ],
     }

@@ -1,0 +1,68 @@
+"""One active-learning iteration end to end (tiny settings), LTAU and the random baseline."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("nequip")
+
+from ase.io import read  # noqa: E402
+
+from conftest import ltau_md  # noqa: E402
+from ltau_md.errors import LtauError  # noqa: E402
+from ltau_md.loop import load_config  # noqa: E402
+
+TINY = {
+    "iterations": 1,
+    "strategies": ["ltau", "random"],
+    "initial": {"frames": 8, "equilibrate": 500, "every": 20},
+    "validation": {"frames": 4, "equilibrate": 500, "every": 20},
+    "test": {"frames": 2, "temperatures": [600.0, 2000.0], "equilibrate": 300, "every": 20},
+    "train": {"ensemble": 1, "epochs": 3, "model": {"r_max": 4.0, "num_layers": 2, "num_features": 8, "l_max": 1}},
+    "fit": {"k": 3},
+    "md": {"steps": 300, "check_every": 10, "t_end": 2500.0},
+    "harvest": {"max_frames": 3},
+}
+
+
+@pytest.mark.slow
+def test_one_loop_iteration_trains_runs_md_harvests_and_reports(tmp_path):
+    cfg = tmp_path / "loop.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    p = ltau_md("loop", cfg, "-o", tmp_path / "run", timeout=900)
+    assert "strategy" in p.stdout and "ltau" in p.stdout and "random" in p.stdout
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    rows = {r["strategy"]: r for r in report["rows"]}
+    assert set(rows) == {"ltau", "random"}
+    for strategy, r in rows.items():
+        assert r["dataset_frames"] == 8 and r["test_force_mae"] > 0
+        assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and 0 <= r["f1"] <= 1
+        assert r["checked_atoms"] >= 54 and 0 < r["md_steps_run"] <= 300
+        assert r["frames_added"] <= 3
+        work = tmp_path / "run" / strategy / "iter00"
+        assert (work / "model.ltau" / "meta.json").exists() and (work / "log.lammps").exists()
+        if r["frames_added"]:
+            added = read(work / "labelled.xyz", ":")
+            assert len(added) == r["frames_added"] and all(a.get_forces().shape == (54, 3) for a in added)
+    n_checked = rows["random"]["checked_atoms"] // 54
+    assert rows["random"]["frames_added"] == min(3, n_checked)  # the same budget, spent blindly
+    assert rows["ltau"]["frames_added"] == min(3, rows["ltau"]["candidates_found"])
+    assert (tmp_path / "run" / "loop.png").read_bytes()[:4] == b"\x89PNG"
+    assert "P/R/F1" in (tmp_path / "run" / "report.txt").read_text()
+
+
+def test_loop_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trian: {epochs: 3}\n")
+    with pytest.raises(LtauError, match="unknown key 'trian'"):
+        load_config(bad)
+    bad.write_text("md: {stpes: 3}\n")
+    with pytest.raises(LtauError, match="stpes"):
+        load_config(bad)
+    bad.write_text("strategies: [ltau, greedy]\n")
+    with pytest.raises(LtauError, match="greedy"):
+        load_config(bad)
+    assert load_config(None)["iterations"] == 2
+    np.testing.assert_equal(load_config(None)["md"]["check_every"], 10)
