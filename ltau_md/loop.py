@@ -15,7 +15,6 @@ Layout of ``DIR``: ``data/`` (initial, validation and held-out test frames), ``<
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ import yaml
 
 from ltau_md import atomic_write
 from ltau_md.errors import LtauError
+from ltau_md.user_input import read_yaml_mapping
 
 DEFAULTS: dict[str, Any] = {
     "system": "Li",
@@ -55,14 +55,7 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     cfg = copy.deepcopy(DEFAULTS)
     if path is None:
         return cfg
-    try:
-        user = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise LtauError(f"{path}: no such loop config") from None
-    except yaml.YAMLError as exc:
-        raise LtauError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(user, dict):
-        raise LtauError(f"{path}: the loop config must be a mapping")
+    user = read_yaml_mapping(path, "loop config")
     for key, value in user.items():
         if key not in cfg:
             raise LtauError(f"{path}: unknown key {key!r}; known: {', '.join(cfg)}")

@@ -60,3 +60,20 @@ def reference_forces(atoms) -> np.ndarray | None:
     if "forces" in atoms.arrays:
         return np.asarray(atoms.arrays["forces"], dtype=np.float64)
     return None
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """A YAML file whose top level is a mapping (configs), with one-line errors."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise LtauError(f"{path}: no such {what}") from None
+    except yaml.YAMLError as exc:
+        raise LtauError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LtauError(f"{path}: not a {what} (the top level must be a mapping)")
+    return data

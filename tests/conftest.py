@@ -60,6 +60,18 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 LTAU_MD = Path(sys.executable).parent / "ltau-md"
+
+# A 54-atom bcc Li box for the LAMMPS tests (atom IDs mapped: the styles need tags).
+LI_BOX = """
+units metal
+atom_style atomic
+atom_modify map array
+lattice bcc 3.532
+region box block 0 3 0 3 0 3
+create_box 1 box
+create_atoms 1 box
+mass 1 6.941
+"""
 TINY_MODEL = ["--r-max", "4.0", "--num-layers", "2", "--num-features", "8", "--l-max", "1"]
 
 

@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import LI_BOX
+
 BIN = Path(sys.executable).parent
 
-SETUP = """
-units metal
-atom_style atomic
-atom_modify map array
-lattice bcc 3.532
-region box block 0 3 0 3 0 3
-create_box 1 box
-create_atoms 1 box
-mass 1 6.941
-"""
+SETUP = LI_BOX
 
 
 def ltau_run(cwd: Path, script: str, *args: str, ranks: int = 1, env=None, timeout: float = 120):

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import LI_BOX
+
 BIN = Path(sys.executable).parent
 
 
@@ -36,16 +38,7 @@ def calibrated(tmp_path_factory, fitted, trained, li_data) -> Path:
     return art
 
 
-SETUP = """
-units metal
-atom_style atomic
-atom_modify map array
-lattice bcc 3.532
-region box block 0 3 0 3 0 3
-create_box 1 box
-create_atoms 1 box
-mass 1 6.941
-velocity all create 600 4928459 loop geom
+SETUP = LI_BOX + """velocity all create 600 4928459 loop geom
 """
 
 OUTPUT_SCRIPT = SETUP + """

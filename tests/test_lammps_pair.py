@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import LI_BOX
+
 BIN = Path(sys.executable).parent
 NKTV2P = 1.6021765e6  # LAMMPS metal: bar per eV/Å³
 MODES = ("gathered", "domain")
@@ -133,16 +135,7 @@ def test_forces_energy_virial_equal_ase(tmp_path, trained, reference, ranks):
         assert np.abs(a - b).max() <= (1e-3 if dtype == "float32" else 1e-8) * np.abs(a).max()
 
 
-NVE_SCRIPT = """
-units metal
-atom_style atomic
-atom_modify map array
-lattice bcc 3.532
-region box block 0 3 0 3 0 3
-create_box 1 box
-create_atoms 1 box
-mass 1 6.941
-velocity all create 600 4928459 loop geom
+NVE_SCRIPT = LI_BOX + """velocity all create 600 4928459 loop geom
 pair_style nequip {model}
 pair_coeff * * Li
 timestep 0.001

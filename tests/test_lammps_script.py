@@ -7,18 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import LI_BOX
+
 BIN = Path(sys.executable).parent
 
-SETUP_INCLUDE = """
-units metal
-atom_style atomic
-atom_modify map array
-lattice bcc 3.532
-region box block 0 3 0 3 0 3
-create_box 1 box
-create_atoms 1 box
-mass 1 6.941
-displace_atoms all random 0.05 0.05 0.05 31337 units box
+SETUP_INCLUDE = LI_BOX + """displace_atoms all random 0.05 0.05 0.05 31337 units box
 pair_style nequip ${model}
 pair_coeff * * Li
 """

@@ -307,13 +307,7 @@ void FixLtau::write_frame(int reason, bigint n_lo, bigint n_hi)
     a.error = err.data();
     a.p = p.data();
     a.latent = lat.data();
-    for (int d = 0; d < 3; ++d) a.boxlo[d] = domain->boxlo[d];
-    a.h[0] = domain->xprd;
-    a.h[1] = domain->yprd;
-    a.h[2] = domain->zprd;
-    a.h[3] = domain->xy;
-    a.h[4] = domain->xz;
-    a.h[5] = domain->yz;
+    LtauBridge::fill_box(lmp, a.boxlo, a.h);
     a.dt = update->dt;
     a.n_above_lo = n_lo;
     a.n_above_hi = n_hi;

@@ -151,6 +151,9 @@ void check_status(LAMMPS_NS::LAMMPS *lmp, MPI_Comm world, int status, const char
 
 void record_halt(int kind, int64_t step, int64_t count);
 
+// The box as the callbacks take it: boxlo and h = (xprd, yprd, zprd, xy, xz, yz).
+void fill_box(LAMMPS_NS::LAMMPS *lmp, double boxlo[3], double h[6]);
+
 }    // namespace LtauBridge
 
 #endif

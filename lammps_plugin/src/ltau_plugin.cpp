@@ -3,6 +3,7 @@
 
 #include "ltau_bridge.h"
 
+#include "domain.h"
 #include "error.h"
 #include "lammps.h"
 #include "lammpsplugin_compat.h"
@@ -69,6 +70,18 @@ void LtauBridge::check_status(LAMMPS *lmp, MPI_Comm world, int status, const cha
     lmp->error->all(FLERR, "{}: {}", where, text);
   else
     lmp->error->all(FLERR, "{}: {} [rank {}]", where, text, first);
+}
+
+void LtauBridge::fill_box(LAMMPS_NS::LAMMPS *lmp, double boxlo[3], double h[6])
+{
+  const LAMMPS_NS::Domain *domain = lmp->domain;
+  for (int d = 0; d < 3; ++d) boxlo[d] = domain->boxlo[d];
+  h[0] = domain->xprd;
+  h[1] = domain->yprd;
+  h[2] = domain->zprd;
+  h[3] = domain->xy;
+  h[4] = domain->xz;
+  h[5] = domain->yz;
 }
 
 void LtauBridge::record_halt(int kind, int64_t step, int64_t count)

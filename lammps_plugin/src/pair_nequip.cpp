@@ -206,13 +206,7 @@ void PairNequIP::compute(int eflag, int vflag)
 void PairNequIP::fill_box(ltau_pair_compute_args &a)
 {
   a.step = update->ntimestep;
-  for (int d = 0; d < 3; ++d) a.boxlo[d] = domain->boxlo[d];
-  a.h[0] = domain->xprd;
-  a.h[1] = domain->yprd;
-  a.h[2] = domain->zprd;
-  a.h[3] = domain->xy;
-  a.h[4] = domain->xz;
-  a.h[5] = domain->yz;
+  LtauBridge::fill_box(lmp, a.boxlo, a.h);
   a.periodic = domain->periodicity[0] && domain->periodicity[1] && domain->periodicity[2];
 }
 

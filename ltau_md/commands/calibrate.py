@@ -25,17 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ltau_md.artifact import Artifact
     from ltau_md.errors import LtauError
     from ltau_md.nequip.calibrate import calibrate_artifact
-    from ltau_md.nequip.model import NequIPModel
+    from ltau_md.nequip.predict import load_for_artifact
     from ltau_md.user_input import read_frames
 
-    art = Artifact.load(args.artifact)
-    model_arg = args.model or art.meta["model"]["path"]
-    if not model_arg:
-        raise LtauError(f"{args.artifact}: names no model; pass --model")
-    model = NequIPModel.load(model_arg, dtype=args.dtype)
+    art, model = load_for_artifact(args.artifact, args.model, args.dtype)
     frames = [f for path in args.data for f in read_frames(path, need_forces=True, what="validation frames")]
     if args.n is not None and args.n < 2:
         raise LtauError(f"--n {args.n}: must be at least 2")

@@ -24,18 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ltau_md.artifact import Artifact
-    from ltau_md.errors import LtauError
-    from ltau_md.nequip.model import NequIPModel
-    from ltau_md.nequip.predict import predict, write_predictions
+    from ltau_md.nequip.predict import load_for_artifact, predict, write_predictions
     from ltau_md.progress import Progress
     from ltau_md.user_input import read_frames
 
-    art = Artifact.load(args.artifact)
-    model_arg = args.model or art.meta["model"]["path"]
-    if not model_arg:
-        raise LtauError(f"{args.artifact}: names no model; pass --model")
-    model = NequIPModel.load(model_arg, dtype=args.dtype)
+    art, model = load_for_artifact(args.artifact, args.model, args.dtype)
     frames = read_frames(args.frames, need_forces=False)
     bar = Progress("predicting", len(frames))
     preds = predict(model, art, frames, k=args.k, progress=bar.update)

@@ -28,6 +28,17 @@ class FramePrediction:
     ood: np.ndarray  # per atom: the out-of-domain factor applied to the error (1 in domain)
 
 
+def load_for_artifact(artifact_path, model: str | None = None, dtype: str = "float32") -> tuple[Artifact, NequIPModel]:
+    """An artifact and its model (``model`` overrides the path it was fitted with)."""
+    from ltau_md.errors import LtauError
+
+    art = Artifact.load(artifact_path)
+    model_arg = model or art.meta["model"]["path"]
+    if not model_arg:
+        raise LtauError(f"{artifact_path}: names no model; pass --model")
+    return art, NequIPModel.load(model_arg, dtype=dtype)
+
+
 def predict(
     model: NequIPModel,
     artifact: Artifact,

@@ -32,6 +32,7 @@ from ltau_md.error_log import ErrorLog
 from ltau_md.errors import ErrorLogError, LtauError
 from ltau_md.nequip.model import MODEL_DIR_FILE
 from ltau_md.species import symbols
+from ltau_md.user_input import read_yaml_mapping
 
 CALLBACK_TARGET = "ltau_md.nequip.PerAtomForceErrorLogger"
 DATA_SEED = 456
@@ -317,14 +318,7 @@ def train(
     if (out / MODEL_DIR_FILE).exists():
         raise LtauError(f"{out}: already holds a trained ensemble; choose another -o or remove it")
     if config is not None:
-        try:
-            base = yaml.safe_load(Path(config).read_text())
-        except FileNotFoundError:
-            raise LtauError(f"{config}: no such nequip config") from None
-        except yaml.YAMLError as exc:
-            raise LtauError(f"{config}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(base, dict):
-            raise LtauError(f"{config}: not a nequip config (top level must be a mapping)")
+        base = read_yaml_mapping(config, "nequip config")
         if data_paths:  # the command line's data replace the config's
             base["data"] = data_config(data_paths, val_paths, batch_size)
             base.setdefault("transforms", copy.deepcopy(TRANSFORMS))
