@@ -19,6 +19,7 @@ class Progress:
         self.every = 0.2 if self.tty else every
         self.start = self._last = time.perf_counter()
         self.done = 0
+        self._printed = ""
 
     def _line(self) -> str:
         elapsed = time.perf_counter() - self.start
@@ -32,10 +33,16 @@ class Progress:
         now = time.perf_counter()
         if self.enabled and now - self._last >= self.every:
             self._last = now
+            self._printed = f"{self.done}/{self.total}"
             sys.stderr.write(("\r" if self.tty else "") + self._line() + ("" if self.tty else "\n"))
             sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write(("\r" if self.tty else "") + self._line() + "\n")
-            sys.stderr.flush()
+        """The final line (unless a log already got this very count)."""
+        if not self.enabled:
+            return
+        if self.tty:
+            sys.stderr.write("\r" + self._line() + "\n")
+        elif self._printed != f"{self.done}/{self.total}":
+            sys.stderr.write(self._line() + "\n")
+        sys.stderr.flush()
