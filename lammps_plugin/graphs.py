@@ -48,6 +48,29 @@ def periodic_graph(x: np.ndarray, boxlo, h, cutoff: float) -> tuple[np.ndarray, 
     return np.vstack([i, j]), wrapped[j] - wrapped[i] + s @ cell
 
 
+def receptive_field(edges: np.ndarray, n_centre: int, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part of an open graph that the energies of nodes ``[0, n_centre)`` depend on.
+
+    In a message-passing model with L layers, whose layers update a node from the edges that point
+    at it (nequip scatters messages to ``edges[0]``), a node's layer-l features matter to the
+    centre nodes only within L − l hops of them. So only the edges into nodes within L − 1 hops
+    are needed, and only the nodes within L hops. A rank's ghost shell is L·r_max deep, and
+    dropping the edges into its outer r_max removes a third or more of the work.
+
+    Returns (kept edge mask, kept node indices, ascending: the centre nodes stay first).
+    """
+    n = int(edges.max()) + 1 if edges.size else n_centre
+    n = max(n, n_centre)
+    inner = np.zeros(n, dtype=bool)
+    inner[:n_centre] = True
+    for _ in range(num_layers - 1):
+        inner[edges[1][inner[edges[0]]]] = True
+    keep_edge = inner[edges[0]]
+    nodes = inner.copy()
+    nodes[edges[1][keep_edge]] = True
+    return keep_edge, np.flatnonzero(nodes)
+
+
 def virial(vectors: np.ndarray, gradient: np.ndarray) -> np.ndarray:
     """(6,) −Σ_e d_a g_b."""
     return np.array([-np.dot(vectors[:, a], gradient[:, b]) for a, b in VOIGT])

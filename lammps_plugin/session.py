@@ -79,6 +79,7 @@ class PairState:
     elements: list[str] = field(default_factory=list)  # per LAMMPS type, type 1 first
     model_types: np.ndarray | None = None  # LAMMPS type -> model type index (index 0 unused)
     numbers: np.ndarray | None = None  # LAMMPS type -> atomic number (index 0 unused)
+    prune: bool | None = None  # domain mode on the receptive field; None: check at first use
 
 
 @dataclass
@@ -167,16 +168,55 @@ class Session:
         types = pair.model_types[bridge.view(a.type, (n,))]
         if a.mode == 0:
             edges, vectors = graphs.open_graph(x, pair.model.r_max)
+            forces, res, edges, vectors = self._evaluate_domain(types, edges, vectors, nlocal)
         else:
             edges, vectors = graphs.periodic_graph(x, list(a.boxlo), list(a.h), pair.model.r_max)
-        res = pair.model.evaluate_graph(types, edges, vectors, energy_nodes=nlocal if a.mode == 0 else None)
-        bridge.view(a.f, (n, 3))[:] = res.forces
+            res = pair.model.evaluate_graph(types, edges, vectors)
+            forces = res.forces
+        bridge.view(a.f, (n, 3))[:] = forces
         bridge.view(a.eatom, (n,))[:nlocal] = res.atomic_energy[:nlocal]
         if a.vatom:
             bridge.view(a.vatom, (n, 6))[:] = graphs.atom_virial(edges, vectors, res.edge_gradient, n)
         if a.virial:
             bridge.view(a.virial, (6,))[:] = graphs.virial(vectors, res.edge_gradient)
         self.latents.store(a.step, bridge.view(a.tag, (n,))[:nlocal], res.node_features[:nlocal])
+
+    def _evaluate_domain(self, types, edges, vectors, nlocal):
+        """Domain mode on the receptive field of the local atoms (graphs.receptive_field).
+
+        Returns forces on all rows, the model result (local atoms first), and the edges (indices
+        into all rows) and vectors that were evaluated, for the virials. The first evaluation also
+        runs the whole graph and keeps pruning only if both agree, so a model whose layers do not
+        update nodes from incoming edges alone still gets exact forces.
+        """
+        pair, model = self.pair, self.pair.model
+        n = len(types)
+        if pair.prune is not False:
+            keep, nodes = graphs.receptive_field(edges, nlocal, pair.num_layers)
+            new_id = np.full(n, -1, dtype=np.int64)
+            new_id[nodes] = np.arange(len(nodes))
+            sub_edges, sub_vectors = edges[:, keep], vectors[keep]
+            res = model.evaluate_graph(types[nodes], new_id[sub_edges], sub_vectors, energy_nodes=nlocal)
+            forces = np.zeros((n, 3))
+            forces[nodes] = res.forces
+            if pair.prune is None:
+                full = model.evaluate_graph(types, edges, vectors, energy_nodes=nlocal)
+                scale = max(1.0, float(np.abs(full.forces).max(initial=0.0)))
+                tol = (1e-4 if model.dtype == "float32" else 1e-9) * scale
+                pair.prune = bool(
+                    np.abs(forces - full.forces).max(initial=0.0) <= tol
+                    and np.abs(res.atomic_energy[:nlocal] - full.atomic_energy[:nlocal]).max(initial=0.0) <= tol
+                )
+                if not pair.prune:
+                    print(
+                        f"pair nequip: rank {self.rank}: the receptive-field graph changes this model's forces; "
+                        "evaluating the whole ghost shell instead (slower, exact)",
+                        file=sys.stderr,
+                    )
+                    return full.forces, full, edges, vectors
+            return forces, res, sub_edges, sub_vectors
+        res = model.evaluate_graph(types, edges, vectors, energy_nodes=nlocal)
+        return res.forces, res, edges, vectors
 
     # -- fix ltau ---------------------------------------------------------------------------
 
