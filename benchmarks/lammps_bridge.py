@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ltau_md import atomic_write
+import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
 
 BIN = Path(sys.executable).parent
 LATTICE = 3.532  # Å, bcc Li
@@ -248,15 +248,13 @@ def main() -> None:
         "artifact": str(art),
         "results": res,
     }  # fmt: skip
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write.write_json(args.output, out)
     print()
     print(f"{'measure':44s} {'value':>12s}")
     print(f"{'(a) MD step / bare forward+forces, 250 at.':44s} {res['a_md_vs_bare_model']['ratio']:12.2f}")
     print(f"{'(b) MD with fix ltau every 10 / without':44s} {res['b_fix_ltau_every_10']['ratio']:12.3f}")
     print(f"{'(c) ltau-md run / ASE + NequIPCalculator':44s} {res['c_ltau_md_run_vs_ase']['ratio']:12.2f}")
     print(f"{f'(d) speed-up 2 vs 1 rank, domain, {n_big} at.':44s} {res['d_two_ranks_vs_one']['speedup_2_vs_1_domain']:12.2f}")
-    print(f"wrote {args.output}")
+    results_file.save(args.output, out)
 
 
 if __name__ == "__main__":

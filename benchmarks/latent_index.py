@@ -20,7 +20,7 @@ from pathlib import Path
 
 import faiss
 
-from ltau_md import atomic_write
+import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
 from ltau_md.latent_index import LatentIndex, exact_neighbors, recall_at_k
 from ltau_md.synthetic import descriptor_like, isotropic
 
@@ -92,9 +92,7 @@ def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "rows": rows,
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write.write_json(args.output, out)
-    print(f"wrote {args.output}")
+    results_file.save(args.output, out)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ltau_md import atomic_write
+import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
 from ltau_md.nequip.training import CALLBACK_TARGET, default_config
 
 HERE = Path(__file__).resolve().parent
@@ -89,9 +89,7 @@ def main() -> None:
         "threads": os.cpu_count(),
         "rows": rows,
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write.write_json(args.output, out)
-    print(f"wrote {args.output}")
+    results_file.save(args.output, out)
 
 
 if __name__ == "__main__":

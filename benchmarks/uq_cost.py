@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from ase.io import read
 
-from ltau_md import atomic_write
+import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
 from ltau_md.artifact import Artifact
 from ltau_md.error_distribution import DEFAULT_LEVELS, ErrorDistribution
 from ltau_md.error_log import AtomTable
@@ -120,9 +120,7 @@ def main() -> None:
         "k": 10,
         "rows": rows,
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write.write_json(args.output, out)
-    print(f"wrote {args.output}")
+    results_file.save(args.output, out)
 
 
 if __name__ == "__main__":
