@@ -15,14 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import faiss
-
 import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
+
 from ltau_md.latent_index import LatentIndex, exact_neighbors, recall_at_k
-from ltau_md.synthetic import descriptor_like, isotropic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic import descriptor_like, isotropic  # noqa: E402  (tests/synthetic.py: point sets shared with the tests)
 
 
 def rss_bytes() -> int:

@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
 import yaml
 
-import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
 from ltau_md.nequip.training import CALLBACK_TARGET, default_config
 
 HERE = Path(__file__).resolve().parent

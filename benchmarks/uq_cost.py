@@ -23,10 +23,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
 import torch
 from ase.io import read
 
-import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
 from ltau_md.artifact import Artifact
 from ltau_md.error_distribution import DEFAULT_LEVELS, ErrorDistribution
 from ltau_md.error_log import AtomTable

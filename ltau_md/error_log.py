@@ -230,6 +230,9 @@ class ErrorLogWriter:
                 "dtype": dtype,
                 "epochs": [],
                 "metadata": dict(metadata or {}),
+                # where the log was written: training files named relative to it are found again
+                # after the directory holding both moves (ltau_md.training_set)
+                "written_at": str(self.path.resolve()),
             }
             atomic_write.write_json(self.path / META, self.meta)
         self.dtype = np.dtype(self.meta["dtype"]).newbyteorder("<")

@@ -2,9 +2,11 @@
 
 Calculator specs:
 
-* ``meam`` — the Li–Mg 2NN-MEAM reference of ``inputs/`` (LAMMPS, milliseconds per frame);
-* ``gpaw`` or ``gpaw:{"ecut": 300, ...}`` — GPAW PBE plane waves when GPAW is installed (settings
-  checked on this machine kind: 300 eV, k-point density ~2.5/Å⁻¹, Mg 2-electron setup);
+* ``NAME`` or ``NAME:{json kwargs}`` — a calculator registered under the ``ltau_md.calculators``
+  entry-point group (pyproject.toml): ``meam``, the Li–Mg 2NN-MEAM reference (LAMMPS,
+  milliseconds per frame; registered by ``lammps_plugin``), and ``gpaw``, GPAW PBE plane waves
+  when GPAW is installed (settings checked on this machine kind: 300 eV, k-point density
+  ~2.5/Å⁻¹, Mg 2-electron setup). Other packages can register their own;
 * ``module:Class`` or ``module:Class:{json kwargs}`` — any importable ASE calculator.
 
 Frames are labelled one at a time, each result committed on its own, so a killed relabel resumes
@@ -25,17 +27,25 @@ import numpy as np
 from ltau_md.errors import LtauError
 from ltau_md.queue import CandidateQueue
 
-ALIASES = {"meam": "lammps_plugin.reference_md:MeamCalculator"}
+ENTRY_POINTS = "ltau_md.calculators"
 
 
-def _gpaw(kwargs: dict[str, Any]):
+def registered_calculators() -> dict[str, Any]:
+    """Name → entry point of every calculator registered under ``ltau_md.calculators``."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS)}
+
+
+def gpaw_calculator(**kwargs: Any):
+    """GPAW PBE plane waves with settings checked on this machine kind (the ``gpaw`` entry point)."""
     try:
         from gpaw import GPAW, PW
     except ImportError:
         raise LtauError(
             "--calculator gpaw: GPAW is not installed (pip install gpaw gpaw-data, with Debian libxc-dev libopenblas-dev)"
         ) from None
-    settings = {"ecut": 300.0, "kpts_density": 2.5, "setups": {"Mg": "2"}, "txt": None}
+    settings: dict[str, Any] = {"ecut": 300.0, "kpts_density": 2.5, "setups": {"Mg": "2"}, "txt": None}
     settings.update(kwargs)
     ecut = settings.pop("ecut")
     density = settings.pop("kpts_density")
@@ -45,33 +55,33 @@ def _gpaw(kwargs: dict[str, Any]):
 def make_calculator(spec: str) -> Any:
     """An ASE calculator from a spec string (see the module docstring)."""
     head, _, tail = spec.partition(":")
-    if head == "gpaw":
+    registered = registered_calculators()
+    if head in registered:
         kwargs_text = tail
-        factory = _gpaw
-    else:
-        if head in ALIASES:
-            module_name, cls_name = ALIASES[head].split(":")
-            kwargs_text = tail
-        elif tail:
-            module_name = head
-            cls_name, _, kwargs_text = tail.partition(":")
-        else:
-            raise LtauError(f"--calculator {spec!r}: use meam, gpaw, or module:Class[:{{json kwargs}}]")
         try:
-            cls = getattr(importlib.import_module(module_name), cls_name)
+            factory = registered[head].load()
+        except ImportError as exc:
+            raise LtauError(f"--calculator {head}: its package cannot be imported ({exc}); install ltau-md[all]") from None
+    elif tail and not tail.startswith("{"):
+        module_name = head
+        cls_name, _, kwargs_text = tail.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), cls_name)
         except (ImportError, AttributeError) as exc:
             raise LtauError(f"--calculator {spec!r}: cannot import {module_name}:{cls_name} ({exc})") from None
-
-        def factory(kwargs: dict[str, Any]) -> Any:
-            return cls(**kwargs)
-
+    else:
+        names = ", ".join(sorted(registered))
+        raise LtauError(f"--calculator {spec!r}: not a registered calculator ({names}); give one of them or module:Class[:{{json kwargs}}]")
     try:
         kwargs = json.loads(kwargs_text) if kwargs_text else {}
     except json.JSONDecodeError as exc:
         raise LtauError(f"--calculator {spec!r}: keyword arguments are not valid JSON ({exc.msg})") from None
     if not isinstance(kwargs, dict):
         raise LtauError(f"--calculator {spec!r}: keyword arguments must be a JSON object")
-    return factory(kwargs)
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise LtauError(f"--calculator {spec!r}: {exc}") from None
 
 
 def label(atoms, calculator) -> Any:
@@ -91,21 +101,23 @@ def label(atoms, calculator) -> Any:
 
 
 def relabel(
-    db: str | os.PathLike,
-    spec: str,
+    queue: CandidateQueue | str | os.PathLike,
+    spec: str | Any,
     retry_failed: bool = False,
     only_selected: bool = False,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
-    """Label pending (and optionally failed) rows; returns counts of labelled / failed."""
-    queue = CandidateQueue(db)
-    calculator = make_calculator(spec)
-    todo = [c for c in queue.rows("pending")]
+    """Label pending (and optionally failed) rows of ``queue`` with ``spec`` (a calculator spec
+    string, or an ASE calculator); returns counts of labelled / failed."""
+    if not isinstance(queue, CandidateQueue):
+        queue = CandidateQueue(queue, must_exist=True, writable=True)
+    calculator, name = (make_calculator(spec), spec) if isinstance(spec, str) else (spec, type(spec).__name__)
+    todo = list(queue.rows("pending"))
     if retry_failed:
         todo += list(queue.rows("failed"))
     if only_selected:
-        todo = [c for c in todo if c.key_value_pairs.get("selected")]
+        todo = [c for c in todo if c.selected]
     todo.sort(key=lambda c: c.id)
     if limit is not None:
         todo = todo[:limit]
@@ -114,10 +126,10 @@ def relabel(
         try:
             labelled = label(cand.atoms, calculator)
         except Exception as exc:  # any calculator failure is recorded, not fatal
-            queue.mark_failed(cand.id, f"{type(exc).__name__}: {exc}", spec)
+            queue.mark_failed(cand.id, f"{type(exc).__name__}: {exc}", name)
             counts["failed"] += 1
         else:
-            queue.mark_labelled(cand.id, labelled, spec)
+            queue.mark_labelled(cand.id, labelled, name)
             counts["labelled"] += 1
         if progress is not None:
             progress(i + 1, len(todo))

@@ -2,7 +2,7 @@
 
 Seed 003 sampled bcc Li (250 atoms, NVT) and Li, Li3Mg, LiMg on bcc and LiMg3, Mg on hcp with three
 vacancies (125 = 128 − 3, 61 = 64 − 3; NPT), all at 600 K, with the Kim 2012 2NN-MEAM. Lattice
-constants are this MEAM's 0 K values (inputs/potentials/README.md): bcc Li 3.532 Å, B2 LiMg 3.407 Å,
+constants are this MEAM's 0 K values (lammps_plugin/potentials/README.md): bcc Li 3.532 Å, B2 LiMg 3.407 Å,
 hcp Mg a = 3.209 Å, c/a = 1.619; the random alloys take Vegard's law on the volume per atom between
 their neighbours (Li3Mg between Li and LiMg, LiMg3 between Li and Mg), so NPT starts near zero pressure.
 """
@@ -18,6 +18,11 @@ from ase import Atoms
 from ase.build import bulk
 
 from ltau_md.errors import LtauError
+
+# Atomic masses (amu) of every MD ltau-md sets up — the reference MD of make-data, the loop's MD with
+# the learned potential and the shipped LAMMPS inputs: those of the reference MEAM (library.meam
+# 'atwt'), so a model trained on reference frames runs on the reference's time scale.
+MASSES = {"Li": 6.94, "Mg": 24.32}
 
 A_LI_BCC = 3.532  # Å, bcc Li minimum of this MEAM (rc = 5.0 artifact; paper 3.487)
 A_LIMG_B2 = 3.407  # Å, B2 LiMg

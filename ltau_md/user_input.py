@@ -47,8 +47,18 @@ def read_frames(path: str | Path, need_forces: bool = True, what: str = "frames"
     for i, atoms in enumerate(frames):
         if len(atoms) == 0:
             raise LtauError(f"{path}: frame {i} has no atoms")
-        if need_forces and reference_forces(atoms) is None:
-            raise LtauError(f"{path}: frame {i} has no reference forces (write them with the frame, e.g. extxyz 'forces')")
+        if not np.all(np.isfinite(atoms.positions)):
+            raise LtauError(f"{path}: frame {i} has NaN or infinite positions; fix or drop that frame")
+        if not np.all(np.isfinite(atoms.cell.array)):
+            raise LtauError(f"{path}: frame {i} has a NaN or infinite cell; fix or drop that frame")
+        if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-9:
+            raise LtauError(f"{path}: frame {i} is periodic but its cell has zero volume; give the cell (extxyz Lattice=)")
+        if need_forces:
+            forces = reference_forces(atoms)
+            if forces is None:
+                raise LtauError(f"{path}: frame {i} has no reference forces (write them with the frame, e.g. extxyz 'forces')")
+            if not np.all(np.isfinite(forces)):
+                raise LtauError(f"{path}: frame {i} has NaN or infinite reference forces; fix or drop that frame")
     return frames
 
 

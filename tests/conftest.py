@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic import descriptor_like  # noqa: F401  (re-exported for tests)
 
 from ltau_md.error_log import AtomTable, ErrorLog, ErrorLogWriter
-from ltau_md.synthetic import descriptor_like  # noqa: F401  (re-exported for tests)
 
 
 def atom_table(n_frames: int = 4, n_atoms: int = 5, sources=("a.xyz", "b.xyz"), seed: int = 0) -> AtomTable:

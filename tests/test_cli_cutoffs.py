@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ltau_md.cli import main
+from ltau_app.cli import main
 
 LTAU_MD = Path(sys.executable).parent / "ltau-md"  # the console script of this environment
 
@@ -97,7 +97,7 @@ def test_each_bad_input_is_one_error_line_with_status_2(values):
 
 
 def test_argument_errors_are_one_line_too(values):
-    p = subprocess.run([sys.executable, "-m", "ltau_md.cli", "cutoffs", str(values / "u.npy")], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "ltau_app.cli", "cutoffs", str(values / "u.npy")], capture_output=True, text=True)
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1 and "--n" in p.stderr
 

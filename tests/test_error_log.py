@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import atom_table, write_log
+
 from ltau_md.error_log import AtomTable, ErrorLog, ErrorLogWriter, parse_window
 from ltau_md.errors import ErrorLogError, LtauError
 

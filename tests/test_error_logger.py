@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("nequip")
 
 from ltau_md.error_log import ErrorLog  # noqa: E402
-from ltau_md.nequip.fit import training_frames  # noqa: E402
 from ltau_md.nequip.model import NequIPModel  # noqa: E402
 from ltau_md.nequip.training import default_config, member_config, run_member  # noqa: E402
+from ltau_md.training_set import training_frames  # noqa: E402
 from ltau_md.user_input import reference_forces  # noqa: E402
 
 TINY = {"r_max": 4.0, "num_layers": 2, "num_features": 8, "l_max": 1}

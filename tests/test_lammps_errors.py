@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import LI_BOX
 
 BIN = Path(sys.executable).parent

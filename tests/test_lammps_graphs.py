@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from test_lammps_pair import sheared_li
 
 from lammps_plugin import graphs
-from test_lammps_pair import sheared_li
 
 
 def chain(n: int) -> np.ndarray:

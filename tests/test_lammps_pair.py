@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import LI_BOX
 
 BIN = Path(sys.executable).parent
@@ -85,7 +84,9 @@ pair_style nequip {model} mode {mode} dtype {dtype}
 pair_coeff * * Li
 run 0
 write_dump all custom out.{mode}.{dtype} id fx fy fz c_pea c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6] modify sort id format float %.17g
-print "{mode} {dtype} $(pe:%.17g) $(c_pv[1]:%.17g) $(c_pv[2]:%.17g) $(c_pv[3]:%.17g) $(c_pv[4]:%.17g) $(c_pv[5]:%.17g) $(c_pv[6]:%.17g) $(c_ssum[1]:%.17g) $(c_ssum[2]:%.17g) $(c_ssum[3]:%.17g) $(c_ssum[4]:%.17g) $(c_ssum[5]:%.17g) $(c_ssum[6]:%.17g) $(vol:%.17g)" append results.txt
+print "{mode} {dtype} $(pe:%.17g) $(c_pv[1]:%.17g) $(c_pv[2]:%.17g) $(c_pv[3]:%.17g) $(c_pv[4]:%.17g) $(c_pv[5]:%.17g) &
+  $(c_pv[6]:%.17g) $(c_ssum[1]:%.17g) $(c_ssum[2]:%.17g) $(c_ssum[3]:%.17g) $(c_ssum[4]:%.17g) $(c_ssum[5]:%.17g) &
+  $(c_ssum[6]:%.17g) $(vol:%.17g)" append results.txt
 """
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import descriptor_like
+
 from ltau_md.errors import ArtifactError, LtauError
 from ltau_md.latent_index import LatentIndex, choose_index_type, exact_neighbors, recall_at_k
 

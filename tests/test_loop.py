@@ -9,10 +9,10 @@ import yaml
 pytest.importorskip("nequip")
 
 from ase.io import read  # noqa: E402
-
 from conftest import ltau_md  # noqa: E402
+
+from ltau_app.loop import load_config  # noqa: E402
 from ltau_md.errors import LtauError  # noqa: E402
-from ltau_md.loop import load_config  # noqa: E402
 
 TINY = {
     "iterations": 1,

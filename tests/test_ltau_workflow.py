@@ -8,15 +8,16 @@ import pytest
 pytest.importorskip("nequip")
 
 from ase.io import read  # noqa: E402
-
 from conftest import ltau_md  # noqa: E402
+
 from ltau_md.artifact import Artifact  # noqa: E402
 from ltau_md.error_log import ErrorLog  # noqa: E402
 from ltau_md.nequip.calculator import LtauCalculator  # noqa: E402
-from ltau_md.nequip.fit import training_frames  # noqa: E402
 from ltau_md.nequip.model import NequIPModel  # noqa: E402
 from ltau_md.nequip.predict import predict  # noqa: E402
 from ltau_md.nequip.training import member_error_logs  # noqa: E402
+from ltau_md.run_cutoffs import run_cutoffs  # noqa: E402
+from ltau_md.training_set import training_frames  # noqa: E402
 
 
 def test_train_dir_holds_m_members_with_error_logs(trained):
@@ -85,7 +86,7 @@ def test_calibrate_stores_scale_and_distributions_and_prints_the_table(fitted, l
     assert art.distribution("Li", "uncertainty").family in ("maxwell", "gamma", "gengamma")
     rep = art.meta["calibration"]["species"]["Li"]
     assert -1 <= rep["spearman_rho"] <= 1 and rep["miscalibration_area"] <= rep["miscalibration_area_unscaled"] + 1e-12
-    cut = art.uncertainty_cutoffs(10000)["Li"]
+    cut = run_cutoffs(art, ["Li"], 10000).lo["Li"]
     assert cut == pytest.approx(rep["uncertainty_cutoff"])
     for name in ("calibration_Li.png", "distributions_Li.png", "f1_map_Li.png", "parity_Li.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 1000

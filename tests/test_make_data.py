@@ -14,8 +14,8 @@ ase_io = pytest.importorskip("ase.io")
 from ase.build import bulk  # noqa: E402
 from ase.stress import voigt_6_to_full_3x3_stress  # noqa: E402
 
-from ltau_md import reference_potential as refpot  # noqa: E402
-from ltau_md.cli import main  # noqa: E402
+from lammps_plugin import meam_reference as refpot  # noqa: E402
+from ltau_app.cli import main  # noqa: E402
 from ltau_md.systems import SYSTEMS, build_system  # noqa: E402
 
 LTAU_MD = Path(sys.executable).parent / "ltau-md"  # the console script of this environment
@@ -43,7 +43,7 @@ def limg_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calc():
-    from lammps_plugin.reference_md import MeamCalculator
+    from lammps_plugin.meam_reference import MeamCalculator
 
     with MeamCalculator() as c:
         yield c
@@ -131,7 +131,7 @@ def test_file_forces_are_the_meam_calculator_forces(limg_file, calc):
 
 
 def test_md_frames_in_memory_match_calculator_to_1e8(calc):
-    from lammps_plugin.reference_md import sample
+    from lammps_plugin.meam_reference import sample
 
     frames = sample(build_system("LiMg3", atoms=45, seed=3), ensemble="npt", temperature=600.0, frames=2,
                     every=15, equilibrate=15, seed=11)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import atom_table, write_log
+
 from ltau_md.error_distribution import column_quantiles
 from ltau_md.error_log import AtomTable
 from ltau_md.errors import ErrorLogError

@@ -29,6 +29,7 @@ def test_weighted_force_loss_uses_each_atoms_own_weight(li_data, fitted, tmp_pat
     |ΔF_i| of the same step and the weights file's w_i for the same atom ids."""
     pytest.importorskip("nequip")
     from conftest import TINY_MODEL, ltau_md
+
     from ltau_md.error_log import AtomTable, ErrorLog
 
     out = tmp_path / "rw"

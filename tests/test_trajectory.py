@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import ltau_md
+
 from ltau_md.errors import LtauError
 from ltau_md.trajectory import read_thermo, read_trajectory
 

@@ -138,12 +138,6 @@ void FixLtau::init()
   check_pair();
 
   // statistical cutoffs: about one false alarm among the atomic environments checked in this run
-  bigint n = nsamples;
-  if (n == 0) {
-    const bigint ngroup = std::max<bigint>(1, group->count(igroup));
-    const bigint checks = (bigint) update->nsteps / nevery + 1;
-    n = std::max<bigint>(2, ngroup * checks);
-  }
   const int ntypes = atom->ntypes;
   lo.assign(ntypes + 1, 0.0);
   hi.assign(ntypes + 1, 0.0);
@@ -155,7 +149,10 @@ void FixLtau::init()
   a.hi = hi.data();
   a.message = message;
   a.message_size = sizeof(message);
-  a.nsamples = n;
+  a.nsamples = nsamples;
+  a.ngroup = group->count(igroup);
+  a.nsteps = update->nsteps;
+  a.nevery = nevery;
   a.ntypes = ntypes;
   int status = cb->fix_init(&a);
   LtauBridge::check_status(lmp, world, status, fmt::format("fix ltau {}", id).c_str());

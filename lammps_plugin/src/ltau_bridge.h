@@ -15,7 +15,7 @@ namespace LAMMPS_NS {
 class LAMMPS;
 }
 
-#define LTAU_ABI_VERSION 1
+#define LTAU_ABI_VERSION 2
 
 extern "C" {
 
@@ -67,15 +67,20 @@ struct ltau_fix_create_args {
   int32_t descriptor_dim;    // out
 };
 
-// Before each run: per-type cutoffs for N = nsamples atomic environments.
+// Before each run: per-type cutoffs for the atomic environments this run examines (N: the
+// nsamples keyword, or group atoms x checks of the run; decided in ltau_md.run_cutoffs).
 struct ltau_fix_init_args {
   const char *id;
   double *lo;           // out: ntypes+1 (index 0 unused)
   double *hi;           // out: ntypes+1
   char *message;        // out: one line for the log (rank 0 prints it)
-  int64_t nsamples;
+  int64_t nsamples;     // the nsamples keyword, 0 when not given
+  int64_t ngroup;       // atoms in the fix group
+  int64_t nsteps;       // steps of the coming run
+  int32_t nevery;       // the fix's check interval N
   int32_t ntypes;
   int32_t message_size;
+  int32_t pad;
 };
 
 // Every N steps: predicted error and p of this rank's local group atoms, from the latents of

@@ -10,6 +10,7 @@ dataset and the frame's index in that file.
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -70,7 +71,9 @@ def raw_frame(dataset: Any, index: int) -> dict:
 def source_of(dataset: Any, index: int) -> tuple[str, int]:
     """``(file path, frame index in that file)`` of a training frame."""
     base, j = resolve(dataset, index)
-    return str(getattr(base, "file_path", type(base).__name__)), j
+    path = getattr(base, "file_path", None)
+    # absolute against the training process's working directory (where a config's relative paths point)
+    return (os.path.abspath(path) if path else type(base).__name__), j
 
 
 def wrap_training_dataset(trainer, annotate: Callable[[dict, int], dict]) -> AnnotatedFrames:

@@ -32,18 +32,26 @@ MODEL_DIR_FILE = "ensemble.json"
 DTYPES = ("float32", "float64")
 
 
+def model_dir_members(model_dir: str | os.PathLike) -> list[dict]:
+    """The members of an ``ltau-md train`` directory (``ensemble.json``), production model first."""
+    p = Path(model_dir)
+    manifest = p / MODEL_DIR_FILE
+    if not manifest.is_file():
+        raise LtauError(f"{p}: a directory but not an 'ltau-md train' output (no {MODEL_DIR_FILE}); pass a .ckpt or .nequip.zip")
+    try:
+        members = json.loads(manifest.read_text())["members"]
+        if not members or not all(isinstance(m, dict) and isinstance(m["checkpoint"], str) for m in members):
+            raise TypeError
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise LtauError(f"{manifest}: malformed or truncated (expected 'members', each with a 'checkpoint'); re-run 'ltau-md train'") from None
+    return members
+
+
 def resolve_model_path(model: str | os.PathLike) -> Path:
     """The file behind a MODEL argument (train directory, checkpoint or package)."""
     p = Path(model)
     if p.is_dir():
-        manifest = p / MODEL_DIR_FILE
-        if not manifest.is_file():
-            raise LtauError(f"{p}: a directory but not an 'ltau-md train' output (no {MODEL_DIR_FILE}); pass a .ckpt or .nequip.zip")
-        try:
-            members = json.loads(manifest.read_text())["members"]
-            ckpt = p / members[0]["checkpoint"]
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise LtauError(f"{manifest}: malformed (expected 'members' with a 'checkpoint'); re-run 'ltau-md train'") from None
+        ckpt = p / model_dir_members(p)[0]["checkpoint"]
         if not ckpt.is_file():
             raise LtauError(f"{ckpt}: missing; the training in {p} did not finish")
         return ckpt

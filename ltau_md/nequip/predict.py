@@ -25,18 +25,14 @@ class FramePrediction:
     p_std: np.ndarray
     error: np.ndarray  # per atom: predicted force error, eV/Å
     distance: np.ndarray  # per atom: latent distance to the nearest training atom
-    ood: np.ndarray  # per atom: the out-of-domain factor applied to the error (1 in domain)
+    ood: np.ndarray  # per atom: eV/Å the out-of-domain term added to the error (0 in domain)
 
 
 def load_for_artifact(artifact_path, model: str | None = None, dtype: str = "float32") -> tuple[Artifact, NequIPModel]:
-    """An artifact and its model (``model`` overrides the path it was fitted with)."""
-    from ltau_md.errors import LtauError
-
+    """An artifact and its model: ``model`` if given, else the one it was fitted for (found beside
+    the artifact, else at its recorded path; see :meth:`Artifact.model_path`)."""
     art = Artifact.load(artifact_path)
-    model_arg = model or art.meta["model"]["path"]
-    if not model_arg:
-        raise LtauError(f"{artifact_path}: names no model; pass --model")
-    return art, NequIPModel.load(model_arg, dtype=dtype)
+    return art, NequIPModel.load(model or art.model_path(), dtype=dtype)
 
 
 def predict(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import json
 import os
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import yaml
 from ltau_md import __version__, atomic_write
 from ltau_md.error_log import ErrorLog
 from ltau_md.errors import ErrorLogError, LtauError
-from ltau_md.nequip.model import MODEL_DIR_FILE
+from ltau_md.nequip.model import MODEL_DIR_FILE, model_dir_members
 from ltau_md.species import symbols
 from ltau_md.user_input import read_yaml_mapping
 
@@ -56,6 +55,26 @@ def _frames_species(paths: Sequence[Path]) -> list[str]:
         for atoms in iread(str(p)):
             zs.update(int(z) for z in np.unique(atoms.numbers))
     return symbols(sorted(zs))
+
+
+def check_training_files(paths: Sequence[Path], species: Sequence[str] | None = None) -> None:
+    """Every frame has energy and finite forces (and only ``species``, when given): said now, in
+    one line naming file and frame, rather than by nequip-train minutes later."""
+    from ltau_md.species import symbol, to_numbers
+    from ltau_md.user_input import read_frames
+
+    if species:
+        to_numbers(np.asarray(species, dtype=str), "--species")
+    allowed = set(species) if species else None
+    for p in paths:
+        for i, atoms in enumerate(read_frames(p, need_forces=True, what="training frames")):
+            calc = atoms.calc
+            if calc is None or "energy" not in getattr(calc, "results", {}) or not np.isfinite(calc.results["energy"]):
+                raise LtauError(f"{p}: frame {i} has no reference energy (write it with the frame, e.g. extxyz energy=)")
+            if allowed is not None:
+                extra = sorted({symbol(z) for z in atoms.numbers} - allowed)
+                if extra:
+                    raise LtauError(f"{p}: frame {i} holds {', '.join(extra)}, not in --species {' '.join(species)}; add it to --species")
 
 
 def _count_frames(paths: Sequence[Path]) -> int:
@@ -262,7 +281,8 @@ def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | 
     env.setdefault("PYTHONWARNINGS", "ignore")
     last = None
     with open(run_dir / "train.log", "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=run_dir)
+        # in the caller's working directory: relative paths in a user's config mean what they do for nequip-train
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
             while proc.poll() is None:
                 time.sleep(1.0)
@@ -313,6 +333,7 @@ def train(
     for p in data_paths + val_paths:
         if not p.is_file():
             raise LtauError(f"{p}: no such data file")
+    check_training_files(data_paths + val_paths, species)
     if ensemble < 1:
         raise LtauError(f"--ensemble {ensemble}: need at least one model")
     if (out / MODEL_DIR_FILE).exists():
@@ -363,5 +384,9 @@ def train(
 def member_error_logs(model_dir: str | os.PathLike) -> list[Path]:
     """The error-log directories of a ``ltau-md train`` output, production member first."""
     p = Path(model_dir)
-    manifest = json.loads((p / MODEL_DIR_FILE).read_text())
-    return [p / m["error_log"] for m in manifest["members"]]
+    logs = []
+    for m in model_dir_members(p):
+        if not isinstance(m.get("error_log"), str):
+            raise LtauError(f"{p / MODEL_DIR_FILE}: member {m.get('name', '?')} names no 'error_log'; re-run 'ltau-md train' or pass --logs")
+        logs.append(p / m["error_log"])
+    return logs

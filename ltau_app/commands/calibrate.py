@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ltau_app.arguments import input_file, int_at_least, output_dir, positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,35 +16,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "calibrated predicted errors; stores them in NAME.ltau/meta.json and prints a table.",
     )
     p.add_argument("artifact", metavar="NAME.ltau")
-    p.add_argument("--data", required=True, nargs="+", metavar="VAL.xyz")
+    p.add_argument("--data", required=True, nargs="+", type=input_file, metavar="VAL.xyz")
     p.add_argument("--model", help="MODEL (default: the one the artifact was fitted for)")
-    p.add_argument("--k", type=int, help="neighbours (default: the artifact's k)")
-    p.add_argument("--n", type=int, metavar="N", help="N for the printed cutoffs (default: validation atoms)")
+    p.add_argument("--k", type=positive_int, help="neighbours (default: the artifact's k)")
+    p.add_argument("--n", type=int_at_least(2), metavar="N", help="N for the printed cutoffs (default: validation atoms)")
     p.add_argument("--no-scale", action="store_true", help="keep s = 1 (only fit distributions)")
-    p.add_argument("--plots", metavar="DIR", help="write calibration, distribution, F1-map and parity plots")
+    p.add_argument("--plots", type=output_dir, metavar="DIR", help="write calibration, distribution, F1-map and parity plots")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ltau_md.errors import LtauError
-    from ltau_md.nequip.calibrate import calibrate_artifact
+    from ltau_md.calibration import calibrate_artifact
+    from ltau_md.nequip.calibrate import validation_errors
     from ltau_md.nequip.predict import load_for_artifact
     from ltau_md.user_input import read_frames
 
     art, model = load_for_artifact(args.artifact, args.model, args.dtype)
     frames = [f for path in args.data for f in read_frames(path, need_forces=True, what="validation frames")]
-    if args.n is not None and args.n < 2:
-        raise LtauError(f"--n {args.n}: must be at least 2")
-    rep = calibrate_artifact(art, model, frames, n=args.n, k=args.k, plots=args.plots, fit_scale=not args.no_scale)
+    val = validation_errors(art, model, frames, k=args.k)
+    rep = calibrate_artifact(art, val, n=args.n, plots=args.plots, fit_scale=not args.no_scale)
     print(f"calibrated {args.artifact} on {rep['n_frames']} frames / {rep['n_atoms']} atoms; cutoffs at N = {rep['N']}")
-    hdr = f"{'species':7s} {'atoms':>6s} {'F MAE':>7s} {'rho':>6s} {'s':>6s} {'area':>11s} {'err σ':>7s} {'err cut':>8s} {'unc family':>10s} {'unc cut':>8s} {'P/R/F1':>14s}"
+    hdr = (f"{'species':7s} {'atoms':>6s} {'F MAE':>7s} {'rho':>6s} {'s':>6s} {'area':>11s} {'err σ':>7s} {'err cut':>8s} "
+           f"{'unc family':>10s} {'unc cut':>8s} {'P/R/F1':>14s}")
     print(hdr)
     for sp, r in rep["species"].items():
         area = f"{r['miscalibration_area_unscaled']:.3f}→{r['miscalibration_area']:.3f}"
         prf = f"{r['precision']:.2f}/{r['recall']:.2f}/{r['f1']:.2f}"
         print(f"{sp:7s} {r['n_atoms']:6d} {r['force_mae_component']:7.4f} {r['spearman_rho']:6.3f} {r['scale']:6.3f} {area:>11s} "
-              f"{r['error_fit']['params']['scale']:7.4f} {r['error_cutoff']:8.4f} {r['uncertainty_fit']['family']:>10s} {r['uncertainty_cutoff']:8.4f} {prf:>14s}")
+              f"{r['error_fit']['params']['scale']:7.4f} {r['error_cutoff']:8.4f} {r['uncertainty_fit']['family']:>10s} "
+              f"{r['uncertainty_cutoff']:8.4f} {prf:>14s}")
     print("F MAE: force-component MAE (eV/Å); rho: Spearman between predicted and true per-atom error; "
           "area: miscalibration area before→after s; cutoffs: CDF = 1 - 1/N (eV/Å)")
     if args.plots:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ltau_app.arguments import input_file, nonnegative_float, output_dir, positive_float, positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,15 +16,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "of every training atom from one forward pass, a FAISS index per species.",
     )
     p.add_argument("--model", required=True, help="ltau-md train DIR, nequip .ckpt or .nequip.zip")
-    p.add_argument("--data", nargs="+", metavar="TRAIN.xyz", help="training files (default: the paths the logs name)")
+    p.add_argument("--data", nargs="+", type=input_file, metavar="TRAIN.xyz", help="training files (default: the paths the logs name)")
     p.add_argument("--logs", nargs="+", metavar="DIR", help="error-log directories (default: every member of a train DIR)")
-    p.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
-    p.add_argument("--atol", type=float, help="error tolerance, eV/Å (default: final training force error)")
-    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance × |F_ref| (default 0)")
+    p.add_argument("--k", type=positive_int, default=10, help="neighbours per query (default 10)")
+    p.add_argument("--atol", type=positive_float, help="error tolerance, eV/Å (default: final training force error)")
+    p.add_argument("--rtol", type=nonnegative_float, default=0.0, help="relative tolerance × |F_ref| (default 0)")
     p.add_argument("--window", metavar="START:STOP", help="epochs to use, slice over logged epochs (e.g. '-50:')")
     p.add_argument("--index", choices=("auto", "flat", "hnsw", "ivfpq"), default="auto")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("-o", "--output", required=True, metavar="NAME.ltau")
+    p.add_argument("-o", "--output", required=True, type=output_dir, metavar="NAME.ltau")
     p.set_defaults(func=run)
 
 
@@ -32,17 +34,14 @@ def run(args: argparse.Namespace) -> int:
     from ltau_md.error_log import parse_window
     from ltau_md.errors import LtauError
     from ltau_md.nequip.fit import fit_artifact
-    from ltau_md.nequip.model import MODEL_DIR_FILE, NequIPModel
+    from ltau_md.nequip.model import NequIPModel, resolve_model_path
     from ltau_md.nequip.training import member_error_logs
 
-    if args.k < 1:
-        raise LtauError(f"--k {args.k}: must be at least 1")
-    if args.atol is not None and args.atol <= 0:
-        raise LtauError(f"--atol {args.atol}: must be a positive error in eV/Å")
+    resolve_model_path(args.model)  # a missing or malformed model is the first thing to say
     logs = args.logs
     if not logs:
-        if not (Path(args.model) / MODEL_DIR_FILE).is_file():
-            raise LtauError("--logs: required unless --model is an 'ltau-md train' directory")
+        if not Path(args.model).is_dir():
+            raise LtauError(f"--logs: required when --model is a file ({args.model}); give the error-log directories nequip-train wrote")
         logs = member_error_logs(args.model)
     model = NequIPModel.load(args.model, dtype=args.dtype)
     art = fit_artifact(model, logs, args.output, data=args.data, k=args.k, atol=args.atol, rtol=args.rtol,

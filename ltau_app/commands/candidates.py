@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ltau_app.arguments import nonnegative_float, output_file, positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("candidates", help="list, show, select or export frames of a candidate queue (ase.db)")
@@ -17,26 +19,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("id", type=int)
     q = cs.add_parser("select", help="mark at most --max pending frames, diverse in latent space, for relabelling")
     q.add_argument("db", metavar="DB")
-    q.add_argument("--max", type=int, required=True, metavar="N")
-    q.add_argument("--min-distance", type=float, default=0.0, help="stop when the next frame is closer than this (latent units)")
+    q.add_argument("--max", type=positive_int, required=True, metavar="N")
+    q.add_argument("--min-distance", type=nonnegative_float, default=0.0, help="stop when the next frame is closer than this (latent units)")
     q = cs.add_parser("export", help="write frames (labelled: with their reference labels) as extxyz")
     q.add_argument("db", metavar="DB")
     q.add_argument("--status", choices=("pending", "labelled", "failed"), default="labelled")
     q.add_argument("--selected", action="store_true", help="only frames marked by 'select'")
-    q.add_argument("-o", "--output", required=True, metavar="FILE.xyz")
+    q.add_argument("-o", "--output", required=True, type=output_file(".xyz", ".extxyz"), metavar="FILE.xyz")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ltau_md import atomic_write
-    from ltau_md.candidates import farthest_point_selection
-    from ltau_md.errors import LtauError
     from ltau_md.queue import CandidateQueue
     from ltau_md.species import symbols
 
-    queue = CandidateQueue(args.db)
+    queue = CandidateQueue(args.db, must_exist=True, writable=args.action == "select")
     if args.action == "list":
         rows = list(queue.rows(args.status))
         print(f"{'id':>5s} {'status':9s} {'sel':>3s} {'run':16s} {'step':>8s} {'reason':6s} {'atoms':>6s} {'max err':>8s} {'>lo':>4s}")
@@ -61,32 +60,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"failure: {c.data['failure']}")
         return 0
     if args.action == "select":
-        if args.max < 1:
-            raise LtauError(f"--max {args.max}: must be at least 1")
-        pending = list(queue.rows("pending"))
-        chosen = farthest_point_selection(pending, args.max, args.min_distance)
-        ids = {c.id for c in chosen}
-        with queue.db:  # one transaction: the marks change together or not at all
-            for c in pending:
-                queue.db.update(c.id, selected=c.id in ids)
-        print(f"selected {len(chosen)} of {len(pending)} pending frame(s): {' '.join(str(c.id) for c in chosen)}")
+        n_pending = queue.count("pending")
+        chosen = queue.select(args.max, args.min_distance)
+        print(f"selected {len(chosen)} of {n_pending} pending frame(s): {' '.join(str(c.id) for c in chosen)}")
         return 0
-    rows = [c for c in queue.rows(args.status) if not args.selected or c.key_value_pairs.get("selected")]
-    if not rows:
-        raise LtauError(f"{args.db}: no {args.status} frames{' marked selected' if args.selected else ''} to export")
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.io import write
-
-    frames = []
-    for c in rows:
-        atoms = c.atoms
-        row = queue.db.get(id=c.id)
-        results = {k: row.get(k) for k in ("energy", "forces", "stress") if row.get(k) is not None}
-        atoms.calc = SinglePointCalculator(atoms, **results) if results else None
-        atoms.info.update({"candidate_id": c.id, "run": c.run, "step": c.step, "status": c.status,
-                           "labelled_by": c.key_value_pairs.get("labelled_by", "")})
-        atoms.arrays["ltau_error"] = np.asarray(c.data["ltau_error"])
-        frames.append(atoms)
-    atomic_write.write_with(args.output, lambda fh: write(fh, frames, format="extxyz"), text=True)
-    print(f"wrote {len(frames)} frame(s) to {args.output}")
+    n = queue.export(args.output, args.status, selected_only=args.selected)
+    print(f"wrote {n} frame(s) to {args.output}")
     return 0

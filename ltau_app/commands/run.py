@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from ltau_md.errors import LtauError
 
@@ -58,8 +60,24 @@ def parse_lammps_args(args: list[str]) -> tuple[list[tuple[str, list[str]]], str
     return variables, log, screen
 
 
+def _check_output(flag: str, value: str | None) -> None:
+    if value is None or value == "none":
+        return
+    path = Path(value)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise LtauError(f"{flag} {value}: is a directory; give a file name (or none)")
+    if not parent.is_dir():
+        raise LtauError(f"{flag} {value}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise LtauError(f"{flag} {value}: directory {parent} is not writable; choose another")
+
+
 def run(args: argparse.Namespace) -> int:
+    # usage mistakes: status 2 like every command; what LAMMPS meets while running: 'ERROR:', status 1
     variables, log, screen = parse_lammps_args(list(args.lammps_args))
+    _check_output("-log", log)
+    _check_output("-screen", screen)
     from lammps_plugin import driver
 
     return driver.run(args.script, variables, log=log, screen=screen)

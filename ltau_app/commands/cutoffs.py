@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ltau_app.arguments import int_at_least, output_file, probability
 from ltau_md.errors import LtauError
 from ltau_md.user_input import load_array
 
@@ -23,12 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Gamma and generalized Gamma, chosen by KS test.",
     )
     p.add_argument("values", metavar="VALUES.npy", help="1-D array, one value per atom ((n,3) error vectors allowed for --kind error)")
-    p.add_argument("--n", type=int, required=True, metavar="N", help="number of atomic environments to be examined (atoms × checks)")
+    p.add_argument("--n", type=int_at_least(2), required=True, metavar="N", help="number of atomic environments to be examined (atoms × checks)")
     p.add_argument("--kind", choices=("error", "uncertainty"), default="uncertainty")
     p.add_argument("--species", metavar="SPECIES.npy", help="per-atom atomic numbers or symbols: fit each species separately")
-    p.add_argument("--alpha", type=float, default=0.05, help="KS p-value a family must reach to be accepted (default 0.05)")
+    p.add_argument("--alpha", type=probability, default=0.05, help="KS p-value a family must reach to be accepted (default 0.05)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
-    p.add_argument("--plot", metavar="FILE.png", help="write the histogram with fitted densities and cutoff")
+    p.add_argument("--plot", type=output_file(".png", ".pdf", ".svg"), metavar="FILE.png", help="write the histogram with fitted densities and cutoff")
     p.set_defaults(func=run)
 
 
@@ -54,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from ltau_md.cutoffs import statistical_cutoff, statistical_cutoffs_by_species
 
     values = _cutoffs_values(args.values, args.kind)
-    if args.n < 2:
-        raise LtauError(f"--n {args.n}: N (atoms × checks to be examined) must be at least 2")
     if args.species:
         species = load_array(args.species, "species")
         if species.ndim != 1 or len(species) != len(values):

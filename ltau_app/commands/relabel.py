@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from ltau_app.arguments import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "relabel",
         help="label pending frames of a candidate queue with any ASE calculator (resumable)",
-        description="Calculator specs: meam (the Li-Mg MEAM reference in inputs/), gpaw[:{json}] "
+        description="Calculator specs: meam (the shipped Li-Mg MEAM reference), gpaw[:{json}] "
         "(PBE plane waves, if installed), module:Class[:{json kwargs}]. A killed relabel resumes "
         "where it stopped; failures are recorded on the row and the rest goes on.",
     )
@@ -17,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calculator", required=True, metavar="SPEC")
     p.add_argument("--retry-failed", action="store_true", help="also retry rows that failed before")
     p.add_argument("--selected", action="store_true", help="only frames marked by 'ltau-md candidates select'")
-    p.add_argument("--limit", type=int, help="label at most this many frames now")
+    p.add_argument("--limit", type=positive_int, help="label at most this many frames now")
     p.set_defaults(func=run)
 
 

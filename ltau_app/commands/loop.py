@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ltau_app.arguments import output_dir
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,15 +16,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "validation, test, train, fit, md, harvest. See README.",
     )
     p.add_argument("config", metavar="CONFIG", help="loop config (YAML); '-' for the built-in defaults")
-    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("-o", "--output", required=True, type=output_dir, metavar="DIR")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ltau_md.loop import load_config, run_loop, write_report
+    from ltau_app.loop import load_config, run_loop
 
     cfg = load_config(None if args.config == "-" else args.config)
     result = run_loop(cfg, args.output)
-    print(write_report(result["rows"], __import__("pathlib").Path(args.output)))
-    print(f"report: {args.output}/report.txt, {args.output}/report.json; plots: {args.output}/loop.png")
+    print(result["text"])
+    print(f"report: {args.output}/report.txt, {args.output}/report.json; plots: {args.output}/loop.png, {args.output}/trajectory_*.png")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ltau_app.arguments import input_file, output_file, positive_float
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -12,13 +14,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Reads the thermo output of a LAMMPS log that includes f_ID[1] and f_ID[2] of a fix "
         "ltau (all runs of the script), and optionally the candidate queue for flagged steps and halts.",
     )
-    p.add_argument("log", metavar="LOG")
+    p.add_argument("log", type=input_file, metavar="LOG")
     p.add_argument("--queue", metavar="DB", help="candidate queue of the run: marks flagged frames and halts")
     p.add_argument("--run", help="only queue rows of this run name")
     p.add_argument("--fix", metavar="ID", help="fix ltau ID (default: the first found in the thermo output)")
-    p.add_argument("--lo", type=float, help="draw the lo cutoff (eV/Å)")
-    p.add_argument("--hi", type=float, help="draw the hi cutoff (eV/Å)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    p.add_argument("--lo", type=positive_float, help="draw the lo cutoff (eV/Å)")
+    p.add_argument("--hi", type=positive_float, help="draw the hi cutoff (eV/Å)")
+    p.add_argument("-o", "--output", required=True, type=output_file(".png", ".pdf", ".svg"), metavar="FILE.png")
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.queue:
         from ltau_md.queue import CandidateQueue
 
-        rows = [c for c in CandidateQueue(args.queue).rows() if args.run is None or c.run == args.run]
+        rows = [c for c in CandidateQueue(args.queue, must_exist=True).rows() if args.run is None or c.run == args.run]
         cand = np.array([c.step for c in rows if c.reason != "hi"])
         halts = np.array([c.step for c in rows if c.reason == "hi"])
     plot_trajectory(traj, args.output, cand, halts, args.lo, args.hi, title=str(args.log))

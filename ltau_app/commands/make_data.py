@@ -30,11 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "make-data",
         help="sample Li / Li-Mg reference frames with the Kim 2012 MEAM in LAMMPS (extxyz)",
         description="Run Nosé-Hoover MD (1 fs, Tdamp 0.1 ps, Pdamp 1 ps, 0 bar) of a seed-003 system with "
-        "the 2NN-MEAM reference (inputs/potentials/meam_kim2012) and write frames with energy, forces, "
+        "the 2NN-MEAM reference (shipped in lammps_plugin/potentials/meam_kim2012) and write frames with energy, forces, "
         f"virial stress, per-atom energies and their origin as extended XYZ. Systems (600 K): {table}.",
     )
     p.add_argument("--system", required=True, choices=list(SYSTEMS), help="seed-003 system")
-    p.add_argument("--atoms", type=int, metavar="N", help="atoms wanted; the near-cubic supercell whose sites minus vacancies is closest is used (default: the table's)")
+    p.add_argument("--atoms", type=int, metavar="N", help="atoms wanted; the near-cubic supercell whose sites minus vacancies is closest is used "
+                   "(default: the table's)")
     p.add_argument("--temperature", type=float, default=600.0, metavar="K", help="thermostat temperature (default 600)")
     p.add_argument("--ensemble", choices=("nvt", "npt"), help="default: the table's (NVT for Li, NPT otherwise)")
     p.add_argument("--barostat", choices=("iso", "aniso"), help="NPT coupling (default: iso for Li and Li3Mg, which melt at 600 K; aniso for the solids)")
@@ -80,10 +81,10 @@ def _check_args(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     from ase.io.extxyz import write_extxyz
 
+    from lammps_plugin.meam_reference import meam_files
     from ltau_md import __version__
     from ltau_md.atomic_write import write_with
     from ltau_md.progress import Progress
-    from ltau_md.reference_potential import meam_files
     from ltau_md.systems import build_system
 
     out = _check_args(args)
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise LtauError(f"--atoms/--vacancies: the {args.system} cell would hold {len(structure)} atom; ask for more atoms")
     lammps_seed = int(np.random.default_rng(md_ss).integers(1, 2**31 - 1))
 
-    from lammps_plugin.reference_md import iter_frames  # LAMMPS only now that the arguments are good
+    from lammps_plugin.meam_reference import iter_frames  # LAMMPS only now that the arguments are good
 
     info = structure.info
     print(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ltau_app.arguments import input_file, output_file, positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,11 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "ltau_p, ltau_p_std, ltau_distance (and ref_forces, force_error when the input has forces).",
     )
     p.add_argument("artifact", metavar="NAME.ltau")
-    p.add_argument("frames", metavar="FRAMES.xyz")
+    p.add_argument("frames", type=input_file, metavar="FRAMES.xyz")
     p.add_argument("--model", help="MODEL (default: the one the artifact was fitted for)")
-    p.add_argument("--k", type=int, help="neighbours (default: the artifact's k)")
+    p.add_argument("--k", type=positive_int, help="neighbours (default: the artifact's k)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.xyz")
+    p.add_argument("-o", "--output", required=True, type=output_file(".xyz", ".extxyz"), metavar="OUT.xyz")
     p.set_defaults(func=run)
 
 
