@@ -20,9 +20,9 @@ def _number(text: str, kind: type) -> float | int:
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        raise argparse.ArgumentTypeError(f"{text}: not {'an integer' if kind is int else 'a number'}; give one") from None
     if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number")
+        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
     return value
 
 

@@ -28,10 +28,23 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         m = re.fullmatch(r"argument ([^:]+): (.*)", message, flags=re.S)
         if m:  # "argument -o/--output: x: ..." → "--output x: ..." (the value first, as our types word it)
-            opt = max(m[1].split("/"), key=len)
-            own = not re.match(r"(invalid|expected|not allowed|ignored|one of)", m[2])
-            message = (f"{opt} {m[2]}" if opt.startswith("-") else m[2]) if own else f"{opt}: {m[2]}"
+            opt, rest = max(m[1].split("/"), key=len), m[2]
+            bad = re.fullmatch(r"invalid (int|float) value: '(.*)'", rest)
+            if bad:
+                rest = f"{bad[2]}: not {'an integer' if bad[1] == 'int' else 'a number'}; give one"
+            own = not re.match(r"(invalid|expected|not allowed|ignored|one of)", rest)
+            message = (f"{opt} {rest}" if opt.startswith("-") else rest) if own else f"{opt}: {rest}"
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
+
+def _remember_parsers(sub: argparse._SubParsersAction) -> None:
+    """Each (sub)command's parser in its own defaults, so that a stray option is reported by the
+    command it was given to ('ltau-md predict: error: ...'), not by the top-level parser."""
+    for parser in sub.choices.values():
+        parser.set_defaults(_parser=parser)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _remember_parsers(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,12 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"ltau_app.commands.{name}").add_parser(sub)
+    _remember_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        getattr(args, "_parser", parser).error(f"unrecognized argument(s) {' '.join(extra)}: remove or correct them")
     try:
         return int(args.func(args) or 0)
     except LtauError as exc:

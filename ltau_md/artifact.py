@@ -126,13 +126,7 @@ class Artifact:
                 f"descriptors have shape {descriptors.shape}; expected ({len(atoms)}, d), one row per training atom"
             )
         species = sorted({int(z) for z in np.unique(atoms.species)})
-        counts = {z: int(np.sum(atoms.species == z)) for z in species}
-        smallest = min(counts, key=counts.get)
-        if not 1 <= k <= counts[smallest]:
-            raise LtauError(
-                f"k={k} must be between 1 and the number of training atoms of each species "
-                f"({symbol(smallest)} has {counts[smallest]})"
-            )
+        check_k(atoms.species, k)
         index = SpeciesIndex.build(descriptors, atoms.species, index_type, index_params, recall_k=k, progress=progress)
         train = {
             "p_mean": stats.p_mean.astype(np.float64),
@@ -265,9 +259,9 @@ class Artifact:
             ix = LatentIndex.load(fpath, rec["type"], rec.get("params"))
             n_sp = len(members.get(z, ()))
             if ix.ntotal != n_sp:
-                raise ArtifactError(f"{fpath}: holds {ix.ntotal} atoms, but train.npz has {n_sp} {sp} atoms")
+                raise ArtifactError(f"{fpath}: holds {ix.ntotal} atoms, but train.npz has {n_sp} {sp} atoms; re-run 'ltau-md fit'")
             if ix.dim != meta["descriptor_dim"]:
-                raise ArtifactError(f"{fpath}: descriptor dimension {ix.dim}, meta.json says {meta['descriptor_dim']}")
+                raise ArtifactError(f"{fpath}: descriptor dimension {ix.dim}, meta.json says {meta['descriptor_dim']}; re-run 'ltau-md fit'")
             indices[z] = ix
         return cls(meta, train, SpeciesIndex(indices, members), path)
 
@@ -410,6 +404,14 @@ class Artifact:
                 out[sel] = ood_term(nearest[sel], float(rec["distance_ref"]), float(rec["slope"]))
         return out
 
+
+
+def check_k(species: np.ndarray, k: int) -> None:
+    """k neighbours must exist among the training atoms of every species."""
+    zs, counts = np.unique(np.asarray(species), return_counts=True)
+    if len(zs) and not 1 <= k <= counts.min():
+        i = int(np.argmin(counts))
+        raise LtauError(f"--k {k}: must be between 1 and the {counts[i]} {symbol(zs[i])} training atoms; give --k at most {counts[i]}")
 
 
 def ood_term(nearest: np.ndarray, distance_ref: float, slope: float) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from ase.data import chemical_symbols
 
 from ltau_md import atomic_write
 from ltau_md.errors import ArtifactError, LtauError
@@ -342,11 +343,11 @@ class SpeciesIndex:
         ids = np.empty((len(queries), k), dtype=np.int64)
         for z in np.unique(species):
             if int(z) not in self.indices:
-                raise LtauError(f"no training atoms of atomic number {int(z)} in the index")
+                raise LtauError(f"no {chemical_symbols[int(z)]} training atoms in the index; fit the artifact on data holding {chemical_symbols[int(z)]}")
             rows = np.flatnonzero(species == z)
             ix = self.indices[int(z)]
             if k > ix.ntotal:
-                raise LtauError(f"k={k} exceeds the {ix.ntotal} training atoms of atomic number {int(z)}")
+                raise LtauError(f"k {k} exceeds the {ix.ntotal} {chemical_symbols[int(z)]} training atoms; give --k (or k) at most {ix.ntotal}")
             d, i = ix.search(queries[rows], k)
             dist[rows], ids[rows] = d, self.members[int(z)][i]
         return dist, ids

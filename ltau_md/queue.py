@@ -281,7 +281,9 @@ class CandidateQueue:
 
         frames = self.labelled_frames(status, selected_only)
         if not frames:
-            raise LtauError(f"{self.url}: no {status} frames{' marked selected' if selected_only else ''} to export")
+            hint = (f"run 'ltau-md relabel {self.url} --calculator SPEC{' --selected' if selected_only else ''}' first"
+                    if status == "labelled" else "choose another --status")
+            raise LtauError(f"{self.url}: no {status} frames{' marked selected' if selected_only else ''} to export; {hint}")
         atomic_write.write_with(path, lambda fh: write(fh, frames, format="extxyz"), text=True)
         return len(frames)
 

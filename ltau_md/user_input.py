@@ -38,10 +38,13 @@ def read_frames(path: str | Path, need_forces: bool = True, what: str = "frames"
     p = Path(path)
     if not p.is_file():
         raise LtauError(f"{path}: no such file ({what})")
+    if p.stat().st_size == 0:
+        raise LtauError(f"{path}: empty file; give {what} as extended XYZ (or another ase.io format)")
     try:
         frames = read(str(p), index=":")
     except Exception as exc:  # ASE raises many types for malformed files
-        raise LtauError(f"{path}: cannot read it as frames ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise LtauError(f"{path}: cannot read it as frames ({text}); give {what} as extended XYZ (or another ase.io format)") from None
     if not frames:
         raise LtauError(f"{path}: holds no frames")
     for i, atoms in enumerate(frames):

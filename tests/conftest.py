@@ -55,11 +55,24 @@ def synthetic_training(tmp_path, n_frames: int = 30, n_atoms: int = 10, n_epochs
 
 # -- NequIP / reference-data fixtures (session scoped: trained once per test run) -----------------
 
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 LTAU_MD = Path(sys.executable).parent / "ltau-md"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def source_tree(dest: Path) -> Path:
+    """The checkout's files as git sees them (committed or not, ignored ones left out)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True)
+    for name in files.stdout.splitlines():
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
 
 # A 54-atom bcc Li box for the LAMMPS tests (atom IDs mapped: the styles need tags).
 LI_BOX = """
@@ -70,13 +83,13 @@ lattice bcc 3.532
 region box block 0 3 0 3 0 3
 create_box 1 box
 create_atoms 1 box
-mass 1 6.941
+mass 1 6.94
 """
 TINY_MODEL = ["--r-max", "4.0", "--num-layers", "2", "--num-features", "8", "--l-max", "1"]
 
 
-def ltau_md(*args, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    p = subprocess.run([str(LTAU_MD), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+def ltau_md(*args, check: bool = True, timeout: float = 900, cwd=None) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(LTAU_MD), *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd)
     if check and p.returncode != 0:
         raise AssertionError(f"ltau-md {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p

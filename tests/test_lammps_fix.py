@@ -209,3 +209,58 @@ def test_run_dumps_queues_and_halts(tmp_path, trained, calibrated, ranks):
     cont.write_text(CONTINUE_SCRIPT.format(restart=restart.name, model=trained, artifact=calibrated))
     check(ltau_run(cont, "-screen", "none", "-log", "log.continue", ranks=ranks))
     assert (tmp_path / "steps.txt").read_text().split()[-3:] == ["CONTINUED", "45", "54"]
+
+
+KILL_SCRIPT = SETUP + """
+pair_style nequip {model}
+pair_coeff * * Li
+fix nve all nve
+fix uq all ltau 5 {artifact} lo 1e-6 hi 1e3 dump cand.xyz queue cand.db
+run 20
+"""
+
+# ltau-md run in a process whose queue writer kills it (SIGKILL, no cleanup) as it is about to
+# commit the third frame: the dump already holds that frame, the queue does not.
+KILLER = """
+import os, signal, sys
+from ltau_md.queue import CandidateQueue
+add = CandidateQueue.add
+def add_then_die(self, *a, **k):
+    if self.count() == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return add(self, *a, **k)
+CandidateQueue.add = add_then_die
+from ltau_app.cli import main
+sys.exit(main(["run", sys.argv[1], "-screen", "none", "-log", "none"]))
+"""
+
+
+def test_dump_and_queue_agree_after_a_kill_between_the_two_writes(tmp_path, trained, calibrated):
+    from ase.io import read
+
+    from ltau_md.queue import CandidateQueue
+
+    script = tmp_path / "in.kill"
+    script.write_text(KILL_SCRIPT.format(model=trained, artifact=calibrated))
+    p = subprocess.run([sys.executable, "-c", KILLER, script.name], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == -9, p.stderr
+    assert len(read(tmp_path / "cand.xyz", ":")) == 3 and CandidateQueue(tmp_path / "cand.db").count() == 2
+
+    p = ltau_run(script, "-screen", "none", "-log", "none")  # the same fix opens both again
+    check(p)
+    notes = [ln for ln in p.stderr.splitlines() if "disagreed" in ln]
+    assert len(notes) == 1 and "queued 1 frame(s) found only in the dump" in notes[0], p.stderr
+    frames, rows = read(tmp_path / "cand.xyz", ":"), list(CandidateQueue(tmp_path / "cand.db").rows())
+    assert len(frames) == len(rows) == 3 + 4  # the recovered frame, then this run's checks at 5..20
+    assert sorted((f.info["run"], f.info["step"]) for f in frames) == sorted((r.run, r.step) for r in rows)
+    recovered = [r for r in rows if r.key_value_pairs["source"].startswith("recovered from")]
+    assert len(recovered) == 1 and recovered[0].step == 15
+    assert np.allclose(recovered[0].data["ltau_error"], frames[2].arrays["ltau_error"])
+
+    # the reverse: a queue row whose frame the dump lost is appended back to the dump
+    lines = (tmp_path / "cand.xyz").read_text().splitlines(keepends=True)
+    (tmp_path / "cand.xyz").write_text("".join(lines[: -(54 + 2)]))  # drop the last frame
+    p = ltau_run(script, "-screen", "none", "-log", "none")
+    check(p)
+    assert any("appended 1 found only in the queue" in ln for ln in p.stderr.splitlines()), p.stderr
+    assert len(read(tmp_path / "cand.xyz", ":")) == CandidateQueue(tmp_path / "cand.db").count() == 7 + 4

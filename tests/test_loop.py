@@ -13,6 +13,7 @@ from conftest import ltau_md  # noqa: E402
 
 from ltau_app.loop import load_config  # noqa: E402
 from ltau_md.errors import LtauError  # noqa: E402
+from ltau_md.queue import CandidateQueue  # noqa: E402
 
 TINY = {
     "iterations": 1,
@@ -29,9 +30,11 @@ TINY = {
 
 @pytest.mark.slow
 def test_one_loop_iteration_trains_runs_md_harvests_and_reports(tmp_path):
-    cfg = tmp_path / "loop.yaml"
-    cfg.write_text(yaml.safe_dump(TINY))
-    p = ltau_md("loop", cfg, "-o", tmp_path / "run", timeout=900)
+    # relative config and output paths, from a working directory of their own (the MD and the
+    # training run in subprocesses with other working directories)
+    (tmp_path / "campaign").mkdir()
+    (tmp_path / "campaign" / "loop.yaml").write_text(yaml.safe_dump(TINY))
+    p = ltau_md("loop", "loop.yaml", "-o", "../run", timeout=900, cwd=tmp_path / "campaign")
     assert "strategy" in p.stdout and "ltau" in p.stdout and "random" in p.stdout
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     rows = {r["strategy"]: r for r in report["rows"]}
@@ -49,8 +52,21 @@ def test_one_loop_iteration_trains_runs_md_harvests_and_reports(tmp_path):
     n_checked = rows["random"]["checked_atoms"] // 54
     assert rows["random"]["frames_added"] == min(3, n_checked)  # the same budget, spent blindly
     assert rows["ltau"]["frames_added"] == min(3, rows["ltau"]["candidates_found"])
+    for strategy, db in (("ltau", "candidates.db"), ("random", "random.db")):  # the queue's lifecycle was followed
+        q = CandidateQueue(tmp_path / "run" / strategy / "iter00" / db, must_exist=True)
+        assert q.count("labelled") == rows[strategy]["frames_added"] == len(list(q.rows(selected=True)))
     assert (tmp_path / "run" / "loop.png").read_bytes()[:4] == b"\x89PNG"
     assert "P/R/F1" in (tmp_path / "run" / "report.txt").read_text()
+    # the whole run directory moves (or is copied to another machine): artifact → model and
+    # error log → training files are found relative to where they are now
+    moved = tmp_path / "elsewhere" / "run_moved"
+    moved.parent.mkdir()
+    (tmp_path / "run").rename(moved)
+    work = moved / "ltau" / "iter00"
+    p = ltau_md("predict", "ltau/iter00/model.ltau", "data/validation.xyz", "-o", "pred.xyz", cwd=moved)
+    assert (moved / "pred.xyz").exists() and "predicted error" in p.stdout
+    ltau_md("fit", "--model", work / "model", "--k", 3, "-o", moved / "refit.ltau")
+    assert (moved / "refit.ltau" / "meta.json").exists()
 
 
 def test_loop_config_errors_name_the_key(tmp_path):
@@ -66,3 +82,4 @@ def test_loop_config_errors_name_the_key(tmp_path):
         load_config(bad)
     assert load_config(None)["iterations"] == 2
     np.testing.assert_equal(load_config(None)["md"]["check_every"], 10)
+

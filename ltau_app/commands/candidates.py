@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--status", choices=("pending", "labelled", "failed"))
     q = cs.add_parser("show", help="one frame in detail")
     q.add_argument("db", metavar="DB")
-    q.add_argument("id", type=int)
+    q.add_argument("id", type=positive_int, help="row id (see list)")
     q = cs.add_parser("select", help="mark at most --max pending frames, diverse in latent space, for relabelling")
     q.add_argument("db", metavar="DB")
     q.add_argument("--max", type=positive_int, required=True, metavar="N")

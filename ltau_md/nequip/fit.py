@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ltau_md.artifact import Artifact
+from ltau_md.artifact import Artifact, check_k
 from ltau_md.error_log import ErrorLog
 from ltau_md.progress import Progress
 from ltau_md.pvalues import training_statistics
@@ -40,6 +40,7 @@ def fit_artifact(
 
     error_logs = [ErrorLog(p) for p in logs]
     stats = training_statistics(error_logs, atol=atol, rtol=rtol, window=window)
+    check_k(stats.atoms.species, k)  # before the descriptor pass, not after it
     frames = training_frames(error_logs[0], data)
     bar = Progress("descriptors of training frames", len(frames), enabled=progress)
     results = model.evaluate(frames, batch_size=batch_size, progress=bar.update)

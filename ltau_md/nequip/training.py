@@ -350,15 +350,19 @@ def train(
             raise LtauError("--data: give at least one training file (extxyz with energy and forces)")
         sp = list(species) if species else _frames_species(data_paths + val_paths)
         base = default_config(data_paths, val_paths, sp, epochs or 50, batch_size, lr, model)
-    out.mkdir(parents=True, exist_ok=True)
+    weights_art = None
     if reweight is not None:
         from ltau_md.artifact import Artifact
-        from ltau_md.reweighting import write_weights
 
         if weights_from is None:
-            raise LtauError("--reweight needs --weights-from NAME.ltau (the artifact whose p-values set the weights)")
+            raise LtauError("--reweight needs --weights-from NAME.ltau (the artifact whose p-values set the weights); add it")
+        weights_art = Artifact.load(weights_from)  # a bad artifact is said before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    if weights_art is not None:
+        from ltau_md.reweighting import write_weights
+
         weights_file = (out / "loss_weights.npz").resolve()
-        write_weights(weights_file, Artifact.load(weights_from), reweight, reweight_lambda)
+        write_weights(weights_file, weights_art, reweight, reweight_lambda)
         weighted_loss(base, weights_file)
     members = []
     for m in range(ensemble):

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# A long Li-Mg NPT melt under mpiexec: reference data -> NequIP ensemble with error logging ->
+# LTAU artifact -> 2-rank LAMMPS melt with fix ltau harvesting into a queue -> diverse selection
+# -> MEAM relabelling -> new training frames.
+#
+#   bash examples/01_limg_npt_melt/run.sh [WORKDIR]        (default ./limg_npt_melt)
+#   SIZE=tiny bash examples/01_limg_npt_melt/run.sh        (what CI runs: minutes, not hours)
+#   RANKS=4 ...                                            (MPI ranks for the melt, default 2)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+work="${1:-limg_npt_melt}"
+ranks="${RANKS:-2}"
+if [ "${SIZE:-full}" = tiny ]; then
+  frames=8; every=20; equilibrate=200; epochs=3; ensemble=1; features=8
+  md_equilibrate=100; ramp=300; hold=300
+else
+  frames=101; every=10; equilibrate=5000; epochs=40; ensemble=2; features=16
+  md_equilibrate=2000; ramp=10000; hold=20000
+fi
+mkdir -p "$work"
+cd "$work"
+
+ltau-md make-data --system LiMg --frames "$frames" --every "$every" --equilibrate "$equilibrate" --seed 1 -o train.xyz
+ltau-md make-data --system LiMg --frames $((frames / 4 + 2)) --every "$every" --equilibrate "$equilibrate" --seed 2 -o val.xyz
+ltau-md train --data train.xyz --val val.xyz --ensemble "$ensemble" --epochs "$epochs" --num-features "$features" -o model
+ltau-md fit --model model -o limg.ltau
+ltau-md calibrate limg.ltau --data val.xyz --plots calibration
+
+mpiexec -n "$ranks" ltau-md run "$here/in.limg_melt" -var model model -var artifact limg.ltau \
+    -var equilibrate "$md_equilibrate" -var ramp "$ramp" -var hold "$hold" -log log.melt -screen none
+ltau-md trajectory log.melt --queue melt.candidates.db -o melt_trajectory.png
+
+ltau-md candidates list melt.candidates.db | tail -3
+ltau-md candidates select melt.candidates.db --max 10
+ltau-md relabel melt.candidates.db --calculator meam --selected
+ltau-md candidates export melt.candidates.db --selected -o new_frames.xyz
+echo "next: ltau-md train --data train.xyz new_frames.xyz --val val.xyz -o model2   (in $work)"
