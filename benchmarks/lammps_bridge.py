@@ -187,14 +187,14 @@ def main() -> None:
 
     import torch
 
-    from lammps_plugin.driver import _threads
+    from lammps_plugin.driver import torch_threads
 
     if (args.model is None) != (args.artifact is None):
         sys.exit("give both --model and --artifact, or neither")
     model, art = (args.model.resolve(), args.artifact.resolve()) if args.model else prepare(args.workdir)
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    threads = _threads(1)
+    threads = torch_threads()[0]
     torch.set_num_threads(threads)
     n_big = 2 * int(np.prod(args.big_cells))
     print(f"model {model}, artifact {art}; torch threads on 1 rank: {threads}", flush=True)
@@ -237,7 +237,7 @@ def main() -> None:
         "gathered_1_rank_s": big["gathered1"], "auto_2_ranks_s": big["auto2"],
         "speedup_2_vs_1_domain": big["domain1"] / big["domain2"],
         "ghost_atoms_per_rank": {t: _ghosts(work / f"log.bench_{t}") for t in ("domain1", "domain2", "gathered1", "auto2")},
-        "threads_per_rank": {"1": _threads(1), "2": _threads(2)},
+        "threads_per_rank": torch_threads()[0],
     }  # fmt: skip
 
     out = {

@@ -19,25 +19,28 @@ import numpy as np
 
 from ltau_md.errors import LtauError
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _i32, _i64, _f64 = C.c_int32, C.c_int64, C.c_double
 _pi32, _pf64 = C.POINTER(_i32), C.POINTER(_f64)
 
 
 class PairSettingsArgs(C.Structure):
-    _fields_ = [("model", C.c_char_p), ("dtype", C.c_char_p), ("r_max", _f64), ("num_layers", _i32), ("num_species", _i32)]
+    _fields_ = [
+        ("model", C.c_char_p), ("dtype", C.c_char_p), ("device", C.c_char_p), ("r_max", _f64), ("num_layers", _i32),
+        ("num_species", _i32), ("exchange_width", _i32), ("pad", _i32),
+    ]  # fmt: skip
 
 
 class PairCoeffArgs(C.Structure):
-    _fields_ = [("elements", C.c_char_p), ("ntypes", _i32), ("pad", _i32)]
+    _fields_ = [("elements", C.c_char_p), ("cutoff", _pf64), ("ntypes", _i32), ("pad", _i32)]
 
 
 class PairComputeArgs(C.Structure):
     _fields_ = [
-        ("step", _i64), ("x", _pf64), ("type", _pi32), ("tag", _pi32), ("f", _pf64), ("eatom", _pf64),
-        ("vatom", _pf64), ("virial", _pf64), ("boxlo", _f64 * 3), ("h", _f64 * 6), ("mode", _i32),
-        ("nlocal", _i32), ("nrows", _i32), ("periodic", _i32),
+        ("step", _i64), ("x", _pf64), ("type", _pi32), ("tag", C.c_void_p), ("f", _pf64), ("eatom", _pf64),
+        ("vatom", _pf64), ("virial", _pf64), ("edges", C.POINTER(_i64)), ("vectors", _pf64), ("nedges", _i64),
+        ("boxlo", _f64 * 3), ("h", _f64 * 6), ("mode", _i32), ("nlocal", _i32), ("nrows", _i32), ("periodic", _i32),
     ]  # fmt: skip
 
 
@@ -58,16 +61,16 @@ class FixInitArgs(C.Structure):
 
 class FixComputeArgs(C.Structure):
     _fields_ = [
-        ("id", C.c_char_p), ("step", _i64), ("tag", _pi32), ("type", _pi32), ("mask", _pi32), ("out", _pf64),
+        ("id", C.c_char_p), ("step", _i64), ("tag", C.c_void_p), ("type", _pi32), ("mask", _pi32), ("out", _pf64),
         ("latent", _pf64), ("nlocal", _i32), ("groupbit", _i32), ("latent_dim", _i32), ("pad", _i32),
     ]  # fmt: skip
 
 
 class FixFrameArgs(C.Structure):
     _fields_ = [
-        ("id", C.c_char_p), ("step", _i64), ("tag", _pi32), ("type", _pi32), ("x", _pf64), ("v", _pf64),
+        ("id", C.c_char_p), ("step", _i64), ("tag", C.c_void_p), ("type", _pi32), ("x", _pf64), ("v", _pf64),
         ("error", _pf64), ("p", _pf64), ("latent", _pf64), ("boxlo", _f64 * 3), ("h", _f64 * 6), ("dt", _f64),
-        ("n_above_lo", _i64), ("n_above_hi", _i64), ("natoms", _i32), ("reason", _i32), ("latent_dim", _i32),
+        ("n_above_lo", _i64), ("n_above_hi", _i64), ("natoms", _i64), ("reason", _i32), ("latent_dim", _i32),
         ("periodic", _i32),
     ]  # fmt: skip
 
@@ -112,6 +115,10 @@ class Plugin:
         for name, struct in _SIZES.items():
             if lib.ltau_abi_size(name.encode()) != C.sizeof(struct):
                 raise LtauError(f"{self.path}: layout of {name} differs from lammps_plugin/bridge.py; delete the plugin cache")
+        # LAMMPS's own integer widths (LAMMPS_SMALLBIG: tagint 32-bit, bigint 64-bit)
+        self.tagint = {4: np.int32, 8: np.int64}[lib.ltau_abi_size(b"tagint")]
+        lib.ltau_exchange.argtypes = [C.c_int, C.c_void_p, C.c_int, C.c_int]
+        lib.ltau_exchange.restype = C.c_int
         self.lib = lib
         self._table: Callbacks | None = None
 
@@ -132,6 +139,21 @@ class Plugin:
 
     def clear_halt(self) -> None:
         self.lib.ltau_clear_halt()
+
+    def tags(self, ptr: int | None, n: int) -> np.ndarray:
+        """Zero-copy view of n LAMMPS atom IDs (tagint) at ``ptr``."""
+        if n == 0 or not ptr:
+            return np.zeros(n, dtype=self.tagint)
+        return np.ctypeslib.as_array(C.cast(ptr, C.POINTER(np.ctypeslib.as_ctypes_type(self.tagint))), shape=(n,))
+
+    def exchange(self, reverse: bool, rows: np.ndarray) -> None:
+        """LAMMPS forward (ghost rows ← owners) or reverse (owners += ghost rows) communication of a
+        C-contiguous (nrows, width) float32/float64 array, in place; collective over the ranks."""
+        if rows.dtype not in (np.float32, np.float64) or not rows.flags.c_contiguous:
+            raise TypeError("exchange needs a C-contiguous float32 or float64 array")
+        status = self.lib.ltau_exchange(int(reverse), rows.ctypes.data, int(rows.shape[1]), rows.dtype.itemsize)
+        if status != 0:
+            raise RuntimeError(f"ltau_exchange failed ({status}): called outside pair_style nequip's evaluation or too wide")
 
 
 def guarded(plugin: Plugin, fn: Callable) -> Callable:

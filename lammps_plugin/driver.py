@@ -12,6 +12,7 @@ where).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -51,15 +52,16 @@ def halt_restart_path(script: str | os.PathLike, log: str | None) -> Path:
     return folder / f"{run_stem(script, log)}.halt.restart"
 
 
-def _threads(nprocs: int) -> int:
-    """torch threads per rank: OMP_NUM_THREADS if set, else the cores shared out among the ranks."""
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, nprocs))
+def torch_threads() -> tuple[int, str]:
+    """torch threads per rank and why: OMP_NUM_THREADS if set, else 1.
+
+    One thread per rank is the robust default: on this project's 2-core machines, 2 threads on one
+    rank gained 0-3 % when the box was quiet and ran ~10x slower when another process used the
+    second core (benchmarks/scaling.py measures ranks x threads); more ranks, not more threads,
+    is how the work spreads."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    return 1, "default; set OMP_NUM_THREADS for more"
 
 
 def _serial_ase() -> None:
@@ -101,6 +103,28 @@ def run(
     if not script.is_file():
         return fail(f"{script}: no such input script (the shipped examples: 'ltau-md inputs -o DIR')")
 
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    cmdargs = []
+    for name, values in variables:
+        cmdargs += ["-var", name, *values]
+    if log is not None:
+        cmdargs += ["-log", log]
+    if screen is not None:
+        cmdargs += ["-screen", screen]
+    try:
+        with lammps_session(comm, cmdargs, run_name=f"{run_stem(script, log)}@{stamp}", source=str(script.resolve())) as (lmp, plugin, _):
+            return _run_script(lmp, plugin, comm, script, log, fail)
+    except LtauError as exc:
+        return fail(str(exc))
+
+
+@contextlib.contextmanager
+def lammps_session(comm, cmdargs: Sequence[str] = (), run_name: str = "lammps", source: str = ""):
+    """LAMMPS on ``comm`` with the plugin loaded and this rank's :class:`Session` registered:
+    yields ``(lmp, plugin, session)``; closes LAMMPS and unregisters the callbacks after.
+    Collective: every rank of ``comm`` enters it. Failures before LAMMPS runs anything are
+    :class:`LtauError` on every rank."""
+    rank = comm.Get_rank()
     # rank 0 builds (or finds) the plugin; the others learn the outcome, so all stop together
     so, build_error = None, None
     if rank == 0:
@@ -112,11 +136,12 @@ def run(
             build_error = str(exc)
     so, build_error = comm.bcast((so, build_error), root=0)
     if build_error:
-        return fail(build_error)
+        raise LtauError(build_error)
 
     import torch
 
-    torch.set_num_threads(_threads(comm.Get_size()))
+    threads, why = torch_threads()
+    torch.set_num_threads(threads)
     _serial_ase()
 
     import lammps
@@ -124,32 +149,22 @@ def run(
     from lammps_plugin.bridge import Plugin
     from lammps_plugin.session import Session
 
-    cmdargs = ["-nocite"]
-    for name, values in variables:
-        cmdargs += ["-var", name, *values]
-    if log is not None:
-        cmdargs += ["-log", log]
-    if screen is not None:
-        cmdargs += ["-screen", screen]
-    lmp = lammps.lammps(comm=comm, cmdargs=cmdargs)
+    lmp = lammps.lammps(comm=comm, cmdargs=["-nocite", *cmdargs])
     plugin = None
     try:
         lmp.command(f'plugin load "{so}"')
         if not (lmp.has_style("pair", "nequip") and lmp.has_style("fix", "ltau")):
-            return fail(f"{so}: loading the LAMMPS plugin failed (pair_style nequip / fix ltau missing)")
-        try:
-            plugin = Plugin(so)  # after lammps(): the plugin resolves LAMMPS's symbols from the process
-        except LtauError as exc:
-            return fail(str(exc))
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        session = Session(plugin, rank, run_name=f"{run_stem(script, log)}@{stamp}", source=str(script.resolve()))
+            raise LtauError(f"{so}: loading the LAMMPS plugin failed (pair_style nequip / fix ltau missing)")
+        plugin = Plugin(so)  # after lammps(): the plugin resolves LAMMPS's symbols from the process
+        session = Session(plugin, rank, run_name=run_name, source=source)
         plugin.register(session.callbacks())
         plugin.clear_halt()
-        return _run_script(lmp, plugin, comm, script, log, fail)
+        lmp.command(f'print "ltau-md run: {comm.Get_size()} MPI rank(s) x {threads} torch thread(s) ({why})"')
+        yield lmp, plugin, session
     finally:
         lmp.close()  # destroys the fixes, which still call back into the session
         if plugin is not None:
-            plugin.unregister()  # the callbacks die with this function
+            plugin.unregister()  # the callbacks die with the session
 
 
 def _run_script(lmp, plugin, comm, script: Path, log: str | None, fail) -> int:

@@ -73,6 +73,51 @@ class LatentCache:
         return self.features[order[pos]]
 
 
+class LammpsExchange:
+    """The per-layer ghost exchange of one force evaluation on this rank, in the interface
+    nequip's ghost-exchange modules call (``nlocal``, ``ntotal``, ``forward_exchange``,
+    ``reverse_exchange``), backed by the plugin's LAMMPS forward/reverse communication.
+
+    Every rank must make the same exchanges in the same order (they are collective): a rank with
+    nothing to evaluate, or whose backward pass skipped some, makes them with zero rows
+    (:meth:`finish`)."""
+
+    def __init__(self, plugin: bridge.Plugin, nlocal: int, ntotal: int, widths: list[int]) -> None:
+        self.plugin = plugin
+        self.nlocal, self.ntotal = int(nlocal), int(ntotal)
+        self.widths = list(widths)
+        self.forward_done: list[int] = []
+        self.reverse_done: list[int] = []
+
+    def _exchange(self, reverse: bool, src, dst, width: int) -> None:
+        rows = src.detach().reshape(src.shape[0], -1)
+        if rows.device.type == "cpu":
+            dst.copy_(rows)
+            self.plugin.exchange(reverse, dst.detach().numpy())
+        else:  # CUDA: LAMMPS communicates host memory
+            host = rows.to("cpu").contiguous()
+            self.plugin.exchange(reverse, host.numpy())
+            dst.copy_(host.to(dst.device))
+
+    def forward_exchange(self, src, dst, width: int) -> None:
+        self._exchange(False, src, dst, width)
+        self.forward_done.append(int(width))
+
+    def reverse_exchange(self, src, dst, width: int) -> None:
+        self._exchange(True, src, dst, width)
+        self.reverse_done.append(int(width))
+
+    def finish(self, dtype=np.float32) -> None:
+        """Make the exchanges this rank still owes the others, with zero rows."""
+        for w in self.widths[len(self.forward_done):]:
+            self.plugin.exchange(False, np.zeros((self.ntotal, w), dtype=dtype))
+            self.forward_done.append(w)
+        owed = self.forward_done[::-1][len(self.reverse_done):]
+        for w in owed:
+            self.plugin.exchange(True, np.zeros((self.ntotal, w), dtype=dtype))
+            self.reverse_done.append(w)
+
+
 @dataclass
 class PairState:
     model: object  # ltau_md.nequip.model.NequIPModel
@@ -80,7 +125,8 @@ class PairState:
     elements: list[str] = field(default_factory=list)  # per LAMMPS type, type 1 first
     model_types: np.ndarray | None = None  # LAMMPS type -> model type index (index 0 unused)
     numbers: np.ndarray | None = None  # LAMMPS type -> atomic number (index 0 unused)
-    prune: bool | None = None  # domain mode on the receptive field; None: check at first use
+    prune: bool | None = None  # deep-shell domain mode on the receptive field; None: check at first use
+    exchange_widths: list[int] = field(default_factory=list)  # [] : no ghost-exchange hook
 
 
 @dataclass
@@ -111,6 +157,7 @@ class Session:
         self.pair: PairState | None = None
         self.fixes: dict[str, FixState] = {}
         self.latents = LatentCache()
+        self.last_graph: dict[str, int] = {}  # rows, local rows and edges of the latest evaluation
 
     def callbacks(self) -> bridge.Callbacks:
         g = lambda fn: bridge.guarded(self.plugin, fn)
@@ -127,26 +174,29 @@ class Session:
 
     # -- pair_style nequip ------------------------------------------------------------------
 
-    def _model(self, arg: str, dtype: str):
+    def _model(self, arg: str, dtype: str, device: str):
         from ltau_md.nequip.model import NequIPModel, resolve_model_path
 
         path = resolve_model_path(arg).resolve()
         st = path.stat()
-        key = (str(path), st.st_mtime_ns, st.st_size, dtype)
+        key = (str(path), st.st_mtime_ns, st.st_size, dtype, device)
         if key not in self.models:
             if key not in _LOADED_MODELS:  # the same file in a later LAMMPS instance of this process
                 _LOADED_MODELS.clear()
-                _LOADED_MODELS[key] = NequIPModel.load(arg, dtype=dtype)
+                _LOADED_MODELS[key] = NequIPModel.load(arg, dtype=dtype, device=device)
             self.models[key] = _LOADED_MODELS[key]
         return self.models[key]
 
     def pair_settings(self, ap) -> None:
         a = ap.contents
-        model = self._model(bridge.text(a.model), bridge.text(a.dtype))
-        self.pair = PairState(model=model, num_layers=count_layers(model))
+        model = self._model(bridge.text(a.model), bridge.text(a.dtype), bridge.text(a.device) or "cpu")
+        widths = model.exchange_widths if model.has_exchange_hook else []
+        self.pair = PairState(model=model, num_layers=count_layers(model), exchange_widths=widths)
         a.r_max = model.r_max
         a.num_layers = self.pair.num_layers
         a.num_species = len(model.type_names)
+        # 1 for a one-layer model: its exchange list is empty but the shell is already r_max
+        a.exchange_width = max(widths, default=1) if model.has_exchange_hook else 0
 
     def pair_coeff(self, ap) -> None:
         a = ap.contents
@@ -162,33 +212,55 @@ class Session:
         self.pair.elements = elements
         self.pair.model_types = np.concatenate([[-1], types]).astype(np.int64)
         self.pair.numbers = np.concatenate([[0], numbers]).astype(np.int64)
+        # the edge cutoff of each LAMMPS type pair: the model's per-edge-type cutoff, else r_max
+        n = a.ntypes + 1
+        table = bridge.view(a.cutoff, (n, n))
+        table[:] = model.r_max
+        per_edge = model.edge_cutoffs()
+        if per_edge is not None:
+            table[1:, 1:] = per_edge[np.ix_(types, types)]
 
     def pair_compute(self, ap) -> None:
         a = ap.contents
         pair = self.pair
         n, nlocal = a.nrows, a.nlocal
-        if n == 0:  # a rank without atoms (more ranks than the cell can use)
+        if n == 0 or (a.mode == 0 and nlocal == 0):  # a rank without atoms (more ranks than the cell can use)
+            if a.mode == 0:  # the exchanges are collective: make them with zero rows
+                LammpsExchange(self.plugin, nlocal, n, pair.exchange_widths).finish()
+            if n:
+                bridge.view(a.f, (n, 3))[:] = 0.0
+                if a.vatom:
+                    bridge.view(a.vatom, (n, 6))[:] = 0.0
             self.latents.store(a.step, np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
             return
         x = bridge.view(a.x, (n, 3))
         types = pair.model_types[bridge.view(a.type, (n,))]
-        if a.mode == 0:
+        if a.mode == 0:  # domain, per-layer ghost exchange, edges from LAMMPS's neighbour list
+            edges = bridge.view(a.edges, (2, a.nedges)).astype(np.int64, copy=False)
+            vectors = bridge.view(a.vectors, (a.nedges, 3))
+            exchange = LammpsExchange(self.plugin, nlocal, n, pair.exchange_widths)
+            res = pair.model.evaluate_graph(types, edges, vectors, energy_nodes=nlocal, exchange=exchange)
+            exchange.finish()
+            forces = res.forces
+        elif a.mode == 2:  # domain for a model without the hook: the whole L*r_max shell
             edges, vectors = graphs.open_graph(x, pair.model.r_max)
-            forces, res, edges, vectors = self._evaluate_domain(types, edges, vectors, nlocal)
+            forces, res, edges, vectors = self._evaluate_deep_shell(types, edges, vectors, nlocal)
         else:
             edges, vectors = graphs.periodic_graph(x, list(a.boxlo), list(a.h), pair.model.r_max)
             res = pair.model.evaluate_graph(types, edges, vectors)
             forces = res.forces
+        self.last_graph = {"mode": int(a.mode), "nlocal": int(nlocal), "nrows": int(n), "nedges": int(edges.shape[1])}
         bridge.view(a.f, (n, 3))[:] = forces
         bridge.view(a.eatom, (n,))[:nlocal] = res.atomic_energy[:nlocal]
         if a.vatom:
             bridge.view(a.vatom, (n, 6))[:] = graphs.atom_virial(edges, vectors, res.edge_gradient, n)
         if a.virial:
             bridge.view(a.virial, (6,))[:] = graphs.virial(vectors, res.edge_gradient)
-        self.latents.store(a.step, bridge.view(a.tag, (n,))[:nlocal], res.node_features[:nlocal])
+        self.latents.store(a.step, self.plugin.tags(a.tag, n)[:nlocal], res.node_features[:nlocal])
 
-    def _evaluate_domain(self, types, edges, vectors, nlocal):
-        """Domain mode on the receptive field of the local atoms (graphs.receptive_field).
+    def _evaluate_deep_shell(self, types, edges, vectors, nlocal):
+        """Domain mode without per-layer exchange (a model without nequip's ghost-exchange hook),
+        on the receptive field of the local atoms (graphs.receptive_field).
 
         Returns forces on all rows, the model result (local atoms first), and the edges (indices
         into all rows) and vectors that were evaluated, for the virials. The first evaluation also
@@ -306,7 +378,7 @@ class Session:
         n = a.nlocal
         if n == 0:
             return
-        tags = bridge.view(a.tag, (n,))
+        tags = self.plugin.tags(a.tag, n)
         features = self.latents.lookup(a.step, tags)
         dim = a.latent_dim
         if features.shape[1] != dim:
@@ -344,7 +416,7 @@ class Session:
         )  # fmt: skip
         atoms.arrays["ltau_error"] = error
         atoms.arrays["ltau_p"] = p
-        atoms.arrays["lammps_id"] = bridge.view(a.tag, (n,)).astype(np.int64)
+        atoms.arrays["lammps_id"] = self.plugin.tags(a.tag, n).astype(np.int64)
         if st.dump is not None:
             try:
                 append_extxyz(st.dump, atoms)

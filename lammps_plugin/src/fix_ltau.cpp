@@ -205,24 +205,26 @@ void FixLtau::evaluate(bool act)
   int status = LtauBridge::callbacks()->fix_compute(&a);
   LtauBridge::check_status(lmp, world, status, fmt::format("fix ltau {}", id).c_str());
 
-  double mine_max = 0.0, sums[4] = {0.0, 0.0, 0.0, 0.0}, all[4];    // error sum, n, n_lo, n_hi
+  double mine_max = 0.0, sum = 0.0, all_sum = 0.0;
+  bigint counts[3] = {0, 0, 0}, all[3];    // atoms in the group, above lo, above hi
   for (int i = 0; i < nlocal; ++i) {
     if (!(mask[i] & groupbit)) continue;
     const double e = array[i][0];
     mine_max = std::max(mine_max, e);
-    sums[0] += e;
-    sums[1] += 1.0;
-    if (e > lo[type[i]]) sums[2] += 1.0;
-    if (e > hi[type[i]]) sums[3] += 1.0;
+    sum += e;
+    ++counts[0];
+    if (e > lo[type[i]]) ++counts[1];
+    if (e > hi[type[i]]) ++counts[2];
   }
   MPI_Allreduce(&mine_max, &vec[0], 1, MPI_DOUBLE, MPI_MAX, world);
-  MPI_Allreduce(sums, all, 4, MPI_DOUBLE, MPI_SUM, world);
-  vec[1] = all[1] > 0.0 ? all[0] / all[1] : 0.0;
-  vec[2] = all[2];
-  vec[3] = all[3];
+  MPI_Allreduce(&sum, &all_sum, 1, MPI_DOUBLE, MPI_SUM, world);
+  MPI_Allreduce(counts, all, 3, MPI_LMP_BIGINT, MPI_SUM, world);
+  vec[1] = all[0] > 0 ? all_sum / (double) all[0] : 0.0;
+  vec[2] = (double) all[1];
+  vec[3] = (double) all[2];
   if (!act) return;
 
-  const bigint n_lo = (bigint) all[2], n_hi = (bigint) all[3];
+  const bigint n_lo = all[1], n_hi = all[2];
   if ((n_lo > 0 || n_hi > 0) && (!dump.empty() || !queue.empty())) write_frame(n_hi > 0 ? 1 : 0, n_lo, n_hi);
   // vec is a global reduction, so every rank takes the same decision
   if (n_hi > 0 && halt != LtauBridge::HALT_NO) {
@@ -244,54 +246,60 @@ void FixLtau::evaluate(bool act)
 
 void FixLtau::write_frame(int reason, bigint n_lo, bigint n_hi)
 {
-  // every atom (not only the group) so that the frame can be relabelled as it is
-  const int nlocal = atom->nlocal, width = 10 + latent_dim, nprocs = comm->nprocs;
+  // every atom (not only the group) so that the frame can be relabelled as it is; IDs travel as
+  // tagint and types as int, the per-atom values as doubles
+  const int nlocal = atom->nlocal, width = 8 + latent_dim, nprocs = comm->nprocs;
   std::vector<double> mine((size_t) nlocal * width);
   for (int i = 0; i < nlocal; ++i) {
     double *row = &mine[(size_t) i * width];
-    row[0] = (double) atom->tag[i];
-    row[1] = (double) atom->type[i];
     for (int d = 0; d < 3; ++d) {
-      row[2 + d] = atom->x[i][d];
-      row[5 + d] = atom->v[i][d];
+      row[d] = atom->x[i][d];
+      row[3 + d] = atom->v[i][d];
     }
-    row[8] = array[i][0];
-    row[9] = array[i][1];
+    row[6] = array[i][0];
+    row[7] = array[i][1];
     const bool in_group = atom->mask[i] & groupbit;
-    for (int c = 0; c < latent_dim; ++c) row[10 + c] = in_group ? latent[(size_t) i * latent_dim + c] : 0.0;
+    for (int c = 0; c < latent_dim; ++c) row[8 + c] = in_group ? latent[(size_t) i * latent_dim + c] : 0.0;
   }
-  const int count = nlocal * width;
-  std::vector<int> counts(nprocs), displs(nprocs);
-  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, world);
-  int total = 0;
+  std::vector<int> counts(nprocs), displs(nprocs), vcounts(nprocs), vdispls(nprocs);
+  MPI_Gather(&nlocal, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, world);
+  int natoms = 0;
   for (int p = 0; p < nprocs; ++p) {
-    displs[p] = total;
-    total += counts[p];
+    displs[p] = natoms;
+    vcounts[p] = counts[p] * width;
+    vdispls[p] = natoms * width;
+    natoms += counts[p];
   }
-  std::vector<double> rows(comm->me == 0 ? std::max(total, 1) : 1);
-  MPI_Gatherv(mine.data(), count, MPI_DOUBLE, rows.data(), counts.data(), displs.data(), MPI_DOUBLE, 0, world);
+  const bool root = comm->me == 0;
+  std::vector<tagint> gtag(root ? std::max(natoms, 1) : 1);
+  std::vector<int> gtype(root ? std::max(natoms, 1) : 1);
+  std::vector<double> rows(root ? std::max<size_t>((size_t) natoms * width, 1) : 1);
+  MPI_Gatherv(atom->tag, nlocal, MPI_LMP_TAGINT, gtag.data(), counts.data(), displs.data(), MPI_LMP_TAGINT, 0, world);
+  MPI_Gatherv(atom->type, nlocal, MPI_INT, gtype.data(), counts.data(), displs.data(), MPI_INT, 0, world);
+  MPI_Gatherv(mine.data(), nlocal * width, MPI_DOUBLE, rows.data(), vcounts.data(), vdispls.data(), MPI_DOUBLE, 0,
+              world);
 
   int status = 0;
-  if (comm->me == 0) {
-    const int natoms = total / width;
+  if (root) {
     std::vector<int> order(natoms);
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(),
-              [&](int i, int j) { return rows[(size_t) i * width] < rows[(size_t) j * width]; });
-    std::vector<int32_t> tag(natoms), type(natoms);
+    std::sort(order.begin(), order.end(), [&](int i, int j) { return gtag[i] < gtag[j]; });
+    std::vector<tagint> tag(natoms);
+    std::vector<int32_t> type(natoms);
     std::vector<double> x(3 * natoms), v(3 * natoms), err(natoms), p(natoms),
         lat(std::max<size_t>(1, (size_t) natoms * latent_dim));
     for (int r = 0; r < natoms; ++r) {
-      const double *row = &rows[(size_t) order[r] * width];
-      tag[r] = (int32_t) row[0];
-      type[r] = (int32_t) row[1];
+      const int o = order[r];
+      const double *row = &rows[(size_t) o * width];
+      tag[r] = gtag[o];
+      type[r] = gtype[o];
       for (int d = 0; d < 3; ++d) {
-        x[3 * r + d] = row[2 + d];
-        v[3 * r + d] = row[5 + d];
+        x[3 * r + d] = row[d];
+        v[3 * r + d] = row[3 + d];
       }
-      err[r] = row[8];
-      p[r] = row[9];
-      for (int c = 0; c < latent_dim; ++c) lat[(size_t) r * latent_dim + c] = row[10 + c];
+      err[r] = row[6];
+      p[r] = row[7];
+      for (int c = 0; c < latent_dim; ++c) lat[(size_t) r * latent_dim + c] = row[8 + c];
     }
     ltau_fix_frame_args a;
     std::memset(&a, 0, sizeof(a));

@@ -15,43 +15,62 @@ namespace LAMMPS_NS {
 class LAMMPS;
 }
 
-#define LTAU_ABI_VERSION 2
+#define LTAU_ABI_VERSION 3
 
 extern "C" {
 
+// Atom IDs (tagint) and counts (bigint) pass as LAMMPS defines them (LAMMPS_SMALLBIG: 32- and
+// 64-bit; LAMMPS_BIGBIG: both 64-bit): tag arrays are `const void *`, read by Python with the
+// width ltau_abi_size("tagint") reports; counts are int64_t.
+
 // pair_style nequip MODEL ...: load the model on this rank.
 struct ltau_pair_settings_args {
-  const char *model;     // in: MODEL argument
-  const char *dtype;     // in: "float32" or "float64"
-  double r_max;          // out: model cutoff (Å)
-  int32_t num_layers;    // out: message-passing layers L (receptive field L*r_max)
-  int32_t num_species;   // out
+  const char *model;       // in: MODEL argument
+  const char *dtype;       // in: "float32" or "float64"
+  const char *device;      // in: "cpu", "cuda" or "auto"
+  double r_max;            // out: model cutoff (Å)
+  int32_t num_layers;      // out: message-passing layers L
+  int32_t num_species;     // out
+  int32_t exchange_width;  // out: widest node-feature row exchanged between layers; 0 = the model
+                           //      has no ghost-exchange hook (domain mode then needs an L*r_max shell)
+  int32_t pad;
 };
 
 // pair_coeff * * EL1 ... ELn: one element per LAMMPS atom type.
 struct ltau_pair_coeff_args {
   const char *elements;    // in: space separated, type 1 first
+  double *cutoff;          // out: (ntypes+1)^2 edge cutoffs per type pair (Å; r_max or the model's
+                           //      per-edge-type cutoff), row-major, index 0 unused
   int32_t ntypes;          // in
   int32_t pad;
 };
 
-// One force evaluation. domain: rows = local then ghost atoms of this rank, energy of the first
-// nlocal rows; gathered: rows = every atom of the cell sorted by tag, all carrying energy.
+// One force evaluation.
+//   mode 0, domain with per-layer exchange: rows = local then ghost atoms of this rank (ghost
+//     shell r_max + skin); edges from LAMMPS's full neighbour list, centres local; after each
+//     interaction layer the model calls ltau_exchange() for the ghost rows' node features (and
+//     again in the backward pass for their gradients); energy of the first nlocal rows.
+//   mode 1, gathered: rows = every atom of the cell sorted by tag, all carrying energy; no edges.
+//   mode 2, domain with a deep shell (models without the exchange hook): rows = local + ghosts of
+//     an L*r_max + skin shell; no edges (built in Python); energy of the first nlocal rows.
 struct ltau_pair_compute_args {
   int64_t step;
-  double *x;         // in: nrows x 3
-  int32_t *type;     // in: LAMMPS types (1-based)
-  int32_t *tag;      // in
-  double *f;         // out: nrows x 3, -dE/dx
-  double *eatom;     // out: nrows, per-atom energy (rows < nlocal)
-  double *vatom;     // out: nrows x 6 (xx yy zz xy xz yz) or null when not requested
-  double *virial;    // out: 6, virial of the whole periodic cell (gathered only)
+  double *x;            // in: nrows x 3
+  int32_t *type;        // in: LAMMPS types (1-based)
+  const void *tag;      // in: tagint
+  double *f;            // out: nrows x 3, -dE/dx
+  double *eatom;        // out: nrows, per-atom energy (rows < nlocal)
+  double *vatom;        // out: nrows x 6 (xx yy zz xy xz yz) or null when not requested
+  double *virial;       // out: 6, virial of the whole periodic cell (gathered only)
+  int64_t *edges;       // in, mode 0: 2 x nedges row indices (centres, then neighbours)
+  double *vectors;      // in, mode 0: nedges x 3, x[neighbour] - x[centre]
+  int64_t nedges;
   double boxlo[3];
-  double h[6];       // xprd yprd zprd xy xz yz
-  int32_t mode;      // 0 domain, 1 gathered
-  int32_t nlocal;    // energy-carrying rows
+  double h[6];          // xprd yprd zprd xy xz yz
+  int32_t mode;
+  int32_t nlocal;       // energy-carrying rows
   int32_t nrows;
-  int32_t periodic;  // 1 when the box is periodic in x, y and z
+  int32_t periodic;     // 1 when the box is periodic in x, y and z
 };
 
 // fix ID group ltau N ARTIFACT ...: load the artifact, check it against the pair's model.
@@ -88,7 +107,8 @@ struct ltau_fix_init_args {
 struct ltau_fix_compute_args {
   const char *id;
   int64_t step;
-  int32_t *tag, *type, *mask;
+  const void *tag;      // tagint
+  int32_t *type, *mask;
   double *out;          // out: nlocal x 2 (error eV/Å, p); rows outside the group are left 0
   double *latent;       // out: nlocal x latent_dim descriptors of group atoms
   int32_t nlocal;
@@ -101,7 +121,8 @@ struct ltau_fix_compute_args {
 struct ltau_fix_frame_args {
   const char *id;
   int64_t step;
-  int32_t *tag, *type;
+  const void *tag;      // tagint
+  int32_t *type;
   double *x, *v;        // natoms x 3 (x inside the box, v in Å/ps)
   double *error, *p;    // natoms (0 outside the group)
   double *latent;       // natoms x latent_dim
@@ -109,7 +130,7 @@ struct ltau_fix_frame_args {
   double h[6];
   double dt;            // timestep, ps
   int64_t n_above_lo, n_above_hi;
-  int32_t natoms;
+  int64_t natoms;
   int32_t reason;       // 0 lo, 1 hi
   int32_t latent_dim;
   int32_t periodic;     // bit d set when the box is periodic along d
@@ -138,6 +159,13 @@ int ltau_halt_kind();          // 0 none, 1 soft, 2 hard (latest halt)
 int64_t ltau_halt_step();
 int64_t ltau_halt_count();     // atoms above hi at the halt
 void ltau_clear_halt();
+
+// Called by the model (through Python) in the middle of pair_style nequip's mode-0 evaluation,
+// the same number of times and widths on every rank: forward (reverse = 0) overwrites the ghost
+// rows of data (nrows x width, element size 4 or 8 bytes) with their owners' rows (LAMMPS forward
+// communication); reverse (1) adds the ghost rows into their owners' rows (reverse
+// communication). Returns 0, or nonzero outside such an evaluation.
+int ltau_exchange(int reverse, void *data, int width, int element_size);
 }
 
 namespace LtauBridge {
@@ -153,6 +181,10 @@ extern const char *const NO_DRIVER;
 // Collective: if any rank's status is nonzero, every rank stops with error->all carrying the
 // message of the lowest failing rank (no rank is left waiting in a later collective).
 void check_status(LAMMPS_NS::LAMMPS *lmp, MPI_Comm world, int status, const char *where);
+
+// Not collective: this rank failed where the others cannot be told (inside communication they
+// wait in); error->one with the stored message, which ends the job.
+[[noreturn]] void fail_one(LAMMPS_NS::LAMMPS *lmp, const char *where);
 
 void record_halt(int kind, int64_t step, int64_t count);
 

@@ -6,6 +6,7 @@
 #include "domain.h"
 #include "error.h"
 #include "lammps.h"
+#include "lmptype.h"
 #include "lammpsplugin_compat.h"
 
 #include "fix_ltau.h"
@@ -72,6 +73,11 @@ void LtauBridge::check_status(LAMMPS *lmp, MPI_Comm world, int status, const cha
     lmp->error->all(FLERR, "{}: {} [rank {}]", where, text, first);
 }
 
+void LtauBridge::fail_one(LAMMPS *lmp, const char *where)
+{
+  lmp->error->one(FLERR, "{}: {}", where, registry.message[0] ? registry.message : "failed without a message");
+}
+
 void LtauBridge::fill_box(LAMMPS_NS::LAMMPS *lmp, double boxlo[3], double h[6])
 {
   const LAMMPS_NS::Domain *domain = lmp->domain;
@@ -109,6 +115,8 @@ int ltau_abi_size(const char *name)
   if (n == "fix_compute") return (int) sizeof(ltau_fix_compute_args);
   if (n == "fix_frame") return (int) sizeof(ltau_fix_frame_args);
   if (n == "callbacks") return (int) sizeof(ltau_callbacks);
+  if (n == "tagint") return (int) sizeof(tagint);
+  if (n == "bigint") return (int) sizeof(bigint);
   return -1;
 }
 
@@ -161,7 +169,7 @@ void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.version = "22 Jul 2025";
   plugin.style = "pair";
   plugin.name = "nequip";
-  plugin.info = "NequIP potential evaluated by ltau-md (domain or gathered mode)";
+  plugin.info = "NequIP potential evaluated by ltau-md (domain mode with per-layer ghost exchange, or gathered)";
   plugin.author = "ltau-md";
   plugin.creator.v1 = (lammpsplugin_factory1 *) &pair_nequip_creator;
   plugin.handle = handle;

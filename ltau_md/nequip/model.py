@@ -118,16 +118,25 @@ class NequIPModel:
         self.fingerprint = _fingerprint(graph_model, md)
         self._per_edge_cutoff = self._edge_cutoff_table(md)
         self.descriptor_dim: int | None = None
+        self._exchange_net = None
 
     # -- loading ----------------------------------------------------------------------------
 
     @classmethod
     def load(cls, model: str | os.PathLike, dtype: str = "float32", device: str = "cpu") -> NequIPModel:
+        """``device``: cpu, cuda or auto (cuda when torch sees a GPU)."""
         if dtype not in DTYPES:
             raise LtauError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         path = resolve_model_path(model)
-        import torch  # noqa: F401  (heavy; only here)
+        import torch  # (heavy; only here)
         from nequip.utils.global_state import set_global_state
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda" and not torch.cuda.is_available():
+            raise LtauError("device cuda: this torch sees no CUDA device (torch.cuda.is_available() is False); use device cpu or auto")
+        elif device not in ("cpu", "cuda"):
+            raise LtauError(f"device must be cpu, cuda or auto, not {device!r}")
 
         set_global_state()  # nequip requires it before building/loading; sets float64 default dtype
         try:
@@ -185,6 +194,10 @@ class NequIPModel:
             out[numbers == z] = t
         return out
 
+    def edge_cutoffs(self) -> np.ndarray | None:
+        """(n_types, n_types) per-edge-type cutoffs (Å) by model type index, or None (r_max for all)."""
+        return None if self._per_edge_cutoff is None else self._per_edge_cutoff.copy()
+
     def _edge_cutoff_table(self, md: dict[str, str]) -> np.ndarray | None:
         raw = md.get("per_edge_type_cutoff")
         if not raw:
@@ -192,6 +205,46 @@ class NequIPModel:
         vals = np.array([float(x) for x in raw.split()], dtype=np.float64)
         n = len(self.type_names)
         return vals.reshape(n, n)
+
+    # -- per-layer ghost exchange (a LAMMPS rank's local + ghost atoms) --------------------
+
+    def _interaction_blocks(self) -> list:
+        from nequip.nn.interaction_block import InteractionBlock
+
+        return [m for m in self.energy_net.modules() if isinstance(m, InteractionBlock)]
+
+    @property
+    def has_exchange_hook(self) -> bool:
+        """Whether nequip's ghost-exchange modules can be swapped in (nequip ≥ 0.17 models)."""
+        from nequip.model.modify_utils import get_all_modifiers
+
+        blocks = self._interaction_blocks()
+        return bool(blocks) and all(hasattr(b, "ghost_exchange") for b in blocks) and (
+            "enable_LAMMPSMLIAPGhostExchange" in get_all_modifiers(self.graph_model)
+        )
+
+    @property
+    def exchange_widths(self) -> list[int]:
+        """Row widths of the node features exchanged after each interaction layer but the first,
+        in layer order (the backward pass exchanges their gradients in reverse order)."""
+        from nequip.data import AtomicDataDict
+
+        return [int(b.irreps_in[AtomicDataDict.NODE_FEATURES_KEY].dim) for b in self._interaction_blocks() if not b.is_first_layer]
+
+    def _exchanging_net(self):
+        """The energy network with nequip's LAMMPS ghost-exchange modules swapped in (a copy: the
+        plain network stays for whole-cell and ASE evaluations)."""
+        if self._exchange_net is None:
+            import copy
+
+            from nequip.model.modify_utils import modify
+
+            modified = modify(copy.deepcopy(self.graph_model), [{"modifier": "enable_LAMMPSMLIAPGhostExchange"}])
+            modified = modified.to(self.device).eval()
+            for p in modified.parameters():
+                p.requires_grad_(False)
+            self._exchange_net = modified.model.func
+        return self._exchange_net
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -201,11 +254,19 @@ class NequIPModel:
         edge_index: np.ndarray,
         edge_vectors: np.ndarray,
         energy_nodes: int | None = None,
+        exchange=None,
     ) -> GraphResult:
         """One forward + backward over a directed graph.
 
         ``energy_nodes``: only nodes ``[0, energy_nodes)`` carry energy (a LAMMPS rank's local
         atoms; the rest are ghosts whose forces LAMMPS sends back to their owners).
+
+        ``exchange`` (a LAMMPS rank's evaluation with per-layer ghost exchange): an object with
+        ``nlocal``, ``ntotal`` and ``forward_exchange(src, dst, width)`` /
+        ``reverse_exchange(src, dst, width)`` — the interface of nequip's LAMMPS ML-IAP data. The
+        edges then all start at local nodes; after each interaction layer the ghost nodes' features
+        are their owners' (and their gradients go back to the owners). Atomic energies and node
+        features come back for the local nodes only.
         """
         import torch
         from nequip.data import AtomicDataDict
@@ -223,13 +284,20 @@ class NequIPModel:
             AtomicDataDict.EDGE_INDEX_KEY: torch.as_tensor(ei, device=self.device),
             AtomicDataDict.ATOM_TYPE_KEY: torch.as_tensor(types, device=self.device),
         }
+        net = self.energy_net
+        if exchange is not None:
+            net = self._exchanging_net()
+            data[AtomicDataDict.LMP_MLIAP_DATA_KEY] = exchange
+            data[AtomicDataDict.NUM_LOCAL_GHOST_NODES_KEY] = torch.tensor(
+                [exchange.nlocal, exchange.ntotal - exchange.nlocal], dtype=torch.int64, device=self.device
+            )
         with torch.enable_grad():
-            out = self.energy_net(data)
+            out = net(data)
             ae = out[AtomicDataDict.PER_ATOM_ENERGY_KEY].view(-1)
             energy = ae[:energy_nodes].sum() if energy_nodes is not None else ae.sum()
-            if len(vec):
-                (g,) = torch.autograd.grad(energy, ev)
-                g = g.detach().cpu().numpy()
+            if len(vec) or exchange is not None:  # with an exchange, the backward exchanges run too
+                (g,) = torch.autograd.grad(energy, ev, allow_unused=True)
+                g = np.zeros((len(vec), 3)) if g is None else g.detach().cpu().numpy()
             else:
                 g = np.zeros((0, 3))
         forces = np.zeros((n, 3))

