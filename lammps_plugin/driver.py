@@ -17,6 +17,7 @@ import datetime as _dt
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -179,6 +180,9 @@ def _run_script(lmp, plugin, comm, script: Path, log: str | None, fail) -> int:
         # will never complete, so end the whole job now (Abort can return before the kill)
         sys.stderr.write(f"{PROG}: ERROR: {one_line(exc.message)}\n")
         sys.stderr.flush()
+        # mpiexec forwards each rank's output through its proxies; an abort kills them, and what
+        # they had not forwarded yet is lost (seen on a loaded machine): give them a moment
+        time.sleep(0.5)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # MPI_Abort's own banner would be a second line
         comm.Abort(EXIT_ERROR)
         os._exit(EXIT_ERROR)

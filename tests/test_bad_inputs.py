@@ -392,9 +392,13 @@ CASES: dict[str, Case] = {
     "pair/dtype-bad": L("pair_style nequip {model} dtype float16\npair_coeff * * Li\nrun 0\n",
                         expect=["dtype", "float16"], fix="must be float32 or float64"),
     "pair/keyword-unknown": L("pair_style nequip {model} precision high\npair_coeff * * Li\nrun 0\n",
-                              expect=["precision"], fix="expected mode or dtype"),
+                              expect=["precision"], fix="expected mode, dtype or device"),
     "pair/keyword-without-value": L("pair_style nequip {model} mode\npair_coeff * * Li\nrun 0\n",
                                     expect=["mode"], fix="needs a value"),
+    "pair/device-bad": L("pair_style nequip {model} device gpu0\npair_coeff * * Li\nrun 0\n",
+                         expect=["device", "gpu0"], fix="must be cpu, cuda or auto"),
+    "pair/device-cuda-without-gpu": L("pair_style nequip {model} device cuda\npair_coeff * * Li\nrun 0\n",
+                                      expect=["device cuda", "no CUDA device"], fix="use device cpu or auto"),
     "pair/units-real": L(LI_BOX.replace("units metal", "units real") + PAIR + "run 0\n", box=False, expect=["units real"],
                          fix="units metal"),
     # -- LAMMPS: pair_coeff -------------------------------------------------------------------------------
@@ -681,6 +685,11 @@ def test_bad_input(case_id, tmp_path, monkeypatch, capfd, li_data, trained, fitt
     case = CASES[case_id]
     if case_id == "relabel/calculator-gpaw-missing" and importlib.util.find_spec("gpaw") is not None:
         pytest.skip("GPAW is installed here")
+    if case_id == "pair/device-cuda-without-gpu":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a CUDA device")
     ctx = _context(li_data, trained, fitted, calibrated, good_queue)
     work = tmp_path / "case"
     work.mkdir()

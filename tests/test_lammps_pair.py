@@ -56,7 +56,7 @@ def write_data(atoms, path: Path, masses: dict[int, float] | None = None) -> Non
     lines = [
         "ltau-md test structure", "", f"{len(atoms)} atoms", "1 atom types", "",
         f"0.0 {float(cell[0, 0])!r} xlo xhi", f"0.0 {float(cell[1, 1])!r} ylo yhi", f"0.0 {float(cell[2, 2])!r} zlo zhi",
-        f"{float(cell[1, 0])!r} {float(cell[2, 0])!r} {float(cell[2, 1])!r} xy xz yz", "", "Masses", "", "1 6.941", "",
+        f"{float(cell[1, 0])!r} {float(cell[2, 0])!r} {float(cell[2, 1])!r} xy xz yz", "", "Masses", "", "1 6.94", "",
         "Atoms # atomic", "",
     ]  # fmt: skip
     lines += [f"{i + 1} 1 {float(x)!r} {float(y)!r} {float(z)!r}" for i, (x, y, z) in enumerate(atoms.positions)]
