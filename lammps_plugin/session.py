@@ -277,7 +277,7 @@ class Session:
             res = model.evaluate_graph(types[nodes], new_id[sub_edges], sub_vectors, energy_nodes=nlocal)
             forces = np.zeros((n, 3))
             forces[nodes] = res.forces
-            if pair.prune is None:
+            if pair.prune is None and nlocal > 0:  # decided on a rank that has atoms to compare
                 full = model.evaluate_graph(types, edges, vectors, energy_nodes=nlocal)
                 scale = max(1.0, float(np.abs(full.forces).max(initial=0.0)))
                 tol = (1e-4 if model.dtype == "float32" else 1e-9) * scale
@@ -430,7 +430,7 @@ class Session:
                 frame, error=error, p=p, run=self.run_name, step=int(a.step), reason=reason,
                 model_fingerprint=model.fingerprint, artifact_fingerprint=st.artifact.fingerprint,
                 lo=st.lo_type[types], latent=bridge.view(a.latent, (n, dim)).astype(np.float32), source=self.source,
-                dump=str(st.dump.resolve()) if st.dump is not None else None,
+                dump=str(st.dump.resolve()) if st.dump is not None else None, fix=st.id,
             )  # fmt: skip
 
     def fix_destroy(self, fid: bytes) -> None:

@@ -312,6 +312,8 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     model_dir = work / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a half-finished earlier attempt
+    for stale in ("candidates.db", "candidates.xyz", "random.db", "traj.dump", "log.lammps", "labelled.xyz"):
+        (work / stale).unlink(missing_ok=True)  # its MD and harvest start over with the new model
     train(train_files, model_dir, val=[data.validation_path], epochs=t["epochs"], ensemble=t["ensemble"],
           seed=int(cfg["seed"]), species=species, batch_size=t["batch_size"], lr=t["lr"], model=t["model"])  # fmt: skip
     model = NequIPModel.load(model_dir)
@@ -340,7 +342,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     queue, labelled, new_file = _harvest(strategy, work, truth, cfg, k, reference)
     last_step = int(truth.frames[-1][0])
     t_reached = md["t_start"] + (md["t_end"] - md["t_start"]) * last_step / md["steps"]
-    halted = any(c.reason == "hi" for c in candidates)
+    halted = md["halt"] != "no" and any(c.reason == "hi" for c in candidates)
     plot_trajectory(
         read_trajectory(work / "log.lammps"),
         work.parent.parent / f"trajectory_{strategy}_iter{k:02d}.png",

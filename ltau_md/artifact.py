@@ -204,7 +204,7 @@ class Artifact:
         rec = self.meta["model"]
         tried = []
         if rec.get("relative") and self.path is not None:
-            here = Path(self.path) / rec["relative"]
+            here = Path(self.path).resolve() / rec["relative"]  # relative to the real directory, as recorded
             if here.exists():
                 return Path(os.path.normpath(here))
             tried.append(str(Path(os.path.normpath(here))))

@@ -10,7 +10,7 @@ that opens ase.db opens it (``ase db cand.db``, ``ase.db.connect``). One row per
   :meth:`CandidateQueue.select`), ``run``, ``step``, ``reason`` (lo | hi | manual),
   ``max_error`` / ``mean_error`` (predicted, eV/Å), ``n_above_lo``, ``model`` and ``artifact``
   (fingerprints, first 16 hex), ``source`` (where it came from), ``dump`` (the dump file the
-  frame was also written to, if any),
+  frame was also written to, if any) and ``fix`` (the fix ID that flagged it),
 * data: per-atom ``ltau_error`` and ``ltau_p`` arrays, optional per-atom ``latent`` features,
   ``failure`` text for failed labels, full fingerprints.
 
@@ -159,6 +159,7 @@ class CandidateQueue:
         latent: np.ndarray | None = None,
         source: str = "",
         dump: str | None = None,
+        fix: str | None = None,
     ) -> int:
         """Queue one frame as ``pending``; returns its row id."""
         error = np.asarray(error, dtype=np.float64)
@@ -179,6 +180,8 @@ class CandidateQueue:
         }
         if dump:
             kvp["dump"] = str(dump)
+        if fix:
+            kvp["fix"] = str(fix)
         if lo is not None:
             kvp["n_above_lo"] = int(np.sum(error > lo))
         data: dict[str, Any] = {
@@ -291,14 +294,27 @@ class CandidateQueue:
 # -- selection ----------------------------------------------------------------------------------
 
 
-def frame_vector(c: Candidate, top: int = TOP_ATOMS) -> np.ndarray:
-    """A frame's position for diversity: the mean latent of its ``top`` most uncertain atoms."""
-    err = np.asarray(c.data.get("ltau_error"))
+def frame_vector(c: Candidate, top: int = TOP_ATOMS, use_latent: bool = True) -> np.ndarray:
+    """A frame's position for diversity: the mean latent of its ``top`` most uncertain atoms, or
+    (no latents, or ``use_latent=False``) its ``top`` largest predicted errors, zero-padded."""
+    err = np.asarray(c.data.get("ltau_error"), dtype=np.float64)
     order = np.argsort(err)[::-1][:top]
     latent = c.data.get("latent")
-    if latent is not None and len(latent) == len(err):
+    if use_latent and latent is not None and len(latent) == len(err):
         return np.asarray(latent, dtype=np.float64)[order].mean(axis=0)
-    return np.sort(err)[::-1][: max(top, 1)].astype(np.float64)
+    profile = np.zeros(max(top, 1))
+    head = np.sort(err)[::-1][: len(profile)]
+    profile[: len(head)] = head
+    return profile
+
+
+def _frame_vectors(candidates: Sequence[Candidate]) -> np.ndarray:
+    """One row per frame; latents when every frame has them of one size, else error profiles for
+    all (rows queued without latents — recovered from a dump, added by hand — mix with fix rows)."""
+    vectors = [frame_vector(c) for c in candidates]
+    if len({len(v) for v in vectors}) > 1 or any("latent" not in c.data for c in candidates):
+        vectors = [frame_vector(c, use_latent=False) for c in candidates]
+    return np.stack(vectors)
 
 
 def farthest_point_selection(candidates: Sequence[Candidate], cap: int, min_distance: float | None = 0.0) -> list[Candidate]:
@@ -306,7 +322,7 @@ def farthest_point_selection(candidates: Sequence[Candidate], cap: int, min_dist
     early when the next is no farther than ``min_distance``; never with None)."""
     if not candidates or cap <= 0:
         return []
-    vectors = np.stack([frame_vector(c) for c in candidates])
+    vectors = _frame_vectors(candidates)
     first = int(np.argmax([c.max_error for c in candidates]))
     chosen = [first]
     dist = np.linalg.norm(vectors - vectors[first], axis=1)

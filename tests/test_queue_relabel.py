@@ -147,6 +147,12 @@ def test_select_caps_and_takes_one_frame_per_cluster_first(tmp_path):
     assert len(marked) == 3
     # a tight min-distance stops at the clusters
     assert len(farthest_point_selection(list(q.rows()), 12, min_distance=1.0)) == 3
+    # a frame queued without latents (recovered from a dump, added by hand) does not stop selection:
+    # every frame is then placed by its error profile
+    atoms = frame(99)
+    q.add(atoms, error=np.full(len(atoms), 0.9), p=np.zeros(len(atoms)), run="run1", step=5, reason="manual")
+    chosen = q.select(4)
+    assert len(chosen) == 4 and chosen[0].step == 5  # the most uncertain frame first
 
 
 def test_export_writes_labelled_frames_for_training(tmp_path):
