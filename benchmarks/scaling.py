@@ -232,6 +232,24 @@ def _grid(P: int) -> tuple[int, int, int]:
     return best
 
 
+def shared_core(model: Path, steps: int, repeats: int, workdir: Path) -> dict:
+    """1 rank x 1 thread and 1 rank x 2 threads while another process keeps one core busy (a
+    shared node): the case the default of 1 torch thread per rank is chosen for."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        out = {}
+        for threads in (1, 2):
+            r = measure(model, 16, "domain", 1, threads, steps, repeats, workdir, bare=False)
+            out[f"1x{threads}_ms"] = 1e3 * min(r["seconds_per_step"])
+    finally:
+        busy.kill()
+    out["atoms"] = 2 * 16**3
+    out["slowdown_2_threads"] = out["1x2_ms"] / out["1x1_ms"]
+    print(f"one core busy with another process, 8192 atoms: 1 rank x 1 thread {out['1x1_ms']:.0f} ms/step, "
+          f"x 2 threads {out['1x2_ms']:.0f} ms/step ({out['slowdown_2_threads']:.2f}x)")
+    return out
+
+
 def summarize(results: list[dict], L: int, atoms: int) -> None:
     """2 ranks (1 thread each) against the best 1-rank mode at 1 thread (the goal's baseline) and
     against 1 rank with 2 threads (both use the same 2 cores)."""
@@ -264,7 +282,7 @@ def plot(record: dict, path: Path) -> None:
             ax.plot([r["ranks"] for r in rs], [r["weak_efficiency_L_rmax_shell"] for r in rs], "x:", color="0.5",
                     label=f"L = {L}, {per_rank}/rank, old L·r_max shell" if per_rank == 2000 else None)
     ax.set(xscale="log", ylim=(0, 1.05), xlabel="ranks", ylabel="weak-scaling efficiency",
-           title="PROJECTION (model, not measured)")  # fmt: skip
+           title="PROJECTION: per-rank compute measured, comm modelled")  # fmt: skip
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
@@ -326,6 +344,7 @@ def main() -> None:
                 print(f"{L:2d} {atoms:6d} {shown:17s} {row['ms_per_step']:9.1f} {t.min():7.1f}-{t.max():<7.1f} {ghosts:11.0f} "
                       f"{shell_txt:>11s} {row['edges_per_rank']:10.0f} {row.get('md_over_bare', float('nan')):7.2f}", flush=True)  # fmt: skip
             summarize(results, L, atoms)
+    shared = shared_core(models[args.layers[0]], args.steps, args.repeats, args.workdir)
     work = {(L, n): rank_work(models[L], n, args.repeats) for L in args.layers for n in (2000, 8000)}
     proj = projection(work, args.layers)
     print("PROJECTION (per-rank compute measured here, 1 thread; communication modelled: 2 µs, 10 GB/s):")
@@ -336,6 +355,7 @@ def main() -> None:
     record = {
         "benchmark": "scaling", "machine": platform.node(), "cpus": os.cpu_count(), "steps": args.steps,
         "repeats": args.repeats, "layers": args.layers, "skin": SKIN, "results": results, "projection": proj,
+        "shared_core": shared,
     }  # fmt: skip
     results_file.save(args.output, record)
     plot(record, args.output.with_suffix(".png"))
