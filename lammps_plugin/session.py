@@ -139,6 +139,8 @@ class FixState:
     hi: float | None  # None: auto
     dump: Path | None
     queue: object | None  # ltau_md.queue.CandidateQueue, rank 0 only
+    predictor: str = "ltau"
+    known: object | None = None  # ltau_md.dedup.KnownEnvironments, rank 0 with dedup yes
     numbers: np.ndarray | None = None  # LAMMPS type -> atomic number, set at init
     lo_type: np.ndarray | None = None
     hi_type: np.ndarray | None = None
@@ -313,7 +315,8 @@ class Session:
         if self.pair is not None:
             art.check_model(str(self.pair.model.path), self.pair.model.fingerprint)
         dump = Path(bridge.text(a.dump)) if a.dump else None
-        queue = None
+        predictor = art.resolve_predictor(bridge.text(a.predictor) if a.predictor else None)
+        queue, known = None, None
         if self.rank == 0:  # only rank 0 writes frames; paths are checked now, not at the first frame
             from lammps_plugin import frame_dump
 
@@ -332,6 +335,12 @@ class Session:
                     print(f"fix ltau {fid}: {dump} and {queue.url} disagreed (a run killed between the two writes?): "
                           f"queued {queued} frame(s) found only in the dump, appended {appended} found only in the queue",
                           file=sys.stderr)  # fmt: skip
+            if a.dedup and (dump is not None or queue is not None):
+                from ltau_md.dedup import KnownEnvironments
+
+                known = KnownEnvironments(art)
+                if queue is not None and known.enabled:
+                    known.add_queue(queue)
         self.fixes[fid] = FixState(
             id=fid,
             artifact=art,
@@ -341,6 +350,8 @@ class Session:
             hi=None if a.hi_auto else float(a.hi),
             dump=dump,
             queue=queue,
+            predictor=predictor,
+            known=known,
         )
         a.descriptor_dim = int(art.meta["descriptor_dim"])
 
@@ -361,7 +372,7 @@ class Session:
             if k > n_sp:
                 raise LtauError(f"k {k} exceeds the {n_sp} {sp} training atoms of {art.path}")
         n = int(a.nsamples) or environments_examined(max(1, int(a.ngroup)), int(a.nsteps), int(a.nevery))
-        cut = run_cutoffs(art, species, n, lo=st.lo, hi=st.hi, scale=st.scale)
+        cut = run_cutoffs(art, species, n, lo=st.lo, hi=st.hi, scale=st.scale, predictor=st.predictor)
         lo, hi = cut.lo, cut.hi
         ntypes = a.ntypes
         lo_view, hi_view = bridge.view(a.lo, (ntypes + 1,)), bridge.view(a.hi, (ntypes + 1,))
@@ -387,7 +398,7 @@ class Session:
         if not sel.any():
             return
         numbers = st.numbers[bridge.view(a.type, (n,))[sel]]
-        u = st.artifact.query(features[sel], numbers, k=st.k, scale=st.scale)
+        u = st.artifact.query(features[sel], numbers, k=st.k, scale=st.scale, predictor=st.predictor)
         out = bridge.view(a.out, (n, 2))
         out[sel, 0] = u.error
         out[sel, 1] = u.p
@@ -403,20 +414,41 @@ class Session:
         error = bridge.view(a.error, (n,)).copy()
         p = bridge.view(a.p, (n,)).copy()
         pbc = tuple(bool(a.periodic >> d & 1) for d in range(3))
+        reason = "hi" if a.reason == 1 else "lo"
+        numbers = st.numbers[types]
+        latent = bridge.view(a.latent, (n, dim)).astype(np.float32)
+        flagged = error > st.lo_type[types]
+        duplicate = False
+        if st.known is not None and reason == "lo":  # a frame above hi is always kept: it halts the run
+            duplicate = st.known.check(latent, numbers, flagged).duplicate
+        a.duplicate = int(duplicate)
         atoms = frame_atoms(
-            st.numbers[types], bridge.view(a.x, (n, 3)), bridge.view(a.v, (n, 3)), list(a.boxlo),
+            numbers, bridge.view(a.x, (n, 3)), bridge.view(a.v, (n, 3)), list(a.boxlo),
             graphs.cell_matrix(list(a.h)), pbc,
         )  # fmt: skip
-        reason = "hi" if a.reason == 1 else "lo"
         model = self.pair.model
         atoms.info.update(
             step=int(a.step), timestep=float(a.dt), run=self.run_name, fix=st.id, reason=reason,
             n_above_lo=int(a.n_above_lo), n_above_hi=int(a.n_above_hi), max_error=float(error.max()),
             model_fingerprint=model.fingerprint, artifact_fingerprint=st.artifact.fingerprint,
+            minimize=bool(a.minimizing),
         )  # fmt: skip
         atoms.arrays["ltau_error"] = error
         atoms.arrays["ltau_p"] = p
         atoms.arrays["lammps_id"] = self.plugin.tags(a.tag, n).astype(np.int64)
+        if duplicate:  # recorded in the queue for the counts, not dumped and never selected
+            if st.queue is not None:
+                frame = atoms.copy()
+                for key in ("ltau_error", "ltau_p"):
+                    del frame.arrays[key]
+                st.queue.add(
+                    frame, error=error, p=p, run=self.run_name, step=int(a.step), reason=reason,
+                    model_fingerprint=model.fingerprint, artifact_fingerprint=st.artifact.fingerprint,
+                    lo=st.lo_type[types], source=self.source, fix=st.id, status="duplicate",
+                )  # fmt: skip
+            return
+        if st.known is not None:
+            st.known.add(latent, numbers, flagged)
         if st.dump is not None:
             try:
                 append_extxyz(st.dump, atoms)
@@ -429,7 +461,7 @@ class Session:
             st.queue.add(
                 frame, error=error, p=p, run=self.run_name, step=int(a.step), reason=reason,
                 model_fingerprint=model.fingerprint, artifact_fingerprint=st.artifact.fingerprint,
-                lo=st.lo_type[types], latent=bridge.view(a.latent, (n, dim)).astype(np.float32), source=self.source,
+                lo=st.lo_type[types], latent=latent, source=self.source,
                 dump=str(st.dump.resolve()) if st.dump is not None else None, fix=st.id,
             )  # fmt: skip
 

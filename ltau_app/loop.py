@@ -11,7 +11,7 @@ number of frames picked at random from the MD trajectory instead of the flagged 
 
 Layout of ``DIR``: ``data/`` (initial, validation and held-out test frames), ``<strategy>/iterNN/``
 (model, artifact, MD input/log/dumps, queue, labelled frames, calibration plots),
-``report.json``, ``report.txt``, ``loop.png`` and one trajectory plot per iteration. Every path
+``report.json``, ``report.txt``, ``loop.png`` and one trajectory plot and one F1 map per iteration. Every path
 inside is relative to the iteration's directory, so a finished run can be moved or copied.
 """
 
@@ -46,12 +46,12 @@ DEFAULTS: dict[str, Any] = {
               "model": {"r_max": 4.5, "num_layers": 2, "num_features": 16, "l_max": 1}},
     "fit": {"k": 5},
     "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "check_every": 10, "ranks": 1,
-           "hi": "auto", "halt": "soft"},
+           "hi": "auto", "halt": "soft", "predictor": "calibrated", "dedup": "yes"},
     "harvest": {"max_frames": 8, "min_distance": 0.0},
 }  # fmt: skip
 # keys whose value may be 0 (every other number must be positive)
 ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance"}
-CHOICES = {"halt": ("no", "soft", "hard"), "strategies": ("ltau", "random")}
+CHOICES = {"halt": ("no", "soft", "hard"), "strategies": ("ltau", "random"), "predictor": ("calibrated", "ltau"), "dedup": ("yes", "no")}
 
 
 def _check_value(value: Any, default: Any, where: str, path: str | os.PathLike) -> None:
@@ -208,7 +208,7 @@ neighbor        1.0 bin
 timestep        0.001
 fix             md all nvt temp {md['t_start']} {md['t_end']} 0.1
 fix             uq all ltau {md['check_every']} {rel(artifact)} lo auto hi {md['hi']} nsamples {nsamples} &
-                dump candidates.xyz queue candidates.db halt {md['halt']}
+                predictor {md['predictor']} dump candidates.xyz queue candidates.db dedup {md['dedup']} halt {md['halt']}
 dump            traj all custom {md['check_every']} traj.dump id type x y z fx fy fz f_uq[1] f_uq[2]
 dump_modify     traj sort id
 thermo          {md['check_every']}
@@ -323,7 +323,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     test_mae = float(np.mean([np.abs(r.forces - a.get_forces()).mean() for a, r in zip(data.test, res)]))
     _log(f"[{strategy} {k}] held-out force MAE {test_mae:.4f} eV/Å; running MD")
     nsamples = environments_examined(len(data.md_start), md["steps"], md["check_every"])
-    cuts = run_cutoffs(art, species, nsamples, hi=None if md["hi"] == "auto" else float(md["hi"]))  # what fix ltau decides too
+    cuts = run_cutoffs(art, species, nsamples, hi=None if md["hi"] == "auto" else float(md["hi"]), predictor=md["predictor"])  # as fix ltau
     err_cut = error_cutoffs(art, species, nsamples)
     script = md_script(cfg, model_dir, work / "model.ltau", work, species, data.md_start, nsamples)
     run = run_md(script, work, int(md["ranks"]))
@@ -333,6 +333,20 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     flagged, high = truth.predicted > lo_atom, truth.true_error > err_atom
     # per-atom cutoffs differ by species: score the ratios against 1
     scores = classification_scores(truth.true_error / err_atom, truth.predicted / lo_atom, 1.0, 1.0)
+    # seed 003 Fig. 3 over both cutoffs (as ratios to this run's: the statistical pair sits at 1, 1)
+    from ltau_md.cutoffs import f1_map
+    from ltau_md.plots import plot_f1_map
+
+    ratio_e, ratio_u = truth.true_error / err_atom, truth.predicted / lo_atom
+    fmap = f1_map(ratio_e, ratio_u, np.linspace(0.25, 3.0, 45), np.linspace(0.25, 3.0, 45))
+    plot_f1_map(fmap, work.parent.parent / f"f1_map_{strategy}_iter{k:02d}.png", 1.0, 1.0,
+                title=f"{strategy} iteration {k}: heating ramp (cutoffs / statistical cutoffs)")  # fmt: skip
+    # at the statistical error cutoff: the best recall any lo reaches with precision ≥ 0.5
+    ratio_lo = np.linspace(0.05, 3.0, 119)
+    at_err = f1_map(ratio_e, ratio_u, np.array([1.0]), ratio_lo)
+    ok = at_err.precision[0] >= 0.5
+    best_recall = float(at_err.recall[0][ok].max()) if ok.any() else 0.0
+    best_lo = float(ratio_lo[ok][np.argmax(at_err.recall[0][ok])]) if ok.any() else float("nan")
     fix_queue = work / "candidates.db"
     candidates = []
     if fix_queue.exists():
@@ -346,7 +360,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     plot_trajectory(
         read_trajectory(work / "log.lammps"),
         work.parent.parent / f"trajectory_{strategy}_iter{k:02d}.png",
-        candidate_steps=[c.step for c in candidates if c.reason != "hi"],
+        candidate_steps=[c.step for c in candidates if c.reason != "hi" and c.status != "duplicate"],
         halt_steps=[c.step for c in candidates if c.reason == "hi"],
         lo=min(cuts.lo.values()),
         hi=min(cuts.hi.values()),
@@ -359,13 +373,16 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         "dataset_frames": len(train_frames),
         "dataset_atoms": int(sum(len(a) for a in train_frames)),
         "test_force_mae": test_mae,
-        "calibration": {sp: {key: r[key] for key in ("scale", "spearman_rho", "miscalibration_area", "uncertainty_cutoff")}
+        "calibration": {sp: {"scale": r["scale"], "error_model": r["error_model"]["form"],
+                             **{key: r[md["predictor"]][key] for key in ("spearman_rho", "miscalibration_area", "uncertainty_cutoff")}}
                         for sp, r in cal["species"].items()},  # fmt: skip
+        "predictor": md["predictor"],
         "md_steps_run": last_step,
         "md_target_temperature_reached": t_reached,
         "md_halted": halted,
         "md_wall_s": run["wall_s"],
-        "candidates_found": len(candidates),
+        "candidates_found": sum(c.status != "duplicate" for c in candidates),
+        "duplicates": sum(c.status == "duplicate" for c in candidates),
         "frames_added": len(labelled),
         "queue": os.path.relpath(queue.url, work),
         "nsamples": nsamples,
@@ -378,6 +395,8 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         "precision": scores["precision"],
         "recall": scores["recall"],
         "f1": scores["f1"],
+        "recall_at_precision_0.5": best_recall,  # over lo (error cutoff statistical), with the lo / lo_auto that gives it
+        "lo_ratio_for_it": best_lo,
         "max_true_error": float(truth.true_error.max()),
         "max_predicted_error": float(truth.predicted.max()),
         "species": [s for s in species if int(to_numbers([s])[0]) in present],
@@ -415,20 +434,23 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
 def write_report(rows: list[dict[str, Any]], out: Path) -> str:
     header = (
         f"{'strategy':8s} {'it':>2s} {'frames':>6s} {'test MAE':>9s} {'MD steps':>9s} {'T (K)':>6s} {'halt':>4s} {'cand':>4s} "
-        f"{'added':>5s} {'flagged':>7s} {'high':>5s} {'P':>5s} {'R':>5s} {'F1':>5s}"
+        f"{'dup':>4s} {'added':>5s} {'flagged':>7s} {'high':>5s} {'P':>5s} {'R':>5s} {'F1':>5s}"
     )
     lines = [header]
     for r in rows:
         lines.append(
             f"{r['strategy']:8s} {r['iteration']:2d} {r['dataset_frames']:6d} {r['test_force_mae']:9.4f} {r['md_steps_run']:9d} "
             f"{r['md_target_temperature_reached']:6.0f} "
-            f"{'yes' if r['md_halted'] else 'no':>4s} {r['candidates_found']:4d} {r['frames_added']:5d} {r['flagged_atoms']:7d} "
-            f"{r['high_error_atoms']:5d} {r['precision']:5.2f} {r['recall']:5.2f} {r['f1']:5.2f}"
+            f"{'yes' if r['md_halted'] else 'no':>4s} {r['candidates_found']:4d} {r.get('duplicates', 0):4d} {r['frames_added']:5d} {r['flagged_atoms']:7d} "
+            f"{r['high_error_atoms']:5d} {r['precision']:5.2f} {r['recall']:5.2f} {r['f1']:5.2f} {r.get('recall_at_precision_0.5', float('nan')):6.2f}"
         )
     lines.append("T: ramp temperature reached when the run ended (halt or end); "
                  "test MAE: force-component MAE (eV/Å) on held-out reference frames at the test temperatures; "
                  "P/R/F1: atoms flagged by fix ltau (predicted error > lo) vs atoms with true |ΔF| above the "
-                 "Maxwell error cutoff at the same N, over every checked MD frame")  # fmt: skip
+                 "Maxwell error cutoff at the same N, over every checked MD frame; cand: frames queued, dup: frames recorded as "
+                 "duplicates (flagged atoms all within the calibrated latent distance of known environments); "
+                 "f1_map_*.png: F1 over both cutoffs; R@P.5: the best recall any lo reaches with precision ≥ 0.5 "
+                 "(error cutoff as above)")  # fmt: skip
     text = "\n".join(lines)
     atomic_write.write_bytes(out / "report.txt", (text + "\n").encode())
     plot_report(rows, out / "loop.png")

@@ -4,7 +4,9 @@ Layout (all three files are required; loading checks every part)::
 
     meta.json         format + version; species; descriptor_dim; n_train_atoms; model {path,
                       fingerprint}; atol, rtol, window, n_models (M), k; scale s per species;
-                      fitted distributions per species ({"error": ..., "uncertainty": ...});
+                      fitted distributions per species (true "error"; predicted errors of plain
+                      LTAU, "uncertainty", and of the calibrated predictor, "uncertainty_calibrated";
+                      nearest "distance"); error_model per species (ltau_md.error_model);
                       index {per species: type, params, n_atoms}; sha256 and size of each file
     index.<El>.faiss  FAISS's own serialisation of the latent index of element El's training
                       atoms (one file per species: neighbours are searched within a species);
@@ -35,10 +37,11 @@ from ltau_md import __version__, atomic_write
 from ltau_md.cutoffs import FittedDistribution
 from ltau_md.error_distribution import ErrorDistribution
 from ltau_md.error_log import AtomTable
+from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, SpeciesErrorModel, maxwell_cdf
 from ltau_md.errors import ArtifactError, LtauError
 from ltau_md.latent_index import INDEX_TYPES, LatentIndex, ProgressFn, SpeciesIndex
 from ltau_md.pvalues import TrainingStatistics
-from ltau_md.species import symbol, to_numbers
+from ltau_md.species import symbol, symbols, to_numbers
 
 FORMAT = "ltau-md artifact"
 FORMAT_VERSION = 1
@@ -59,6 +62,8 @@ TRAIN_ARRAYS: dict[str, tuple[str, int]] = {
     "err_quantiles": ("f", 2),
     "quantile_levels": ("f", 1),
 }
+# fitted families per species: true errors, each predictor's predicted errors, nearest distances
+DISTRIBUTION_KINDS = {"error", "uncertainty", "uncertainty_calibrated", "distance"}
 PER_ATOM = ("p_mean", "p_std", "species", "source", "frame", "atom", "fref_norm", "err_mean", "err_quantiles")
 
 
@@ -74,17 +79,21 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+PREDICTORS = ("calibrated", "ltau")
+
+
 @dataclass(frozen=True, eq=False)
 class AtomUncertainty:
     """LTAU output for a set of atoms (one row each)."""
 
-    p: np.ndarray  # mean of the neighbours' μ_M(p_i): chance the error is ≤ atol·s
+    p: np.ndarray  # chance the error is ≤ atol (calibrated: Maxwell CDF; ltau: neighbours' mean μ_M(p_i))
     p_std: np.ndarray  # mean of the neighbours' σ_M(p_i)
-    error: np.ndarray  # predicted force error, eV/Å: s × mean of neighbours' expected errors + ood
+    error: np.ndarray  # predicted force error, eV/Å
     distance: np.ndarray  # (n, k) Euclidean latent distances to the neighbours
     neighbors: np.ndarray  # (n, k) training-atom ids
-    scale: np.ndarray  # s applied to each atom
-    ood: np.ndarray  # eV/Å added beyond the calibrated latent neighbourhood (0 inside it)
+    scale: np.ndarray  # s applied to each atom (ltau: calibrated s; calibrated: 1 unless overridden)
+    mixture: np.ndarray  # LTAU's neighbour mixture mean at s = 1 (u of the error model), eV/Å
+    predictor: str  # "calibrated" or "ltau"
 
 
 class Artifact:
@@ -95,6 +104,7 @@ class Artifact:
         self.train = train
         self.index = index
         self.path = path
+        self._error_model: ErrorModel | None = None
         self._errors = ErrorDistribution(
             levels=train["quantile_levels"].astype(np.float64),
             quantiles=train["err_quantiles"],
@@ -157,7 +167,7 @@ class Artifact:
             "n_models": int(stats.n_models),
             "k": int(k),
             "scale": {s: 1.0 for s in symbols},
-            "distributions": {s: {"error": None, "uncertainty": None} for s in symbols},
+            "distributions": {s: {"error": None, "uncertainty": None, "uncertainty_calibrated": None} for s in symbols},
             "index": _index_meta(index, index_type),
             "n_quantiles": len(train["quantile_levels"]),
             "error_logs": list(error_logs or []),
@@ -291,7 +301,7 @@ class Artifact:
     def fingerprint(self) -> str:
         """sha256 of what decides its predictions: the data files' checksums, k, s and the
         fitted distributions (so a recalibrated artifact gets a new fingerprint)."""
-        payload = {k: self.meta.get(k) for k in ("files", "k", "scale", "distributions", "atol", "rtol", "ood")}
+        payload = {k: self.meta.get(k) for k in ("files", "k", "scale", "distributions", "atol", "rtol", "error_model")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def scale(self, species: str) -> float:
@@ -306,13 +316,15 @@ class Artifact:
         scale: dict[str, float] | None = None,
         distributions: dict[str, dict[str, FittedDistribution | None]] | None = None,
         report: dict[str, Any] | None = None,
-        ood: dict[str, tuple[float, float]] | None = None,
+        error_model: ErrorModel | None = None,
     ) -> None:
-        if ood is not None:  # species -> (distance_ref, slope in eV/Å per latent unit)
-            unknown = set(ood) - set(self.species)
+        if error_model is not None:
+            unknown = set(error_model.species) - set(self.species)
             if unknown:
                 raise LtauError(f"species {sorted(unknown)} are not in this artifact ({', '.join(self.species)})")
-            self.meta["ood"] = {sp: {"distance_ref": float(d), "slope": float(b)} for sp, (d, b) in ood.items()}
+            self.meta["error_model"] = error_model.to_dict()
+            self._error_model = None
+            self.meta.pop("ood", None)  # the distance term of earlier versions; the error model replaces it
         for sp, s in (scale or {}).items():
             if sp not in self.meta["scale"]:
                 raise LtauError(f"species {sp!r} is not in this artifact ({', '.join(self.species)})")
@@ -361,49 +373,68 @@ class Artifact:
         species: np.ndarray | list,
         k: int | None = None,
         scale: float | None = None,
-        ood: bool = True,
+        predictor: str | None = None,
     ) -> AtomUncertainty:
         """k nearest training atoms in latent space → p, predicted error (eV/Å), distances.
 
-        ``scale`` overrides the artifact's calibrated s for every atom (None: s of each atom's
-        species); ``ood=False`` gives LTAU's plain neighbour average (see :meth:`ood_factor`).
+        ``predictor``: ``"calibrated"`` (default where ``ltau-md calibrate`` stored an error model)
+        gives the error model's σ(u, d) (:mod:`ltau_md.error_model`) — u the neighbours' mixture,
+        d the distance to the nearest; ``"ltau"`` gives plain LTAU, s × the neighbours' mean error
+        and their mean p. ``scale`` overrides s for every atom (for ``calibrated``, whose s is 1,
+        it multiplies σ).
         """
+        predictor = self.resolve_predictor(predictor)
         k = self.k if k is None else int(k)
         numbers = self.species_numbers(species)
         desc = np.asarray(descriptors)
         if desc.ndim != 2 or len(desc) != len(numbers):
             raise LtauError(f"descriptors have shape {desc.shape}; expected ({len(numbers)}, {self.meta['descriptor_dim']})")
         dist, ids = self.index.search(desc, numbers, k)
-        s = np.full(len(numbers), float(scale)) if scale is not None else self.scales_for(numbers)
-        extra = self.ood_error(dist[:, 0], numbers) if ood else np.zeros(len(numbers))
+        u = self._errors.mixture_mean(ids, 1.0)
+        if predictor == "calibrated":
+            s = np.full(len(numbers), float(scale) if scale is not None else 1.0)
+            sigma = s * self.error_model.sigma(u, dist[:, 0], np.array(symbols(numbers)))
+            error, p = MEAN_PER_SIGMA * sigma, maxwell_cdf(self.atol, sigma)
+        else:
+            s = np.full(len(numbers), float(scale)) if scale is not None else self.scales_for(numbers)
+            error, p = s * u, self.train["p_mean"][ids].mean(axis=1)
         return AtomUncertainty(
-            p=self.train["p_mean"][ids].mean(axis=1),
+            p=p,
             p_std=self.train["p_std"][ids].mean(axis=1),
-            error=self._errors.mixture_mean(ids, s) + extra,
+            error=error,
             distance=dist,
             neighbors=ids,
             scale=s,
-            ood=extra,
+            mixture=u,
+            predictor=predictor,
         )
 
-    def ood_error(self, nearest: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-        """slope × max(0, d − d_ref) per atom (eV/Å), d = latent distance to the nearest training
-        atom of its species; d_ref and slope come from ``ltau-md calibrate`` (0 where absent).
+    @property
+    def error_model(self) -> ErrorModel:
+        rec = self.meta.get("error_model")
+        if not rec:
+            raise ArtifactError(
+                f"{self.path or 'artifact'}: no calibrated error model; run 'ltau-md calibrate {self.path or 'NAME.ltau'} "
+                "--data VAL.xyz' or choose predictor ltau"
+            )
+        if self._error_model is None:
+            self._error_model = ErrorModel.from_dict(rec)
+        return self._error_model
 
-        LTAU averages the errors of training atoms, so its prediction cannot exceed the worst of
-        them however far from the training data an atom is. Beyond d_ref — the distance the
-        validation atoms stay within (CDF 1 − 1/n of their fitted distance distribution) — the
-        error the latent distance predicts (seed 003's linear latent-distance model, σ = σ0 + σ1·d,
-        fitted to the validation errors by Maxwell likelihood) is added, so lo and hi can fire
-        out of domain; inside d_ref the prediction is plain LTAU."""
-        refs = self.meta.get("ood") or {}
-        out = np.zeros(len(nearest))
-        for sp, rec in refs.items():
-            sel = numbers == to_numbers([sp])[0]
-            if sel.any():
-                out[sel] = ood_term(nearest[sel], float(rec["distance_ref"]), float(rec["slope"]))
-        return out
+    def resolve_predictor(self, predictor: str | None) -> str:
+        """The predictor a query uses: the one asked for, else ``calibrated`` where the artifact has
+        an error model, else ``ltau``."""
+        if predictor is None:
+            return "calibrated" if self.meta.get("error_model") else "ltau"
+        if predictor not in PREDICTORS:
+            raise LtauError(f"predictor {predictor!r}: choose one of {', '.join(PREDICTORS)}")
+        if predictor == "calibrated":
+            self.error_model  # noqa: B018 -- one-line error now when the artifact has none
+        return predictor
 
+    def uncertainty_kind(self, predictor: str | None) -> str:
+        """The name under ``distributions`` of the fitted predicted-error family of a predictor."""
+        return "uncertainty_calibrated" if self.resolve_predictor(predictor) == "calibrated" else "uncertainty"
 
 
 def check_k(species: np.ndarray, k: int) -> None:
@@ -412,11 +443,6 @@ def check_k(species: np.ndarray, k: int) -> None:
     if len(zs) and not 1 <= k <= counts.min():
         i = int(np.argmin(counts))
         raise LtauError(f"--k {k}: must be between 1 and the {counts[i]} {symbol(zs[i])} training atoms; give --k at most {counts[i]}")
-
-
-def ood_term(nearest: np.ndarray, distance_ref: float, slope: float) -> np.ndarray:
-    """The out-of-domain error (eV/Å) added to LTAU's prediction: slope × max(0, d − d_ref)."""
-    return float(slope) * np.maximum(0.0, np.asarray(nearest, dtype=np.float64) - float(distance_ref))
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -493,23 +519,23 @@ def _validate_meta(meta: Any, where: Path) -> None:
     if set(meta["distributions"]) != species:
         raise _fail(where, f"'distributions' species {sorted(meta['distributions'])} differ from 'species'")
     for sp, fits in meta["distributions"].items():
-        if not isinstance(fits, dict) or set(fits) - {"error", "uncertainty", "distance"}:
-            raise _fail(where, f"'distributions' for {sp} must map 'error'/'uncertainty'/'distance' to a fit or null")
+        if not isinstance(fits, dict) or set(fits) - DISTRIBUTION_KINDS:
+            raise _fail(where, f"'distributions' for {sp} must map {'/'.join(sorted(DISTRIBUTION_KINDS))} to a fit or null")
         for kind, fit in fits.items():
             if fit is not None:
                 try:
                     FittedDistribution.from_dict(fit)
                 except LtauError as exc:
                     raise ArtifactError(f"{where}: distributions.{sp}.{kind}: {exc}") from None
-    ood = meta.get("ood")
-    if ood is not None:
-        if not isinstance(ood, dict) or not set(ood) <= species:
-            raise _fail(where, "'ood' must map species of the artifact to {'distance_ref': d, 'slope': b}")
-        for sp, rec in ood.items():
-            for key in ("distance_ref", "slope"):
-                v = rec.get(key) if isinstance(rec, dict) else None
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v >= 0):
-                    raise _fail(where, f"'ood' {key} for {sp} must be a number ≥ 0")
+    em = meta.get("error_model")
+    if em is not None:
+        if not isinstance(em, dict) or not set(em) <= species:
+            raise _fail(where, "'error_model' must map species of the artifact to a fitted form")
+        for sp, rec in em.items():
+            try:
+                SpeciesErrorModel.from_dict(rec)
+            except LtauError as exc:
+                raise ArtifactError(f"{where}: error_model.{sp}: {exc}; re-run 'ltau-md calibrate'") from None
     per_species = meta["index"].get("species")
     if not isinstance(per_species, dict) or set(per_species) != species:
         raise _fail(where, "'index' must describe one index per species in 'species'")

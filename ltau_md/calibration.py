@@ -16,7 +16,8 @@ errors u, as in Tran et al. (2020).
 (the NequIP adapter only evaluates the model and hands them over): per species s, the Maxwell fit
 of the true errors and the KS-chosen family of the calibrated predicted errors (seed 003), stored
 in the artifact so a run computes its own cutoffs at its own N; the out-of-domain term's distance
-reference and slope; Spearman ρ; precision/recall/F1 at the statistical cutoffs; plots.
+model σ(u, d) (:mod:`ltau_md.error_model`); Spearman ρ; precision/recall/F1 at the statistical
+cutoffs for plain LTAU and for the calibrated predictor; plots.
 """
 
 from __future__ import annotations
@@ -251,30 +252,43 @@ class ValidationErrors:
 
     species: np.ndarray  # element symbols
     p: np.ndarray  # LTAU p at s = 1
-    ltau_error: np.ndarray  # LTAU's neighbour average at s = 1, without the out-of-domain term (eV/Å)
-    nearest: np.ndarray  # latent distance to the nearest training atom of the same species
+    ltau_error: np.ndarray  # LTAU's neighbour mixture mean at s = 1 (u), eV/Å
+    nearest: np.ndarray  # latent distance to the nearest training atom of the same species (d)
     true_error: np.ndarray  # |F_model − F_ref| (eV/Å)
     component_error: np.ndarray  # (n, 3) |F_model − F_ref| per component
     n_frames: int
+    frame: np.ndarray | None = None  # frame index per atom (whole frames go to one fold)
 
 
-def distance_error_slope(distance: np.ndarray, error: np.ndarray) -> float:
-    """d E|ΔF| / d(latent distance), eV/Å per latent unit, ≥ 0: seed 003's latent-distance model
-    σ = σ0 + σ1·d fitted to force-error magnitudes by Maxwell maximum likelihood."""
-    from scipy import optimize
+def _predictor_scores(e: np.ndarray, u: np.ndarray, p: np.ndarray, atol: float, scale: float, n: int) -> dict[str, Any]:
+    """One predictor on one species' validation atoms: fitted family, cutoffs, scores."""
     from scipy import stats as sps
 
-    d, e = np.asarray(distance, dtype=np.float64), np.asarray(error, dtype=np.float64)
-    sigma = np.sqrt(np.mean(e * e) / 3.0)
+    from ltau_md.cutoffs import classification_scores, fit_maxwell, fit_uncertainty
 
-    def nll(x: np.ndarray) -> float:
-        s = x[0] + x[1] * d
-        if np.any(s <= 0) or x[1] < 0:
-            return 1e300
-        return float(-np.sum(sps.maxwell.logpdf(e, scale=s)))
-
-    res = optimize.minimize(nll, np.array([sigma, 0.0]), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-8})
-    return float(max(0.0, res.x[1]) * 2.0 * np.sqrt(2.0 / np.pi))
+    err_fit = fit_maxwell(e)
+    unc_fit, unc_cands = fit_uncertainty(u)
+    ec, uc = err_fit.cutoff(n), unc_fit.cutoff(n)
+    scores = classification_scores(e, u, ec, uc)
+    curve = calibration_curve(p, e, atol, scale)
+    return {
+        "u": u,
+        "fits": (err_fit, unc_fit, unc_cands),
+        "curve": curve,
+        "report": {
+            "predicted_error_mean": float(u.mean()),
+            "spearman_rho": float(sps.spearmanr(u, e).statistic) if len(e) > 2 else float("nan"),
+            "miscalibration_area": curve.area,
+            "sharpness": sharpness(u),
+            "dispersion": dispersion(u),
+            "uncertainty_fit": unc_fit.to_dict(),
+            "uncertainty_cutoff": uc,
+            "precision": scores["precision"],
+            "recall": scores["recall"],
+            "f1": scores["f1"],
+            "flagged": scores["tp"] + scores["fp"],
+        },
+    }
 
 
 def calibrate_artifact(
@@ -285,87 +299,85 @@ def calibrate_artifact(
     fit_scale: bool = True,
 ) -> dict[str, Any]:
     """Calibrate ``artifact`` (an :class:`~ltau_md.artifact.Artifact`) in place — meta.json is
-    rewritten when it was loaded from disk — and return the report."""
-    from scipy import stats as sps
+    rewritten when it was loaded from disk — and return the report.
 
-    from ltau_md.artifact import ood_term
-    from ltau_md.cutoffs import classification_scores, fit_maxwell, fit_uncertainty
+    Per species: plain LTAU's s (miscalibration area) and the calibrated predictor's σ(u, d)
+    (:func:`ltau_md.error_model.fit_species_error_model`, chosen by held-out likelihood); for
+    both, the KS-chosen family of the predicted errors (seed 003), so a run computes its own
+    cutoffs at its own N; the Maxwell fit of the true errors; the nearest-distance family."""
+    from ltau_md.cutoffs import fit_uncertainty
+    from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, fit_species_error_model, maxwell_cdf
 
     species, nearest, true_err, raw = val.species, val.nearest, val.true_error, val.ltau_error
     n = int(n or len(true_err))
-    # Out of domain (Artifact.ood_error): per species, the nearest-training-atom distance the
-    # validation atoms stay within (fitted family, CDF 1 − 1/n_species) and the error the latent
-    # distance predicts per unit distance.
-    dist_fits, ood = {}, {}
-    for sp in dict.fromkeys(species.tolist()):
-        sel = species == sp
-        d = nearest[sel & (nearest > 0)]
-        if len(d) >= 10:
-            dist_fits[sp] = fit_uncertainty(d)[0]
-            ood[sp] = (dist_fits[sp].cutoff(max(2, int(sel.sum()))), distance_error_slope(nearest[sel], true_err[sel]))
-    extra = np.zeros(len(raw))
-    for sp, (d_ref, slope) in ood.items():
-        sel = species == sp
-        extra[sel] = ood_term(nearest[sel], d_ref, slope)
-    groups = calibrate_groups(val.p, true_err, raw + extra, artifact.atol, species, fit=fit_scale)
-    report: dict[str, Any] = {"n_frames": val.n_frames, "n_atoms": int(len(true_err)), "N": n, "atol": artifact.atol, "species": {}}
-    scales, dists = {}, {}
+    groups = calibrate_groups(val.p, true_err, raw, artifact.atol, species, fit=fit_scale)
+    report: dict[str, Any] = {
+        "n_frames": val.n_frames, "n_atoms": int(len(true_err)), "N": n, "atol": artifact.atol, "species": {},
+    }  # fmt: skip
+    scales, dists, models, dedup = {}, {}, {}, {}
     for sp, g in groups.items():
         sel = species == sp
-        e, uu = true_err[sel], g.scale * raw[sel] + extra[sel]
-        err_fit = fit_maxwell(e)
-        unc_fit, unc_cands = fit_uncertainty(uu)
-        ec, uc = err_fit.cutoff(n), unc_fit.cutoff(n)
-        scores = classification_scores(e, uu, ec, uc)
-        rho = float(sps.spearmanr(uu, e).statistic) if sel.sum() > 2 else float("nan")
-        scales[sp] = g.scale
-        dists[sp] = {"error": err_fit, "uncertainty": unc_fit, "distance": dist_fits.get(sp)}
+        e, u, d = true_err[sel], raw[sel], nearest[sel]
+        model = fit_species_error_model(u, d, e, None if val.frame is None else val.frame[sel])
+        sigma = model.sigma(u, d)
+        plain = _predictor_scores(e, g.scale * u, val.p[sel], artifact.atol, g.scale, n)
+        calibrated = _predictor_scores(e, MEAN_PER_SIGMA * sigma, maxwell_cdf(artifact.atol, sigma), artifact.atol, 1.0, n)
+        err_fit = plain["fits"][0]
+        positive = d[d > 0]
+        scales[sp], models[sp] = g.scale, model
+        dedup[sp] = float(np.median(positive)) if len(positive) else 0.0
+        dists[sp] = {
+            "error": err_fit,
+            "uncertainty": plain["fits"][1],
+            "uncertainty_calibrated": calibrated["fits"][1],
+            "distance": fit_uncertainty(positive)[0] if len(positive) >= 10 else None,
+        }
         report["species"][sp] = {
             "n_atoms": int(sel.sum()),
             "force_mae_component": float(val.component_error[sel].mean()),
             "force_error_mean": float(e.mean()),
-            "predicted_error_mean": float(uu.mean()),
-            "spearman_rho": rho,
+            "error_fit": err_fit.to_dict(),
+            "error_cutoff": err_fit.cutoff(n),
+            "high_error": int(np.sum(e > err_fit.cutoff(n))),
             "scale": g.scale,
             "miscalibration_area_unscaled": g.area_unscaled,
-            "miscalibration_area": g.area,
-            "sharpness": g.sharpness,
-            "dispersion": g.dispersion,
-            "error_fit": err_fit.to_dict(),
-            "uncertainty_fit": unc_fit.to_dict(),
-            "error_cutoff": ec,
-            "uncertainty_cutoff": uc,
-            "precision": scores["precision"],
-            "recall": scores["recall"],
-            "f1": scores["f1"],
-            "flagged": scores["tp"] + scores["fp"],
-            "high_error": scores["tp"] + scores["fn"],
-            "distance_ref": ood.get(sp, (None, None))[0],
-            "distance_error_slope": ood.get(sp, (None, None))[1],
-            "ood_atoms": int(np.sum(extra[sel] > 0)),
+            "error_model": model.to_dict(),
+            "dedup_distance": dedup[sp],
+            "ltau": plain["report"],
+            "calibrated": calibrated["report"],
         }
         if plots is not None:
-            _calibration_plots(Path(plots), sp, val.p[sel], e, uu, artifact.atol, g, err_fit, unc_fit, unc_cands, ec, uc)
-    artifact.set_calibration(scale=scales, distributions=dists, report=report, ood=ood)
+            _calibration_plots(Path(plots), sp, e, artifact.atol, err_fit, n, val.p[sel], g, plain, calibrated)
+    artifact.set_calibration(scale=scales, distributions=dists, report=report, error_model=ErrorModel(models))
+    artifact.meta["dedup_distance"] = dedup
     if artifact.path is not None:
         artifact.save_meta()
     return report
 
 
-def _calibration_plots(out: Path, sp, p, err, u, atol, group, err_fit, unc_fit, unc_cands, ec, uc) -> None:
+def _calibration_plots(out: Path, sp, err, atol, err_fit, n, p_ltau, group, plain, calibrated) -> None:
     from ltau_md.cutoffs import f1_map
     from ltau_md.plots import plot_calibration, plot_distributions, plot_f1_map, plot_parity
 
     out.mkdir(parents=True, exist_ok=True)
+    ec = err_fit.cutoff(n)
     plot_calibration(
-        {"s = 1": calibration_curve(p, err, atol, 1.0), f"s = {group.scale:.2f}": calibration_curve(p, err, atol, group.scale)},
+        {
+            "LTAU, s = 1": calibration_curve(p_ltau, err, atol, 1.0),
+            f"LTAU, s = {group.scale:.2f}": plain["curve"],
+            "calibrated σ(u, d)": calibrated["curve"],
+        },
         out / f"calibration_{sp}.png",
-        title=f"{sp}: LTAU calibration",
+        title=f"{sp}: calibration",
     )
-    plot_distributions(
-        {f"{sp}: true force error": (err, [err_fit], err_fit, ec), f"{sp}: predicted error (s·LTAU)": (u, unc_cands, unc_fit, uc)},
-        out / f"distributions_{sp}.png",
-        xlabel="eV/Å",
-    )
-    plot_f1_map(f1_map(err, u, 40, 40), out / f"f1_map_{sp}.png", ec, uc, title=sp)
-    plot_parity(u, err, out / f"parity_{sp}.png", title=f"{sp}: predicted vs true per-atom error")
+    for name, pred in (("ltau", plain), ("calibrated", calibrated)):
+        u, (_, unc_fit, unc_cands) = pred["u"], pred["fits"]
+        uc = pred["report"]["uncertainty_cutoff"]
+        suffix = "" if name == "calibrated" else "_ltau"
+        plot_distributions(
+            {f"{sp}: true force error": (err, [err_fit], err_fit, ec), f"{sp}: predicted error ({name})": (u, unc_cands, unc_fit, uc)},
+            out / f"distributions_{sp}{suffix}.png",
+            xlabel="eV/Å",
+        )
+        plot_f1_map(f1_map(err, u, 40, 40), out / f"f1_map_{sp}{suffix}.png", ec, uc, title=f"{sp} ({name})")
+        plot_parity(u, err, out / f"parity_{sp}{suffix}.png", title=f"{sp}: predicted ({name}) vs true per-atom error")

@@ -49,6 +49,13 @@ ADD_CHUNK = 50_000
 ProgressFn = Callable[[int, int], None]
 
 
+def set_search_threads(n: int) -> None:
+    """OpenMP threads FAISS searches with (its default is every core). A LAMMPS rank sets it to its
+    torch threads: a rank's search in 2 threads on a core another rank is using ran ~10× slower
+    than in 1 (the same collapse as torch's)."""
+    faiss.omp_set_num_threads(max(1, int(n)))
+
+
 def choose_index_type(n_atoms: int) -> str:
     if n_atoms < FLAT_MAX_ATOMS:
         return "flat"

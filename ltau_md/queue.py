@@ -6,12 +6,14 @@ that opens ase.db opens it (``ase db cand.db``, ``ase.db.connect``). One row per
 
 * the frame (positions, velocities as momenta, cell, pbc, species; labelled rows also carry the
   reference energy/forces/stress as calculator results),
-* key-value pairs: ``status`` (pending → labelled | failed), ``selected`` (marked by
+* key-value pairs: ``status`` (pending → labelled | failed; or duplicate: flagged, but every flagged
+  atom was already known, :mod:`ltau_md.dedup` — recorded, never selected), ``selected`` (marked by
   :meth:`CandidateQueue.select`), ``run``, ``step``, ``reason`` (lo | hi | manual),
   ``max_error`` / ``mean_error`` (predicted, eV/Å), ``n_above_lo``, ``model`` and ``artifact``
   (fingerprints, first 16 hex), ``source`` (where it came from), ``dump`` (the dump file the
   frame was also written to, if any) and ``fix`` (the fix ID that flagged it),
-* data: per-atom ``ltau_error`` and ``ltau_p`` arrays, optional per-atom ``latent`` features,
+* data: per-atom ``ltau_error`` and ``ltau_p`` arrays, ``flagged`` (above lo), optional per-atom
+  ``latent`` features,
   ``failure`` text for failed labels, full fingerprints.
 
 Every write is one database transaction, so a writer killed at any point leaves the queue as it
@@ -39,7 +41,7 @@ import numpy as np
 from ltau_md import atomic_write
 from ltau_md.errors import LtauError
 
-STATUSES = ("pending", "labelled", "failed")
+STATUSES = ("pending", "labelled", "failed", "duplicate")
 REASONS = ("lo", "hi", "manual")
 TOP_ATOMS = 5  # atoms whose latents summarise a frame for selection
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -160,15 +162,18 @@ class CandidateQueue:
         source: str = "",
         dump: str | None = None,
         fix: str | None = None,
+        status: str = "pending",
     ) -> int:
-        """Queue one frame as ``pending``; returns its row id."""
+        """Queue one frame as ``pending`` (or record it as a ``duplicate``); returns its row id."""
         error = np.asarray(error, dtype=np.float64)
         if error.shape != (len(atoms),) or np.shape(p) != (len(atoms),):
             raise LtauError(f"queue {self.url}: per-atom arrays must have one value per atom ({len(atoms)})")
         if reason not in REASONS:
             raise LtauError(f"queue {self.url}: reason must be one of {', '.join(REASONS)}, got {reason!r}")
+        if status not in ("pending", "duplicate"):
+            raise LtauError(f"queue {self.url}: a new row is pending or duplicate, not {status!r}")
         kvp: dict[str, Any] = {
-            "status": "pending",
+            "status": status,
             "run": str(run),
             "step": int(step),
             "reason": reason,
@@ -190,6 +195,8 @@ class CandidateQueue:
             "model_fingerprint": model_fingerprint or "",
             "artifact_fingerprint": artifact_fingerprint or "",
         }
+        if lo is not None:
+            data["flagged"] = error > lo
         if latent is not None:
             data["latent"] = np.asarray(latent, dtype=np.float32)
         frame = atoms.copy()

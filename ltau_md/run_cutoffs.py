@@ -2,9 +2,11 @@
 
 * N, the number of atomic environments a run examines: atoms checked × checks
   (``steps // every + 1``), unless given (``nsamples``).
-* ``lo auto``: per species, the calibrated predicted-error distribution's value at CDF 1 − 1/N, so an
+* ``lo auto``: per species, the value at CDF 1 − 1/N of the fitted distribution of the run's
+  predictor's predicted errors on validation data (the calibrated σ(u, d), or plain LTAU), so an
   in-distribution run expects about one false alarm in total. A ``scale S`` override replaces the
-  artifact's calibrated s; predicted errors scale linearly with s, and so does their distribution.
+  artifact's s (plain LTAU: the calibrated s; calibrated predictor: 1); predicted errors scale
+  linearly with s, and so does their distribution.
 * ``hi auto``: max(1 eV/Å, lo) — seed 003's stability limit: predicted force errors above ~1 eV/Å
   went with trajectories that left the physical region (overlapping, exploding atoms).
 * The true-error cutoff at the same N (the Maxwell fit of validation errors), which is what a
@@ -36,10 +38,11 @@ class RunCutoffs:
     hi: dict[str, float]
     lo_auto: bool
     hi_auto: bool
+    predictor: str = "ltau"
 
     def describe(self) -> str:
         cut = ", ".join(f"{sp} {self.lo[sp]:.4g}/{self.hi[sp]:.4g}" for sp in self.lo)
-        return f"lo/hi (eV/Å) {cut}; " + (f"lo auto at N = {self.n}" if self.lo_auto else "lo given")
+        return f"predictor {self.predictor}, lo/hi (eV/Å) {cut}; " + (f"lo auto at N = {self.n}" if self.lo_auto else "lo given")
 
 
 def run_cutoffs(
@@ -49,22 +52,26 @@ def run_cutoffs(
     lo: float | None = None,
     hi: float | None = None,
     scale: float | None = None,
+    predictor: str | None = None,
 ) -> RunCutoffs:
     """lo and hi per species for a run examining ``n`` environments (None: auto)."""
+    predictor = artifact.resolve_predictor(predictor)
+    kind = artifact.uncertainty_kind(predictor)
     lo_sp, hi_sp = {}, {}
     for sp in species:
+        own_s = 1.0 if predictor == "calibrated" else artifact.scale(sp)
         if lo is None:
-            fit = artifact.distribution(sp, "uncertainty")
+            fit = artifact.distribution(sp, kind)
             if fit is None:
                 raise ArtifactError(
                     f"lo auto: {artifact.path or 'the artifact'} has no fitted uncertainty distribution for {sp}; "
                     f"run 'ltau-md calibrate {artifact.path or 'NAME.ltau'} --data VAL.xyz' or give lo VALUE"
                 )
-            lo_sp[sp] = fit.cutoff(int(n)) * (scale / artifact.scale(sp) if scale else 1.0)
+            lo_sp[sp] = fit.cutoff(int(n)) * (scale / own_s if scale else 1.0)
         else:
             lo_sp[sp] = float(lo)
         hi_sp[sp] = max(HI_AUTO_FLOOR, lo_sp[sp]) if hi is None else float(hi)
-    return RunCutoffs(n=int(n), lo=lo_sp, hi=hi_sp, lo_auto=lo is None, hi_auto=hi is None)
+    return RunCutoffs(n=int(n), lo=lo_sp, hi=hi_sp, lo_auto=lo is None, hi_auto=hi is None, predictor=predictor)
 
 
 def error_cutoffs(artifact: Artifact, species: list[str], n: int) -> dict[str, float]:

@@ -3,7 +3,8 @@
 Reads a LAMMPS log (``log.lammps`` or ``ltau-md run -log FILE``) whose thermo output includes the
 ``fix ltau`` global vector — ``f_ID[1]`` (max predicted error) and ``f_ID[2]`` (mean) — across all
 the runs of the script, plus optionally the candidate queue (steps of flagged frames, and the
-halting frame as reason ``hi``), and draws max/mean predicted error with the lo/hi cutoffs.
+halting frame as reason ``hi``), and draws max/mean predicted error with the lo/hi cutoffs and the
+initial and maximum uncertainty (for a minimization, steps are its iterations).
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ class Trajectory:
     mean_error: np.ndarray
     fix_id: str
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def initial_and_maximum(self) -> dict[str, float]:
+        """Seed 002 §4.3's predictors of a failing relaxation or run: the max predicted error at
+        the first check and the largest along the way (with its step)."""
+        i = int(np.argmax(self.max_error))
+        return {"initial": float(self.max_error[0]), "initial_step": int(self.step[0]),
+                "maximum": float(self.max_error[i]), "maximum_step": int(self.step[i])}  # fmt: skip
 
 
 def read_thermo(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
@@ -102,7 +110,10 @@ def plot_trajectory(
         for s in halt_steps:
             ax.axvline(s, color="tab:red", lw=1.5)
         ax.plot([], [], color="tab:red", lw=1.5, label="halt")
-    ax.set(xlabel="step", ylabel="predicted force error (eV/Å)")
+    marks = traj.initial_and_maximum()
+    ax.plot([marks["initial_step"]], [marks["initial"]], "D", color="tab:green", ms=6, label=f"initial {marks['initial']:.3g}")
+    ax.plot([marks["maximum_step"]], [marks["maximum"]], "*", color="tab:red", ms=10, label=f"maximum {marks['maximum']:.3g}")
+    ax.set(xlabel="step (minimize: iteration)", ylabel="predicted force error (eV/Å)")
     if temperature and "Temp" in traj.columns:
         ax2 = ax.twinx()
         ax2.plot(traj.step, traj.columns["Temp"], color="0.6", lw=0.8)

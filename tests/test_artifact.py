@@ -196,33 +196,37 @@ def test_k_beyond_the_smallest_species_is_refused(tmp_path):
         Artifact.create(stats, desc, k=1000)
 
 
-def test_beyond_the_calibrated_neighbourhood_the_prediction_grows_with_latent_distance(built):
+def test_the_calibrated_predictor_grows_with_latent_distance_where_plain_ltau_cannot(built):
+    from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, SpeciesErrorModel, maxwell_cdf
+
     art, stats, desc, path = built
     sp = stats.atoms.species
-    near = art.query(desc + 1e-3, sp, k=3)
-    d_ref, slope = 2.0, 0.5
-    art.set_calibration(ood={"Li": (d_ref, slope), "Mg": (d_ref, slope)})
+    with pytest.raises(ArtifactError, match="no calibrated error model; run 'ltau-md calibrate"):
+        art.query(desc, sp, k=3, predictor="calibrated")
+    assert art.resolve_predictor(None) == "ltau"
+    additive = SpeciesErrorModel("additive", np.log([1.2, 0.5, 0.01]), 0.0, {}, 100)
+    art.set_calibration(error_model=ErrorModel({"Li": additive, "Mg": additive}))
     art.save_meta()
     art = Artifact.load(path)
-    again = art.query(desc + 1e-3, sp, k=3)
-    np.testing.assert_array_equal(again.error, near.error)  # in domain: plain LTAU
-    assert np.all(again.ood == 0.0)
-    far = art.query(desc + 10.0, sp, k=3)
-    plain = art.query(desc + 10.0, sp, k=3, ood=False)
-    np.testing.assert_allclose(far.ood, slope * np.maximum(0.0, far.distance[:, 0] - d_ref))
-    assert np.all(far.ood > 0.0)
-    np.testing.assert_allclose(far.error, plain.error + far.ood)
-    np.testing.assert_array_equal(far.p, plain.p)  # p is the neighbours' and stays LTAU's
+    assert art.resolve_predictor(None) == "calibrated"
+    near, far = art.query(desc + 1e-3, sp, k=3), art.query(desc + 10.0, sp, k=3)
+    plain_far = art.query(desc + 10.0, sp, k=3, predictor="ltau")
+    for u in (near, far):
+        sigma = 1.2 * u.mixture + 0.5 * u.distance[:, 0] + 0.01
+        np.testing.assert_allclose(u.error, MEAN_PER_SIGMA * sigma)
+        np.testing.assert_allclose(u.p, maxwell_cdf(art.atol, sigma))
+    assert far.error.min() > near.error.max()  # out of domain the error grows with d ...
+    assert plain_far.error.max() <= art.errors.mean.max() * art.scales_for(art.species_numbers(sp)).max() + 1e-9  # ... LTAU's cannot
+    np.testing.assert_allclose(art.query(desc + 10.0, sp, k=3, scale=2.0).error, 2 * far.error)
 
 
-def test_distance_error_slope_recovers_a_linear_latent_distance_model():
-    pytest.importorskip("scipy")
-    from scipy import stats as sps
+def test_an_error_model_with_a_bad_form_is_a_one_line_artifact_error(built):
+    import json
 
-    from ltau_md.calibration import distance_error_slope
+    _, _, _, path = built
 
-    rng = np.random.default_rng(0)
-    d = rng.uniform(0, 1, 20_000)
-    e = sps.maxwell(scale=0.05 + 0.2 * d).rvs(random_state=rng)
-    assert distance_error_slope(d, e) == pytest.approx(0.2 * 2 * np.sqrt(2 / np.pi), rel=0.05)
-    assert distance_error_slope(d, sps.maxwell(scale=0.1).rvs(20_000, random_state=rng)) < 0.01
+    meta = json.loads((path / "meta.json").read_text())
+    meta["error_model"] = {"Li": {"form": "cubic", "theta": [0.0]}}
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=r"meta.json: error_model.Li: error model must name a form among"):
+        Artifact.load(path)

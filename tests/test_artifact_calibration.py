@@ -11,7 +11,7 @@ import pytest
 from conftest import synthetic_training
 from scipy import stats as sps
 
-from ltau_md.artifact import Artifact, ood_term
+from ltau_md.artifact import Artifact
 from ltau_md.calibration import ValidationErrors, calibrate_artifact
 from ltau_md.errors import ArtifactError
 from ltau_md.run_cutoffs import HI_AUTO_FLOOR, environments_examined, error_cutoffs, run_cutoffs
@@ -44,10 +44,11 @@ def validation(art: Artifact, n: int = 4000, seed: int = 0, ood_slope: float = 0
         true_error=true,
         component_error=np.abs(rng.normal(scale=sigma[:, None], size=(n, 3))),
         n_frames=40,
+        frame=np.arange(n) % 40,
     )
 
 
-def test_calibration_fits_s_distributions_and_the_ood_term_and_saves_them(artifact):
+def test_calibration_fits_s_the_error_model_and_distributions_and_saves_them(artifact):
     val = validation(artifact)
     before = artifact.fingerprint
     rep = calibrate_artifact(artifact, val, n=10_000)
@@ -55,21 +56,33 @@ def test_calibration_fits_s_distributions_and_the_ood_term_and_saves_them(artifa
     for sp in ("Li", "Mg"):
         r = rep["species"][sp]
         assert again.scale(sp) == pytest.approx(r["scale"]) and r["scale"] > 1.0
-        assert r["miscalibration_area"] <= r["miscalibration_area_unscaled"] + 1e-12
+        assert r["ltau"]["miscalibration_area"] <= r["miscalibration_area_unscaled"] + 1e-12
         assert again.distribution(sp, "error").family == "maxwell"
-        assert again.distribution(sp, "uncertainty").cutoff(10_000) == pytest.approx(r["uncertainty_cutoff"])
-        assert r["distance_error_slope"] == pytest.approx(0.3, rel=0.35)
-        assert again.meta["ood"][sp]["distance_ref"] == pytest.approx(r["distance_ref"])
+        assert again.distribution(sp, "uncertainty").cutoff(10_000) == pytest.approx(r["ltau"]["uncertainty_cutoff"])
+        assert again.distribution(sp, "uncertainty_calibrated").cutoff(10_000) == pytest.approx(r["calibrated"]["uncertainty_cutoff"])
+        # the truth is σ = (1.5 u + 0.3 d) / (2√(2/π)): the additive form wins on held-out likelihood
+        model = r["error_model"]
+        assert model["form"] == "additive", model["heldout_nll"]
+        a, b, _ = np.exp(model["theta"]) * 2 * np.sqrt(2 / np.pi)
+        assert a == pytest.approx(1.5, rel=0.15) and b == pytest.approx(0.3, rel=0.3)
+        assert r["calibrated"]["miscalibration_area"] < 0.05
+        assert r["calibrated"]["spearman_rho"] > r["ltau"]["spearman_rho"]
+        assert again.meta["dedup_distance"][sp] == pytest.approx(np.median(val.nearest[val.species == sp]))
+    assert again.resolve_predictor(None) == "calibrated"
     assert again.fingerprint == artifact.fingerprint != before  # calibration changes what predictions depend on
 
 
-def test_the_ood_term_is_one_formula_for_calibration_and_queries(artifact):
-    calibrate_artifact(artifact, validation(artifact))
-    d = np.linspace(0, 1.0, 50)
-    z = artifact.species_numbers(["Li"] * 50)
-    rec = artifact.meta["ood"]["Li"]
-    np.testing.assert_allclose(artifact.ood_error(d, z), ood_term(d, rec["distance_ref"], rec["slope"]))
-    assert np.all(artifact.ood_error(d[d <= rec["distance_ref"]], z[: int(np.sum(d <= rec["distance_ref"]))]) == 0)
+def test_the_error_model_form_follows_the_data(artifact):
+    from ltau_md.error_model import fit_species_error_model
+
+    rng = np.random.default_rng(3)
+    u, d = rng.gamma(3.0, 0.02, 3000), rng.gamma(2.0, 0.1, 3000)
+    frame = np.arange(3000) // 50
+    only_u = fit_species_error_model(u, d, sps.maxwell.rvs(scale=0.8 * u, random_state=rng), frame)
+    only_d = fit_species_error_model(u, d, sps.maxwell.rvs(scale=0.02 + 0.3 * d, random_state=rng), frame)
+    assert only_u.form in ("ltau", "power", "additive") and only_u.heldout_nll["ltau"] < only_u.heldout_nll["distance"]
+    assert only_d.heldout_nll["distance"] < only_d.heldout_nll["ltau"]
+    assert min(only_u.heldout_nll, key=only_u.heldout_nll.get) == only_u.form
 
 
 def test_run_cutoffs_lo_auto_hi_auto_and_a_scale_override(artifact):
@@ -80,10 +93,14 @@ def test_run_cutoffs_lo_auto_hi_auto_and_a_scale_override(artifact):
     assert n == 54 * 301
     cut = run_cutoffs(artifact, ["Li", "Mg"], n)
     for sp in ("Li", "Mg"):
-        assert cut.lo[sp] == pytest.approx(artifact.distribution(sp, "uncertainty").cutoff(n))
+        assert cut.lo[sp] == pytest.approx(artifact.distribution(sp, "uncertainty_calibrated").cutoff(n))
         assert cut.hi[sp] == max(HI_AUTO_FLOOR, cut.lo[sp])
-    scaled = run_cutoffs(artifact, ["Li"], n, scale=2 * artifact.scale("Li"))
-    assert scaled.lo["Li"] == pytest.approx(2 * cut.lo["Li"])  # predicted errors scale with s
+    assert cut.predictor == "calibrated" and "predictor calibrated" in cut.describe()
+    plain = run_cutoffs(artifact, ["Li"], n, predictor="ltau")
+    assert plain.lo["Li"] == pytest.approx(artifact.distribution("Li", "uncertainty").cutoff(n))
+    scaled = run_cutoffs(artifact, ["Li"], n, scale=2 * artifact.scale("Li"), predictor="ltau")
+    assert scaled.lo["Li"] == pytest.approx(2 * plain.lo["Li"])  # predicted errors scale with s
+    assert run_cutoffs(artifact, ["Li"], n, scale=2.0).lo["Li"] == pytest.approx(2 * cut.lo["Li"])  # calibrated: s = 1
     given = run_cutoffs(artifact, ["Li"], n, lo=0.3, hi=0.2)
     assert given.lo == {"Li": 0.3} and given.hi == {"Li": 0.2} and not given.lo_auto
     assert run_cutoffs(artifact, ["Li"], 10 * n).lo["Li"] > cut.lo["Li"]  # more environments, fewer false alarms
@@ -104,3 +121,26 @@ def test_calibration_runs_without_torch():
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(__import__("conftest").REPO))
     assert p.returncode == 0, p.stderr
+
+
+def test_known_environments_are_training_atoms_and_queued_flagged_atoms(tmp_path):
+    from ltau_md.dedup import KnownEnvironments
+
+    stats, desc, _ = synthetic_training(tmp_path)
+    art = Artifact.create(stats, desc, k=3)
+    assert not KnownEnvironments(art).enabled  # not calibrated: nothing is a duplicate
+    calibrate_artifact(art, validation(art))
+    known = KnownEnvironments(art)
+    eps = art.meta["dedup_distance"]["Li"]
+    assert known.enabled and eps > 0
+    li = stats.atoms.species == 3
+    x_train, z = desc[li][:4], np.full(4, 3)
+    flagged = np.array([True, True, False, True])
+    assert known.check(x_train, z, flagged).duplicate  # on top of training atoms
+    far = x_train + 1e3 * eps
+    check = known.check(far, z, flagged)
+    assert not check.duplicate and check.n_flagged == 3 and check.farthest > eps
+    known.add(far, z, flagged)
+    rng = np.random.default_rng(5)
+    assert known.check(far + 0.1 * eps * rng.standard_normal(far.shape) / np.sqrt(far.shape[1]), z, flagged).duplicate
+    assert not known.check(far, z, np.array([False, False, True, False])).duplicate  # that atom was not queued

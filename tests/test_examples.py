@@ -61,4 +61,23 @@ def test_own_nequip_config_then_fit_calibrate_and_lammps(tmp_path):
     assert art.distribution("Li", "uncertainty") is not None  # calibrated
     assert art.model_path().resolve() == (work / "nequip_run" / "best.ckpt").resolve()
     log = (work / "log.li_nvt").read_text()
-    assert "fix ltau uq: lo/hi" in log and "Loop time" in log
+    assert "fix ltau uq: predictor calibrated, lo/hi" in log and "Loop time" in log
+
+
+@pytest.mark.slow
+def test_relaxation_reports_initial_and_maximum_uncertainty_against_the_final_true_error(tmp_path):
+    import json
+
+    from ltau_md.queue import CandidateQueue
+    from ltau_md.trajectory import read_trajectory
+
+    work, p = run_example("04_relaxation_uncertainty", tmp_path)
+    rep = json.loads((work / "relax_report.json").read_text())
+    traj = read_trajectory(work / "log.relax")
+    assert rep["iterations"] == int(traj.step[-1]) > 1 and rep["initial"] == pytest.approx(traj.max_error[0])
+    assert rep["maximum"] == pytest.approx(traj.max_error.max()) and rep["final_true_max"] > 0
+    log = (work / "log.relax").read_text()
+    assert "fix ltau uq: predictor calibrated" in log and "Minimization stats" in log
+    rows = list(CandidateQueue(work / "relax.candidates.db", must_exist=True).rows())
+    assert rows and all(r.atoms.info.get("minimize") for r in rows)  # frames flagged during the minimization
+    assert "relaxation of 45 atoms" in p.stdout and (work / "relax_trajectory.png").read_bytes()[:4] == b"\x89PNG"

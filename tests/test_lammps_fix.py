@@ -113,10 +113,10 @@ def test_lo_auto_is_the_fitted_cutoff_at_atoms_times_checks(tmp_path, trained, c
     script = tmp_path / "in.lo"
     script.write_text(LO_AUTO_SCRIPT.format(model=trained, artifact=calibrated))
     check(ltau_run(script, "-screen", "none", "-log", "log.lo"))
-    lines = [ln for ln in (tmp_path / "log.lo").read_text().splitlines() if ln.startswith("fix ltau uq: lo/hi")]
+    lines = [ln for ln in (tmp_path / "log.lo").read_text().splitlines() if ln.startswith("fix ltau uq: predictor calibrated, lo/hi")]
     assert len(lines) == 3, lines
     art = Artifact.load(calibrated)
-    fit, s = art.distribution("Li", "uncertainty"), art.scale("Li")
+    fit, s = art.distribution("Li", "uncertainty_calibrated"), 1.0  # the calibrated predictor's s is 1
     expected = [
         (fit.cutoff(54 * 4), 54 * 4),  # run 30 with checks every 10: steps 0, 10, 20, 30
         (fit.cutoff(54 * 1), 54),  # run 0: one check
@@ -264,3 +264,82 @@ def test_dump_and_queue_agree_after_a_kill_between_the_two_writes(tmp_path, trai
     check(p)
     assert any("appended 1 found only in the queue" in ln for ln in p.stderr.splitlines()), p.stderr
     assert len(read(tmp_path / "cand.xyz", ":")) == CandidateQueue(tmp_path / "cand.db").count() == 7 + 4
+
+
+MINIMIZE_SCRIPT = LI_BOX + """
+displace_atoms all random 0.25 0.25 0.25 8817
+pair_style nequip {model}
+pair_coeff * * Li
+fix uq all ltau 2 {artifact} predictor {predictor} lo 1e-6 hi 1e3 dedup no dump min.xyz queue min.db halt no
+thermo 2
+thermo_style custom step pe fmax f_uq[1] f_uq[3]
+minimize 0 0 8 100
+print "MIN1 $(step)" append steps.txt
+fix uq all ltau 2 {artifact} lo 1e-6 hi 1e-6 dedup no halt soft
+thermo_style custom step pe fmax
+minimize 0 0 20 100
+print "MIN2 $(step)" append steps.txt
+"""
+
+
+@pytest.mark.parametrize("predictor", ["calibrated", "ltau"])
+def test_fix_ltau_reports_dumps_queues_and_halts_during_minimize(tmp_path, trained, calibrated, predictor):
+    from ase.io import read
+
+    from ltau_md.queue import CandidateQueue
+
+    script = tmp_path / "in.min"
+    script.write_text(MINIMIZE_SCRIPT.format(model=trained, artifact=calibrated, predictor=predictor))
+    check(ltau_run(script, "-screen", "none", "-log", "log.min"))
+    log = (tmp_path / "log.min").read_text()
+    assert f"fix ltau uq: predictor {predictor}, lo/hi" in log
+    frames = read(tmp_path / "min.xyz", ":")
+    steps = [int(a.info["step"]) for a in frames]
+    assert steps == [2, 4, 6, 8], steps  # every 2 minimizer iterations (the first minimize)
+    assert all(a.info["minimize"] for a in frames)
+    rows = list(CandidateQueue(tmp_path / "min.db", must_exist=True).rows())
+    assert [r.step for r in rows] == steps and all(r.status == "pending" for r in rows)
+    thermo = {int(ln.split()[0]): [float(v) for v in ln.split()[1:]] for ln in log.splitlines()
+              if ln.split()[:1] and ln.split()[0].isdigit() and len(ln.split()) == 5}  # fmt: skip
+    for a in frames:  # the dumped per-atom values are those the thermo output reduced
+        assert thermo[int(a.info["step"])][2] == pytest.approx(a.arrays["ltau_error"].max(), rel=1e-6)
+    # the soft halt stops the second minimization at its first check; the script goes on
+    first, second = (int(ln.split()[1]) for ln in (tmp_path / "steps.txt").read_text().split("\n") if ln)
+    assert first == 8 and second == first + 2, (first, second)
+    assert "soft halt at step 10" in log
+
+
+DEDUP_SCRIPT = SETUP + """
+pair_style nequip {model}
+pair_coeff * * Li
+fix nve all nve
+fix uq all ltau 5 {artifact} lo 1e-6 hi 1e3 dump d.xyz queue q.db
+thermo 5
+thermo_style custom step pe f_uq[3] f_uq[5]
+run 20
+"""
+
+
+@pytest.mark.parametrize("eps, duplicates", [(0.0, 0), (1e9, 4)])
+def test_frames_whose_flagged_atoms_are_all_known_are_recorded_as_duplicates_not_queued(tmp_path, trained, calibrated, eps, duplicates):
+    import json
+
+    from ltau_md.queue import CandidateQueue
+
+    art = tmp_path / "eps.ltau"
+    shutil.copytree(calibrated, art)
+    meta = json.loads((art / "meta.json").read_text())
+    meta["dedup_distance"] = {"Li": eps}
+    (art / "meta.json").write_text(json.dumps(meta))
+    script = tmp_path / "in.dedup"
+    script.write_text(DEDUP_SCRIPT.format(model=trained, artifact=art))
+    check(ltau_run(script, "-screen", "none", "-log", "log.dedup"))
+    q = CandidateQueue(tmp_path / "q.db", must_exist=True)
+    assert q.count("duplicate") == duplicates and q.count("pending") == 4 - duplicates  # frames at steps 5, 10, 15, 20
+    assert all(c.status == "pending" for c in q.select(10))  # duplicates are never selected
+    log = (tmp_path / "log.dedup").read_text()
+    assert log.count("recorded as a duplicate, not queued") == duplicates
+    last = [ln.split() for ln in log.splitlines() if ln.split()[:1] == ["20"]][-1]
+    assert float(last[3]) == duplicates  # f_uq[5]
+    n_dumped = (tmp_path / "d.xyz").read_text().count("Lattice=") if (tmp_path / "d.xyz").exists() else 0
+    assert n_dumped == 4 - duplicates

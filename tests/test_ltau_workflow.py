@@ -12,6 +12,7 @@ from conftest import ltau_md  # noqa: E402
 
 from ltau_md.artifact import Artifact  # noqa: E402
 from ltau_md.error_log import ErrorLog  # noqa: E402
+from ltau_md.error_model import FORMS  # noqa: E402
 from ltau_md.nequip.calculator import LtauCalculator  # noqa: E402
 from ltau_md.nequip.model import NequIPModel  # noqa: E402
 from ltau_md.nequip.predict import predict  # noqa: E402
@@ -84,11 +85,16 @@ def test_calibrate_stores_scale_and_distributions_and_prints_the_table(fitted, l
     assert art.scale("Li") > 0
     assert art.distribution("Li", "error").family == "maxwell"
     assert art.distribution("Li", "uncertainty").family in ("maxwell", "gamma", "gengamma")
+    assert art.distribution("Li", "uncertainty_calibrated").family in ("maxwell", "gamma", "gengamma")
     rep = art.meta["calibration"]["species"]["Li"]
-    assert -1 <= rep["spearman_rho"] <= 1 and rep["miscalibration_area"] <= rep["miscalibration_area_unscaled"] + 1e-12
-    cut = run_cutoffs(art, ["Li"], 10000).lo["Li"]
-    assert cut == pytest.approx(rep["uncertainty_cutoff"])
-    for name in ("calibration_Li.png", "distributions_Li.png", "f1_map_Li.png", "parity_Li.png"):
+    assert rep["error_model"]["form"] in FORMS and art.resolve_predictor(None) == "calibrated"
+    for predictor in ("ltau", "calibrated"):
+        r = rep[predictor]
+        assert -1 <= r["spearman_rho"] <= 1 and 0 <= r["miscalibration_area"] <= 0.5
+        assert run_cutoffs(art, ["Li"], 10000, predictor=predictor).lo["Li"] == pytest.approx(r["uncertainty_cutoff"])
+    assert rep["ltau"]["miscalibration_area"] <= rep["miscalibration_area_unscaled"] + 1e-12
+    assert "calibrated" in p.stdout and "ltau" in p.stdout
+    for name in ("calibration_Li.png", "distributions_Li.png", "f1_map_Li.png", "parity_Li.png", "f1_map_Li_ltau.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 1000
 
 

@@ -22,8 +22,8 @@ using namespace LAMMPS_NS;
 using namespace FixConst;
 
 static const char *USAGE =
-    "fix ID group ltau N ARTIFACT [k K] [scale S] [lo auto|VALUE] [hi auto|VALUE] [nsamples N] "
-    "[dump FILE] [queue DB] [halt no|soft|hard]";
+    "fix ID group ltau N ARTIFACT [k K] [scale S] [predictor calibrated|ltau] [lo auto|VALUE] [hi auto|VALUE] "
+    "[nsamples N] [dump FILE] [queue DB] [dedup yes|no] [halt no|soft|hard]";
 
 FixLtau::FixLtau(LAMMPS *lmp, int narg, char **arg) : Fix(lmp, narg, arg)
 {
@@ -36,10 +36,12 @@ FixLtau::FixLtau(LAMMPS *lmp, int narg, char **arg) : Fix(lmp, narg, arg)
 
   for (int i = 5; i < narg; i += 2) {
     const std::string key = arg[i];
-    static const char *KEYS[] = {"k", "scale", "lo", "hi", "nsamples", "dump", "queue", "halt"};
+    static const char *KEYS[] = {"k",    "scale", "predictor", "lo",   "hi",
+                                 "nsamples", "dump", "queue", "dedup", "halt"};
     if (std::none_of(std::begin(KEYS), std::end(KEYS), [&](const char *k) { return key == k; }))
       error->all(FLERR,
-                 "fix ltau: unknown keyword '{}' (expected k, scale, lo, hi, nsamples, dump, queue or halt)",
+                 "fix ltau: unknown keyword '{}' (expected k, scale, predictor, lo, hi, nsamples, dump, queue, "
+                 "dedup or halt)",
                  key);
     if (i + 1 >= narg) error->all(FLERR, "fix ltau: keyword '{}' needs a value: {}", key, USAGE);
     const char *value = arg[i + 1];
@@ -49,6 +51,14 @@ FixLtau::FixLtau(LAMMPS *lmp, int narg, char **arg) : Fix(lmp, narg, arg)
     } else if (key == "scale") {
       if (!utils::is_double(value) || !((scale = utils::numeric(FLERR, value, false, lmp)) > 0.0))
         error->all(FLERR, "fix ltau: scale must be a positive number, not '{}'", value);
+    } else if (key == "predictor") {
+      if (strcmp(value, "calibrated") != 0 && strcmp(value, "ltau") != 0)
+        error->all(FLERR, "fix ltau: predictor must be calibrated or ltau, not '{}'", value);
+      predictor = value;
+    } else if (key == "dedup") {
+      if (strcmp(value, "yes") == 0) dedup = 1;
+      else if (strcmp(value, "no") == 0) dedup = 0;
+      else error->all(FLERR, "fix ltau: dedup must be yes or no, not '{}'", value);
     } else if (key == "lo" || key == "hi") {
       const bool isauto = strcmp(value, "auto") == 0;
       double v = 0.0;
@@ -85,6 +95,8 @@ FixLtau::FixLtau(LAMMPS *lmp, int narg, char **arg) : Fix(lmp, narg, arg)
   a.artifact = artifact.c_str();
   a.dump = dump.empty() ? nullptr : dump.c_str();
   a.queue = queue.empty() ? nullptr : queue.c_str();
+  a.predictor = predictor.empty() ? nullptr : predictor.c_str();
+  a.dedup = dedup;
   a.scale = scale;
   a.lo = lo_value;
   a.hi = hi_value;
@@ -121,7 +133,7 @@ FixLtau::~FixLtau()
 
 int FixLtau::setmask()
 {
-  return END_OF_STEP | POST_RUN;
+  return END_OF_STEP | POST_RUN | MIN_POST_FORCE;
 }
 
 void FixLtau::check_pair()
@@ -173,6 +185,18 @@ void FixLtau::end_of_step()
   evaluate(true);
 }
 
+void FixLtau::min_setup(int)
+{
+  evaluate(false);
+}
+
+void FixLtau::min_post_force(int)
+{
+  // minimize: every N iterations (the step counter advances once per iteration); the force
+  // evaluation of this iteration left the latents, so the check costs no forward pass
+  if (update->ntimestep % nevery == 0) evaluate(true);
+}
+
 void FixLtau::post_run()
 {
   // a soft halt forces the timeout that ends the run; give later runs in the script their steps
@@ -219,6 +243,7 @@ void FixLtau::evaluate(bool act)
   MPI_Allreduce(&mine_max, &vec[0], 1, MPI_DOUBLE, MPI_MAX, world);
   MPI_Allreduce(&sum, &all_sum, 1, MPI_DOUBLE, MPI_SUM, world);
   MPI_Allreduce(counts, all, 3, MPI_LMP_BIGINT, MPI_SUM, world);
+  // vec[4], frames recorded as duplicates, accumulates over the fix's life
   vec[1] = all[0] > 0 ? all_sum / (double) all[0] : 0.0;
   vec[2] = (double) all[1];
   vec[3] = (double) all[2];
@@ -279,7 +304,7 @@ void FixLtau::write_frame(int reason, bigint n_lo, bigint n_hi)
   MPI_Gatherv(mine.data(), nlocal * width, MPI_DOUBLE, rows.data(), vcounts.data(), vdispls.data(), MPI_DOUBLE, 0,
               world);
 
-  int status = 0;
+  int status = 0, duplicate = 0;
   if (root) {
     std::vector<int> order(natoms);
     std::iota(order.begin(), order.end(), 0);
@@ -319,11 +344,20 @@ void FixLtau::write_frame(int reason, bigint n_lo, bigint n_hi)
     a.natoms = natoms;
     a.reason = reason;
     a.latent_dim = latent_dim;
+    a.minimizing = update->whichflag == 2;
     for (int d = 0; d < 3; ++d)
       if (domain->periodicity[d]) a.periodic |= 1 << d;
     status = LtauBridge::callbacks()->fix_frame(&a);
+    duplicate = a.duplicate;
   }
   LtauBridge::check_status(lmp, world, status, fmt::format("fix ltau {}", id).c_str());
+  MPI_Bcast(&duplicate, 1, MPI_INT, 0, world);
+  if (duplicate) {
+    vec[4] += 1.0;
+    if (root)
+      utils::logmesg(lmp, "fix ltau {}: step {}: {} atoms above lo, all within the dedup distance of known "
+                     "environments; recorded as a duplicate, not queued\n", id, update->ntimestep, n_lo);
+  }
 }
 
 double FixLtau::compute_vector(int n)

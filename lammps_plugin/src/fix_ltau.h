@@ -1,11 +1,13 @@
-// fix ID group ltau N ARTIFACT [k K] [scale S] [lo auto|VALUE] [hi auto|VALUE] [nsamples N]
-//                            [dump FILE] [queue DB] [halt no|soft|hard]
+// fix ID group ltau N ARTIFACT [k K] [scale S] [predictor calibrated|ltau] [lo auto|VALUE]
+//                            [hi auto|VALUE] [nsamples N] [dump FILE] [queue DB] [dedup yes|no]
+//                            [halt no|soft|hard]
 //
-// Every N steps, LTAU per-atom uncertainty of the group's atoms from the latents of that step's
-// pair_style nequip evaluation (no second forward pass).
+// Every N steps (or N minimizer iterations), LTAU per-atom uncertainty of the group's atoms from
+// the latents of that step's pair_style nequip evaluation (no second forward pass).
 //   per-atom array: f_ID[1] predicted force error (eV/Å), f_ID[2] p
 //   global vector:  f_ID[1] max and f_ID[2] mean predicted error over the group,
-//                   f_ID[3] atoms above lo, f_ID[4] atoms above hi
+//                   f_ID[3] atoms above lo, f_ID[4] atoms above hi,
+//                   f_ID[5] frames recorded as duplicates so far (dedup yes)
 // Above lo, the frame goes to the dump file and the queue; above hi, the same and then a halt
 // taken by every rank together (soft: the run ends, the script goes on; hard: LAMMPS stops).
 
@@ -31,6 +33,8 @@ class FixLtau : public Fix {
   void setup(int) override;
   void end_of_step() override;
   void post_run() override;
+  void min_setup(int) override;
+  void min_post_force(int) override;
   double compute_vector(int) override;
 
   void grow_arrays(int) override;
@@ -40,9 +44,10 @@ class FixLtau : public Fix {
   double memory_usage() override;
 
  private:
-  static constexpr int NCOL = 2, NVEC = 4;
+  static constexpr int NCOL = 2, NVEC = 5;
 
-  std::string artifact, dump, queue;
+  std::string artifact, dump, queue, predictor;    // predictor empty: the artifact's default
+  int dedup = 1;
   int k = 0;
   double scale = 0.0;
   int lo_auto = 1, hi_auto = 1;
@@ -56,7 +61,7 @@ class FixLtau : public Fix {
   double **array = nullptr;
   std::vector<double> latent;
   std::vector<double> lo, hi;    // per atom type
-  double vec[NVEC] = {0.0, 0.0, 0.0, 0.0};
+  double vec[NVEC] = {0.0, 0.0, 0.0, 0.0, 0.0};
 
   void evaluate(bool act);
   void write_frame(int reason, bigint n_lo, bigint n_hi);

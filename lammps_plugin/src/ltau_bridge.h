@@ -15,7 +15,7 @@ namespace LAMMPS_NS {
 class LAMMPS;
 }
 
-#define LTAU_ABI_VERSION 3
+#define LTAU_ABI_VERSION 4
 
 extern "C" {
 
@@ -79,10 +79,12 @@ struct ltau_fix_create_args {
   const char *artifact;
   const char *dump;      // null: no dump file
   const char *queue;     // null: no queue
+  const char *predictor; // null: the artifact's default (calibrated where it has an error model)
   double scale;          // <= 0: the artifact's s per species
   double lo, hi;         // used when lo_auto / hi_auto are 0
   int32_t k;             // <= 0: the artifact's k
   int32_t lo_auto, hi_auto;
+  int32_t dedup;             // 1: a frame whose flagged atoms are all known is recorded, not queued
   int32_t descriptor_dim;    // out
 };
 
@@ -134,6 +136,9 @@ struct ltau_fix_frame_args {
   int32_t reason;       // 0 lo, 1 hi
   int32_t latent_dim;
   int32_t periodic;     // bit d set when the box is periodic along d
+  int32_t minimizing;   // 1 during minimize (step = iteration)
+  int32_t duplicate;    // out: 1 when every flagged atom was already known (recorded, not queued)
+  int32_t pad;
 };
 
 // Each callback returns 0 on success; on failure it stores a message with ltau_set_error()

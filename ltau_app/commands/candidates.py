@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ltau_app.arguments import nonnegative_float, output_file, positive_int
+from ltau_md.queue import STATUSES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cs.required = True
     q = cs.add_parser("list", help="one line per frame")
     q.add_argument("db", metavar="DB")
-    q.add_argument("--status", choices=("pending", "labelled", "failed"))
+    q.add_argument("--status", choices=STATUSES)
     q = cs.add_parser("show", help="one frame in detail")
     q.add_argument("db", metavar="DB")
     q.add_argument("id", type=positive_int, help="row id (see list)")
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--min-distance", type=nonnegative_float, default=0.0, help="stop when the next frame is closer than this (latent units)")
     q = cs.add_parser("export", help="write frames (labelled: with their reference labels) as extxyz")
     q.add_argument("db", metavar="DB")
-    q.add_argument("--status", choices=("pending", "labelled", "failed"), default="labelled")
+    q.add_argument("--status", choices=STATUSES, default="labelled")
     q.add_argument("--selected", action="store_true", help="only frames marked by 'select'")
     q.add_argument("-o", "--output", required=True, type=output_file(".xyz", ".extxyz"), metavar="FILE.xyz")
     p.set_defaults(func=run)

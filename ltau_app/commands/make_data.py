@@ -37,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--atoms", type=int, metavar="N", help="atoms wanted; the near-cubic supercell whose sites minus vacancies is closest is used "
                    "(default: the table's)")
     p.add_argument("--temperature", type=float, default=600.0, metavar="K", help="thermostat temperature (default 600)")
+    p.add_argument("--temperature-end", type=float, metavar="K", help="heating (or cooling) ramp: the thermostat's target goes linearly "
+                   "from --temperature at the first frame to K at the last (default: constant)")
     p.add_argument("--ensemble", choices=("nvt", "npt"), help="default: the table's (NVT for Li, NPT otherwise)")
     p.add_argument("--barostat", choices=("iso", "aniso"), help="NPT coupling (default: iso for Li and Li3Mg, which melt at 600 K; aniso for the solids)")
     p.add_argument("--vacancies", type=int, metavar="V", help="vacant sites, chosen at random (default: the table's, 0 for Li, 3 otherwise)")
@@ -63,6 +65,8 @@ def _check_args(args: argparse.Namespace) -> Path:
         raise LtauError(f"--equilibrate {args.equilibrate}: must be 0 or more steps")
     if not np.isfinite(args.temperature) or args.temperature <= 0:
         raise LtauError(f"--temperature {args.temperature}: must be a positive temperature in K")
+    if args.temperature_end is not None and (not np.isfinite(args.temperature_end) or args.temperature_end <= 0):
+        raise LtauError(f"--temperature-end {args.temperature_end}: must be a positive temperature in K")
     if args.seed < 0:
         raise LtauError(f"--seed {args.seed}: must be 0 or a positive integer")
     out = Path(args.output)
@@ -105,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"make-data: {args.system}, {len(structure)} atoms ({info['lattice']} {info['repeats']}, "
         f"{info['sites']} sites, {info['vacancies']} vacancies), {ensemble.upper()}"
-        f"{f' ({barostat}, 0 bar)' if ensemble == 'npt' else ''} at {args.temperature:g} K, "
+        f"{f' ({barostat}, 0 bar)' if ensemble == 'npt' else ''} at {args.temperature:g} K"
+        f"{f' ramped to {args.temperature_end:g} K' if args.temperature_end is not None else ''}, "
         f"{args.frames} frames every {args.every} fs after {args.equilibrate} fs, seed {args.seed}"
     )
     sys.stdout.flush()
@@ -125,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 equilibrate=args.equilibrate,
                 seed=lammps_seed,
                 barostat=barostat,
+                temperature_end=args.temperature_end,
                 info={"generator": "ltau-md make-data", "seed": args.seed, "ltau_md_version": __version__},
                 progress=bar.update,
             ):

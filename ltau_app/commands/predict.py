@@ -12,12 +12,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="per-atom ltau_error (eV/Å) and ltau_p for frames, into an extxyz file",
         description="One forward pass per frame: model energy/forces/stress plus the arrays ltau_error, "
-        "ltau_p, ltau_p_std, ltau_distance (and ref_forces, force_error when the input has forces).",
+        "ltau_p, ltau_p_std, ltau_distance, ltau_mixture (and ref_forces, force_error when the input has forces).",
     )
     p.add_argument("artifact", metavar="NAME.ltau")
     p.add_argument("frames", type=input_file, metavar="FRAMES.xyz")
     p.add_argument("--model", help="MODEL (default: the one the artifact was fitted for)")
     p.add_argument("--k", type=positive_int, help="neighbours (default: the artifact's k)")
+    p.add_argument("--predictor", choices=("calibrated", "ltau"), help="calibrated σ(u, d) (default where 'ltau-md calibrate' "
+                   "fitted one) or plain LTAU")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("-o", "--output", required=True, type=output_file(".xyz", ".extxyz"), metavar="OUT.xyz")
     p.set_defaults(func=run)
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     art, model = load_for_artifact(args.artifact, args.model, args.dtype)
     frames = read_frames(args.frames, need_forces=False)
     bar = Progress("predicting", len(frames))
-    preds = predict(model, art, frames, k=args.k, progress=bar.update)
+    art.resolve_predictor(args.predictor)  # one line now when the artifact has no error model
+    preds = predict(model, art, frames, k=args.k, progress=bar.update, predictor=args.predictor)
     bar.close()
     write_predictions(frames, preds, args.output)
     err = np.concatenate([p.error for p in preds])

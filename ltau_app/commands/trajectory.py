@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
         cand = np.array([c.step for c in rows if c.reason != "hi"])
         halts = np.array([c.step for c in rows if c.reason == "hi"])
     plot_trajectory(traj, args.output, cand, halts, args.lo, args.hi, title=str(args.log))
-    i = int(np.argmax(traj.max_error))
-    print(f"{len(traj.step)} thermo rows (fix {traj.fix_id}); max predicted error {traj.max_error[i]:.4f} eV/Å at step {int(traj.step[i])}"
+    m = traj.initial_and_maximum()
+    print(f"{len(traj.step)} thermo rows (fix {traj.fix_id}); max predicted error: initial {m['initial']:.4f} eV/Å "
+          f"(step {m['initial_step']}), maximum {m['maximum']:.4f} eV/Å at step {m['maximum_step']}"
           + (f"; {len(cand)} candidate(s), {len(halts)} halt(s)" if cand is not None else ""))
     print(f"plot: {args.output}")
     return 0

@@ -25,6 +25,7 @@ class LtauCalculator(Calculator):
         artifact: str | os.PathLike | Artifact,
         k: int | None = None,
         dtype: str = "float32",
+        predictor: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -32,10 +33,11 @@ class LtauCalculator(Calculator):
         self.artifact = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
         self.artifact.check_model(str(self.model.path), self.model.fingerprint)
         self.k = k
+        self.predictor = self.artifact.resolve_predictor(predictor)  # "calibrated" where calibrated, else "ltau"
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
-        (pred,) = predict(self.model, self.artifact, [self.atoms], k=self.k, batch_size=1)
+        (pred,) = predict(self.model, self.artifact, [self.atoms], k=self.k, batch_size=1, predictor=self.predictor)
         r = pred.model
         self.results = {
             "energy": r.energy,

@@ -24,9 +24,9 @@ def validation_errors(
     batch_size: int = 8,
     progress: bool = True,
 ) -> ValidationErrors:
-    """The model and LTAU (s = 1, no out-of-domain term) on reference frames, per atom."""
+    """The model and plain LTAU (s = 1) on reference frames, per atom."""
     bar = Progress("evaluating validation frames", len(frames), enabled=progress)
-    preds = predict(model, artifact, frames, k=k, scale=1.0, batch_size=batch_size, progress=bar.update, ood=False)
+    preds = predict(model, artifact, frames, k=k, scale=1.0, batch_size=batch_size, progress=bar.update, predictor="ltau")
     bar.close()
     diff = [p.model.forces - reference_forces(a) for a, p in zip(frames, preds)]
     return ValidationErrors(
@@ -37,4 +37,5 @@ def validation_errors(
         true_error=np.concatenate([np.linalg.norm(d, axis=1) for d in diff]),
         component_error=np.abs(np.concatenate(diff)),
         n_frames=len(frames),
+        frame=np.concatenate([np.full(len(a), i) for i, a in enumerate(frames)]),
     )

@@ -21,11 +21,12 @@ from ltau_md.user_input import reference_forces
 @dataclass
 class FramePrediction:
     model: FrameResult
-    p: np.ndarray  # per atom: chance the error is ≤ atol·s
+    p: np.ndarray  # per atom: chance the error is ≤ atol
     p_std: np.ndarray
     error: np.ndarray  # per atom: predicted force error, eV/Å
     distance: np.ndarray  # per atom: latent distance to the nearest training atom
-    ood: np.ndarray  # per atom: eV/Å the out-of-domain term added to the error (0 in domain)
+    mixture: np.ndarray  # per atom: LTAU's neighbour mixture mean at s = 1, eV/Å
+    predictor: str = "ltau"
 
 
 def load_for_artifact(artifact_path, model: str | None = None, dtype: str = "float32") -> tuple[Artifact, NequIPModel]:
@@ -43,7 +44,7 @@ def predict(
     scale: float | None = None,
     batch_size: int = 8,
     progress=None,
-    ood: bool = True,
+    predictor: str | None = None,
 ) -> list[FramePrediction]:
     artifact.check_model(str(model.path), model.fingerprint)
     results = model.evaluate(frames, batch_size=batch_size, progress=progress)
@@ -51,11 +52,11 @@ def predict(
         return []
     desc = np.concatenate([r.node_features for r in results])
     numbers = np.concatenate([a.numbers for a in frames])
-    u = artifact.query(desc, numbers, k=k, scale=scale, ood=ood)
+    u = artifact.query(desc, numbers, k=k, scale=scale, predictor=predictor)
     out, start = [], 0
     for r in results:
         sl = slice(start, start + len(r.forces))
-        out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.ood[sl]))
+        out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.mixture[sl], u.predictor))
         start = sl.stop
     return out
 
@@ -75,7 +76,8 @@ def annotate(atoms, pred: FramePrediction):
     out.arrays["ltau_p"] = pred.p
     out.arrays["ltau_p_std"] = pred.p_std
     out.arrays["ltau_distance"] = pred.distance
-    out.arrays["ltau_ood"] = pred.ood
+    out.arrays["ltau_mixture"] = pred.mixture
+    out.info["ltau_predictor"] = pred.predictor
     results = {"energy": pred.model.energy, "free_energy": pred.model.energy, "forces": pred.model.forces, "energies": pred.model.atomic_energy}
     if pred.model.stress is not None:
         results["stress"] = pred.model.stress

@@ -1,0 +1,350 @@
+"""UQ quality on held-out Li / Li–Mg data: LTAU variants against an ensemble and the latent distance
+(seed 003's comparison, with LTAU added).
+
+    python benchmarks/uq_quality.py [--seeds 0 1] [--members 3] [--epochs 40] [--size small|tiny]
+                                    [--work DIR] [-o benchmarks/results/uq_quality.json]
+
+Data (MEAM reference, ``ltau-md make-data``): training and validation frames of LiMg (B2, 3
+vacancies, NPT) and Li (liquid, NVT) at 600 K; test sets with new seeds — in domain: both at
+600 K; out of domain: LiMg at 1200 K and 2000 K, Li at 1500 K, Li3Mg (composition shift), LiMg
+with 12 vacancies, and a heating ramp of LiMg from 600 to 2500 K. Per training seed: an M-member
+ensemble (``ltau-md train --ensemble M``), its LTAU artifact from all M error logs
+(``ltau-md fit``), calibrated on the validation frames.
+
+Predictors of member 0's per-atom force error (each calibrated on the validation frames only):
+
+* ``ltau``        plain LTAU (seed 002): s × the k neighbours' mean logged error; p from their p-values
+* ``calibrated``  the predictor ltau-md ships: σ(u, d) per species fitted by Maxwell likelihood
+                  (``ltau_md.error_model``), u = LTAU's mixture mean, d = latent distance
+* ``ensemble``    the M members' force spread, √Σ_c var_c, × a Maxwell-likelihood scale
+* ``distance``    the latent distance to the nearest training atom, σ = σ0 + σ1·d (seed 003)
+
+Scores per set and pooled: AUROC of high-error atoms (true error above the in-domain 99th
+percentile), Spearman ρ, miscalibration area (observed fraction with error ≤ atol against each
+predictor's P(error ≤ atol)), mean predicted / mean true, precision / recall / F1 at the statistical
+cutoffs (seed 003: CDF 1 − 1/N of the validation fits, N = atoms in the set) and cost per atom.
+Ranges are over the training seeds. Writes JSON, prints a table, plots AUROC per set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+LTAU_MD = Path(sys.executable).parent / "ltau-md"
+
+# name: (system, make-data options, in domain?)
+SIZES = {
+    "small": {"train": 40, "val": 20, "test": 15, "ramp": 40, "li_train": 20, "li_val": 10, "epochs": 40},
+    "tiny": {"train": 6, "val": 4, "test": 3, "ramp": 4, "li_train": 3, "li_val": 2, "epochs": 3},
+}
+
+
+def data_sets(size: dict) -> dict[str, tuple[str, list[str], bool]]:
+    t = str(size["test"])
+    common = ["--equilibrate", "2000", "--every", "50"]
+    return {
+        "train_LiMg": ("LiMg", ["--frames", str(size["train"]), "--seed", "11", *common], True),
+        "train_Li": ("Li", ["--frames", str(size["li_train"]), "--seed", "12", *common], True),
+        "val_LiMg": ("LiMg", ["--frames", str(size["val"]), "--seed", "21", *common], True),
+        "val_Li": ("Li", ["--frames", str(size["li_val"]), "--seed", "22", *common], True),
+        "LiMg 600 K": ("LiMg", ["--frames", t, "--seed", "31", *common], True),
+        "Li 600 K": ("Li", ["--frames", t, "--seed", "32", *common], True),
+        "LiMg 1200 K": ("LiMg", ["--frames", t, "--seed", "33", "--temperature", "1200", *common], False),
+        "LiMg 2000 K": ("LiMg", ["--frames", t, "--seed", "34", "--temperature", "2000", *common], False),
+        "Li 1500 K": ("Li", ["--frames", t, "--seed", "35", "--temperature", "1500", *common], False),
+        "Li3Mg 600 K": ("Li3Mg", ["--frames", t, "--seed", "36", *common], False),
+        "LiMg 12 vac.": ("LiMg", ["--frames", t, "--seed", "37", "--vacancies", "12", *common], False),
+        "heating ramp": (
+            "LiMg",
+            ["--frames", str(size["ramp"]), "--seed", "38", "--temperature", "600", "--temperature-end", "2500",
+             "--equilibrate", "1000", "--every", "100"],
+            False,
+        ),
+    }
+
+
+def file_name(name: str) -> str:
+    return name.replace(" ", "_").replace(".", "") + ".xyz"
+
+
+def sh(cmd: list[str], log: Path) -> None:
+    t0 = time.perf_counter()
+    with open(log, "a") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        sys.exit(f"uq_quality: {' '.join(cmd[:3])} … failed (exit {proc.returncode}); see {log}")
+    print(f"  {Path(cmd[0]).name} {cmd[1]} … {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def prepare(work: Path, size: dict, seeds: list[int], members: int, epochs: int) -> None:
+    """Reference data and, per training seed, the ensemble and its LTAU artifact (cached in ``work``)."""
+    data = work / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    log = work / "prepare.log"
+    for name, (system, opts, _) in data_sets(size).items():
+        out = data / file_name(name)
+        if not out.exists():
+            sh([str(LTAU_MD), "make-data", "--system", system, *opts, "-o", str(out)], log)
+    train = [str(data / file_name(n)) for n in ("train_LiMg", "train_Li")]
+    val = [str(data / file_name(n)) for n in ("val_LiMg", "val_Li")]
+    for seed in seeds:
+        run = work / f"seed{seed}"
+        run.mkdir(exist_ok=True)
+        if not (run / "model" / "ensemble.json").exists():
+            sh([str(LTAU_MD), "train", "--data", *train, "--val", *val, "--ensemble", str(members),
+                "--epochs", str(epochs), "--seed", str(100 * seed), "-o", str(run / "model")], log)  # fmt: skip
+        if not (run / "model.ltau" / "meta.json").exists():
+            sh([str(LTAU_MD), "fit", "--model", str(run / "model"), "--data", *train, "-o", str(run / "model.ltau")], log)
+
+
+PREDICTORS = ("calibrated", "ltau", "ensemble", "distance")
+
+
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Mann–Whitney AUROC of ``score`` for the ``positive`` atoms (ties count half)."""
+    from scipy.stats import rankdata
+
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(score)
+    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def member_forces(models, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Member 0's forces and latents, the ensemble's per-atom spread √Σ_c var_c, and seconds per
+    atom of one forward+forces."""
+    t0 = time.perf_counter()
+    res0 = models[0].evaluate(frames)
+    t_forward = (time.perf_counter() - t0) / sum(len(a) for a in frames)
+    forces = [np.concatenate([r.forces for r in res0])]
+    for m in models[1:]:
+        forces.append(np.concatenate([r.forces for r in m.evaluate(frames)]))
+    spread = np.sqrt(np.stack(forces).var(axis=0).sum(axis=1))
+    return forces[0], np.concatenate([r.node_features for r in res0]), spread, t_forward
+
+
+def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
+    from scipy import stats as sps
+
+    from ltau_md.artifact import Artifact
+    from ltau_md.calibration import ValidationErrors, calibrate_artifact, miscalibration_area
+    from ltau_md.cutoffs import classification_scores, fit_maxwell, fit_uncertainty
+    from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, maxwell_cdf
+    from ltau_md.nequip.model import NequIPModel, model_dir_members
+    from ltau_md.species import symbols
+    from ltau_md.user_input import read_frames, reference_forces
+
+    art = Artifact.load(run / "model.ltau")
+    models = [NequIPModel.load(run / "model" / m["checkpoint"]) for m in model_dir_members(run / "model")]
+
+    def arrays(frames) -> dict:
+        f0, lat, spread, t_fwd = member_forces(models, frames)
+        numbers = np.concatenate([a.numbers for a in frames])
+        ref = np.concatenate([reference_forces(a) for a in frames])
+        t0 = time.perf_counter()
+        q = art.query(lat, numbers, predictor="ltau")
+        t_query = (time.perf_counter() - t0) / len(numbers)
+        return {
+            "species": np.array(symbols(numbers)), "e": np.linalg.norm(f0 - ref, axis=1), "comp": np.abs(f0 - ref),
+            "u": q.mixture, "d": q.distance[:, 0], "p": q.p, "spread": spread, "t_forward": t_fwd, "t_query": t_query,
+            "frame": np.concatenate([np.full(len(a), i) for i, a in enumerate(frames)]), "lat": lat, "numbers": numbers,
+        }  # fmt: skip
+
+    val_frames = [f for n in ("val_LiMg", "val_Li") for f in read_frames(data / file_name(n), need_forces=True)]
+    v = arrays(val_frames)
+    val = ValidationErrors(v["species"], v["p"], v["u"], v["d"], v["e"], v["comp"], len(val_frames), v["frame"])
+    calibrate_artifact(art, val)
+    # baselines calibrated on the same validation atoms: ensemble σ = c·spread, distance σ = a + b·d
+    ens_c, dist_model, fams = {}, {}, {}
+    for sp in art.species:
+        sel = v["species"] == sp
+        e, sd = v["e"][sel], np.maximum(v["spread"][sel], 1e-12)
+        ens_c[sp] = float(np.sqrt(np.mean((e / sd) ** 2) / 3.0))  # Maxwell ML of σ = c·spread
+        dist_model[sp] = fit_species_error_model(v["u"][sel], v["d"][sel], e, v["frame"][sel], forms=("distance",))
+
+    def predictions(a: dict) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """predictor → (predicted error eV/Å, P(error ≤ atol), atol per atom that P refers to)."""
+        out = {k: (np.empty(len(a["e"])), np.empty(len(a["e"])), np.full(len(a["e"]), art.atol)) for k in PREDICTORS}
+        for sp in np.unique(a["species"]):
+            sel = a["species"] == sp
+            u, d = a["u"][sel], a["d"][sel]
+            sig = art.error_model.species[sp].sigma(u, d)
+            sig_e = ens_c[sp] * np.maximum(a["spread"][sel], 1e-12)
+            sig_d = dist_model[sp].sigma(u, d)
+            s = art.scale(sp)
+            for name, pred, prob in (
+                ("calibrated", MEAN_PER_SIGMA * sig, maxwell_cdf(art.atol, sig)),
+                ("ltau", s * u, a["p"][sel]),
+                ("ensemble", MEAN_PER_SIGMA * sig_e, maxwell_cdf(art.atol, sig_e)),
+                ("distance", MEAN_PER_SIGMA * sig_d, maxwell_cdf(art.atol, sig_d)),
+            ):
+                out[name][0][sel], out[name][1][sel] = pred, prob
+            out["ltau"][2][sel] = art.atol * s  # LTAU's p is calibrated against errors ≤ atol·s
+        return out
+
+    val_pred = predictions(v)
+    for name in PREDICTORS:  # the statistical cutoffs' families, fitted on validation predictions
+        for sp in art.species:
+            sel = v["species"] == sp
+            fams[(name, sp)] = fit_uncertainty(val_pred[name][0][sel])[0]
+    err_fits = {sp: fit_maxwell(v["e"][v["species"] == sp]) for sp in art.species}
+
+    tests = {name: arrays(read_frames(data / file_name(name), need_forces=True)) for name in sets}
+    in_domain = np.concatenate([tests[n]["e"] for n, (_, _, ind) in sets.items() if ind])
+    threshold = float(np.quantile(in_domain, 0.99))
+    preds = {name: predictions(a) for name, a in tests.items()}
+    pooled = {
+        "e": np.concatenate([a["e"] for a in tests.values()]),
+        "species": np.concatenate([a["species"] for a in tests.values()]),
+    }
+    pooled_pred = {k: tuple(np.concatenate([preds[n][k][i] for n in tests]) for i in range(3)) for k in PREDICTORS}
+    ood = {
+        "e": np.concatenate([a["e"] for n, a in tests.items() if not sets[n][2]]),
+        "species": np.concatenate([a["species"] for n, a in tests.items() if not sets[n][2]]),
+    }
+    ood_pred = {k: tuple(np.concatenate([preds[n][k][i] for n in tests if not sets[n][2]]) for i in range(3)) for k in PREDICTORS}
+
+    def scores(e, species, pr) -> dict:
+        out = {}
+        high = e > threshold
+        for name in PREDICTORS:
+            pred, prob, atol = pr[name]
+            # observed fraction with error ≤ the predictor's atol against its P(error ≤ atol)
+            ok = (e <= atol).astype(np.float64)
+            order = np.argsort(prob, kind="stable")
+            bins = np.array_split(order, 10)
+            xs = np.array([prob[b].mean() for b in bins if len(b)])
+            ys = np.array([ok[b].mean() for b in bins if len(b)])
+            tp = fp = fn = 0
+            for sp in np.unique(species):
+                sel = species == sp
+                n = int(sel.sum())
+                c = classification_scores(e[sel], pred[sel], err_fits[sp].cutoff(n), fams[(name, sp)].cutoff(n))
+                tp, fp, fn = tp + c["tp"], fp + c["fp"], fn + c["fn"]
+            prec = tp / (tp + fp) if tp + fp else float("nan")
+            rec = tp / (tp + fn) if tp + fn else float("nan")
+            out[name] = {
+                "auroc": auroc(pred, high),
+                "spearman": float(sps.spearmanr(pred, e).statistic),
+                "miscalibration_area": miscalibration_area(xs, ys),
+                "mean_predicted_over_true": float(pred.mean() / e.mean()),
+                "precision": prec,
+                "recall": rec,
+                "f1": 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0,
+            }
+        out["n_atoms"], out["n_high"] = int(len(e)), int(high.sum())
+        return out
+
+    result = {
+        "threshold": threshold,
+        "sets": {n: scores(a["e"], a["species"], preds[n]) for n, a in tests.items()},
+        "pooled": scores(pooled["e"], pooled["species"], pooled_pred),
+        "out_of_domain": scores(ood["e"], ood["species"], ood_pred),
+        "error_model": art.meta["error_model"],
+        "scale": art.meta["scale"],
+        "ensemble_c": ens_c,
+    }
+    # cost per atom: the LTAU query (plain; calibrated adds a few array operations) against M forwards
+    big = max(tests.values(), key=lambda a: len(a["e"]))
+    t0 = time.perf_counter()
+    art.query(big["lat"], big["numbers"], predictor="calibrated")
+    t_cal = (time.perf_counter() - t0) / len(big["e"])
+    result["cost_us_per_atom"] = {
+        "forward": big["t_forward"] * 1e6, "calibrated": t_cal * 1e6, "ltau": big["t_query"] * 1e6,
+        "ensemble": big["t_forward"] * len(models) * 1e6, "distance": big["t_query"] * 1e6,
+    }  # fmt: skip
+    return result
+
+
+def summarise(per_seed: list[dict], sets: dict) -> dict:
+    """min/max over seeds of every score."""
+    def rng(get) -> list[float]:
+        vals = [get(r) for r in per_seed]
+        return [float(np.nanmin(vals)), float(np.nanmax(vals))]
+
+    out = {}
+    for group in [*sets, "pooled", "out_of_domain"]:
+        pick = (lambda r, g=group: r["sets"][g]) if group in sets else (lambda r, g=group: r[g])
+        out[group] = {
+            name: {m: rng(lambda r, name=name, m=m, pick=pick: pick(r)[name][m]) for m in per_seed[0]["pooled"]["calibrated"]}
+            for name in PREDICTORS
+        }
+    return out
+
+
+def table(summary: dict) -> str:
+    def f(v: list[float]) -> str:
+        return f"{v[0]:.3f}" if abs(v[1] - v[0]) < 5e-4 else f"{v[0]:.3f}–{v[1]:.3f}"
+
+    lines = []
+    for metric in ("auroc", "spearman", "miscalibration_area", "mean_predicted_over_true", "precision", "recall"):
+        lines.append(f"\n{metric} (range over training seeds)")
+        lines.append(f"{'set':16s}" + "".join(f"{p:>16s}" for p in PREDICTORS))
+        for group, rows in summary.items():
+            lines.append(f"{group:16s}" + "".join(f"{f(rows[p][metric]):>16s}" for p in PREDICTORS))
+    return "\n".join(lines)
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    for ax, metric in zip(axes, ("auroc", "spearman")):
+        w = 0.8 / len(PREDICTORS)
+        for i, name in enumerate(PREDICTORS):
+            lo = np.array([summary[g][name][metric][0] for g in groups])
+            hi = np.array([summary[g][name][metric][1] for g in groups])
+            x = np.arange(len(groups)) + (i - (len(PREDICTORS) - 1) / 2) * w
+            ax.bar(x, hi, w, label=name, alpha=0.85)
+            ax.plot(np.c_[x - w / 2, x + w / 2].T, np.c_[lo, lo].T, color="k", lw=1)
+        ax.set_xticks(np.arange(len(groups)), groups, rotation=40, ha="right")
+        ax.set_ylabel(f"{metric} (bar: best seed, line: worst)")
+        ax.set_ylim(0.0 if metric == "spearman" else 0.4, 1.0)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--size", choices=list(SIZES), default="small")
+    ap.add_argument("--work", default="benchmarks/results/uq_quality_work")
+    ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("-o", "--output", default="benchmarks/results/uq_quality.json")
+    args = ap.parse_args()
+    size = SIZES[args.size]
+    work = Path(args.work).resolve()
+    prepare(work, size, args.seeds, args.members, args.epochs or size["epochs"])
+    if args.prepare_only:
+        return
+    import results_file  # benchmarks/results_file.py
+
+    sets = {n: v for n, v in data_sets(size).items() if not n.startswith(("train_", "val_"))}
+    per_seed = []
+    for seed in args.seeds:
+        print(f"evaluating training seed {seed}", flush=True)
+        per_seed.append(evaluate_seed(work / f"seed{seed}", work / "data", sets, size))
+    summary = summarise(per_seed, sets)
+    print(table(summary))
+    out = Path(args.output)
+    results_file.save(out, {"size": args.size, "members": args.members, "seeds": args.seeds, "summary": summary, "per_seed": per_seed})
+    plot(summary, out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
