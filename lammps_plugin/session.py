@@ -422,6 +422,7 @@ class Session:
         if st.known is not None and reason == "lo":  # a frame above hi is always kept: it halts the run
             duplicate = st.known.check(latent, numbers, flagged).duplicate
         a.duplicate = int(duplicate)
+        phase = "minimize" if a.minimizing else "md"
         atoms = frame_atoms(
             numbers, bridge.view(a.x, (n, 3)), bridge.view(a.v, (n, 3)), list(a.boxlo),
             graphs.cell_matrix(list(a.h)), pbc,
@@ -444,7 +445,7 @@ class Session:
                 st.queue.add(
                     frame, error=error, p=p, run=self.run_name, step=int(a.step), reason=reason,
                     model_fingerprint=model.fingerprint, artifact_fingerprint=st.artifact.fingerprint,
-                    lo=st.lo_type[types], source=self.source, fix=st.id, status="duplicate",
+                    lo=st.lo_type[types], source=self.source, fix=st.id, status="duplicate", phase=phase,
                 )  # fmt: skip
             return
         if st.known is not None:
@@ -462,7 +463,7 @@ class Session:
                 frame, error=error, p=p, run=self.run_name, step=int(a.step), reason=reason,
                 model_fingerprint=model.fingerprint, artifact_fingerprint=st.artifact.fingerprint,
                 lo=st.lo_type[types], latent=latent, source=self.source,
-                dump=str(st.dump.resolve()) if st.dump is not None else None, fix=st.id,
+                dump=str(st.dump.resolve()) if st.dump is not None else None, fix=st.id, phase=phase,
             )  # fmt: skip
 
     def fix_destroy(self, fid: bytes) -> None:

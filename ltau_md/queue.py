@@ -11,7 +11,8 @@ that opens ase.db opens it (``ase db cand.db``, ``ase.db.connect``). One row per
   :meth:`CandidateQueue.select`), ``run``, ``step``, ``reason`` (lo | hi | manual),
   ``max_error`` / ``mean_error`` (predicted, eV/Å), ``n_above_lo``, ``model`` and ``artifact``
   (fingerprints, first 16 hex), ``source`` (where it came from), ``dump`` (the dump file the
-  frame was also written to, if any) and ``fix`` (the fix ID that flagged it),
+  frame was also written to, if any), ``fix`` (the fix ID that flagged it) and ``phase`` (md or
+  minimize),
 * data: per-atom ``ltau_error`` and ``ltau_p`` arrays, ``flagged`` (above lo), optional per-atom
   ``latent`` features,
   ``failure`` text for failed labels, full fingerprints.
@@ -163,6 +164,7 @@ class CandidateQueue:
         dump: str | None = None,
         fix: str | None = None,
         status: str = "pending",
+        phase: str | None = None,
     ) -> int:
         """Queue one frame as ``pending`` (or record it as a ``duplicate``); returns its row id."""
         error = np.asarray(error, dtype=np.float64)
@@ -187,6 +189,8 @@ class CandidateQueue:
             kvp["dump"] = str(dump)
         if fix:
             kvp["fix"] = str(fix)
+        if phase:
+            kvp["phase"] = str(phase)
         if lo is not None:
             kvp["n_above_lo"] = int(np.sum(error > lo))
         data: dict[str, Any] = {

@@ -79,5 +79,5 @@ def test_relaxation_reports_initial_and_maximum_uncertainty_against_the_final_tr
     log = (work / "log.relax").read_text()
     assert "fix ltau uq: predictor calibrated" in log and "Minimization stats" in log
     rows = list(CandidateQueue(work / "relax.candidates.db", must_exist=True).rows())
-    assert rows and all(r.atoms.info.get("minimize") for r in rows)  # frames flagged during the minimization
+    assert rows and all(r.key_value_pairs["phase"] == "minimize" for r in rows)  # frames flagged during the minimization
     assert "relaxation of 45 atoms" in p.stdout and (work / "relax_trajectory.png").read_bytes()[:4] == b"\x89PNG"

@@ -298,7 +298,7 @@ def test_fix_ltau_reports_dumps_queues_and_halts_during_minimize(tmp_path, train
     assert steps == [2, 4, 6, 8], steps  # every 2 minimizer iterations (the first minimize)
     assert all(a.info["minimize"] for a in frames)
     rows = list(CandidateQueue(tmp_path / "min.db", must_exist=True).rows())
-    assert [r.step for r in rows] == steps and all(r.status == "pending" for r in rows)
+    assert [r.step for r in rows] == steps and all(r.status == "pending" and r.key_value_pairs["phase"] == "minimize" for r in rows)
     thermo = {int(ln.split()[0]): [float(v) for v in ln.split()[1:]] for ln in log.splitlines()
               if ln.split()[:1] and ln.split()[0].isdigit() and len(ln.split()) == 5}  # fmt: skip
     for a in frames:  # the dumped per-atom values are those the thermo output reduced
