@@ -4,14 +4,15 @@
     python benchmarks/uq_quality.py [--seeds 0 1] [--members 3] [--epochs 40] [--size small|tiny]
                                     [--work DIR] [-o benchmarks/results/uq_quality.json]
 
-Data (MEAM reference, ``ltau-md make-data``): training and validation frames of LiMg (B2, 3
+Data (MEAM reference, ``ltau-md make-data``): training, validation (nequip's, during training)
+and calibration frames (the validation frames plus as many again, new seeds) of LiMg (B2, 3
 vacancies, NPT) and Li (liquid, NVT) at 600 K; test sets with new seeds — in domain: both at
 600 K; out of domain: LiMg at 1200 K and 2000 K, Li at 1500 K, Li3Mg (composition shift), LiMg
 with 12 vacancies, and a heating ramp of LiMg from 600 to 2500 K. Per training seed: an M-member
 ensemble (``ltau-md train --ensemble M``), its LTAU artifact from all M error logs
 (``ltau-md fit``), calibrated on the validation frames.
 
-Predictors of member 0's per-atom force error (each calibrated on the validation frames only):
+Predictors of member 0's per-atom force error (each calibrated on the calibration frames only):
 
 * ``ltau``        plain LTAU (seed 002): s × the k neighbours' mean logged error; p from their p-values
 * ``calibrated``  the predictor ltau-md ships: σ(u, d) per species fitted by Maxwell likelihood
@@ -40,8 +41,8 @@ LTAU_MD = Path(sys.executable).parent / "ltau-md"
 
 # name: (system, make-data options, in domain?)
 SIZES = {
-    "small": {"train": 40, "val": 20, "test": 15, "ramp": 40, "li_train": 20, "li_val": 10, "epochs": 40},
-    "tiny": {"train": 6, "val": 4, "test": 3, "ramp": 4, "li_train": 3, "li_val": 2, "epochs": 3},
+    "small": {"train": 40, "val": 20, "test": 15, "ramp": 40, "li_train": 20, "li_val": 10, "cal": 20, "li_cal": 20, "epochs": 40},
+    "tiny": {"train": 6, "val": 4, "test": 3, "ramp": 4, "li_train": 3, "li_val": 2, "cal": 2, "li_cal": 2, "epochs": 3},
 }
 
 
@@ -53,6 +54,8 @@ def data_sets(size: dict) -> dict[str, tuple[str, list[str], bool]]:
         "train_Li": ("Li", ["--frames", str(size["li_train"]), "--seed", "12", *common], True),
         "val_LiMg": ("LiMg", ["--frames", str(size["val"]), "--seed", "21", *common], True),
         "val_Li": ("Li", ["--frames", str(size["li_val"]), "--seed", "22", *common], True),
+        "cal_LiMg": ("LiMg", ["--frames", str(size["cal"]), "--seed", "25", *common], True),
+        "cal_Li": ("Li", ["--frames", str(size["li_cal"]), "--seed", "26", *common], True),
         "LiMg 600 K": ("LiMg", ["--frames", t, "--seed", "31", *common], True),
         "Li 600 K": ("Li", ["--frames", t, "--seed", "32", *common], True),
         "LiMg 1200 K": ("LiMg", ["--frames", t, "--seed", "33", "--temperature", "1200", *common], False),
@@ -157,7 +160,8 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
             "frame": np.concatenate([np.full(len(a), i) for i, a in enumerate(frames)]), "lat": lat, "numbers": numbers,
         }  # fmt: skip
 
-    val_frames = [f for n in ("val_LiMg", "val_Li") for f in read_frames(data / file_name(n), need_forces=True)]
+    # calibration: the training run's validation frames plus more frames of the same conditions
+    val_frames = [f for n in ("val_LiMg", "val_Li", "cal_LiMg", "cal_Li") for f in read_frames(data / file_name(n), need_forces=True)]
     v = arrays(val_frames)
     val = ValidationErrors(v["species"], v["p"], v["u"], v["d"], v["e"], v["comp"], len(val_frames), v["frame"])
     calibrate_artifact(art, val)
@@ -334,7 +338,7 @@ def main() -> None:
         return
     import results_file  # benchmarks/results_file.py
 
-    sets = {n: v for n, v in data_sets(size).items() if not n.startswith(("train_", "val_"))}
+    sets = {n: v for n, v in data_sets(size).items() if not n.startswith(("train_", "val_", "cal_"))}
     per_seed = []
     for seed in args.seeds:
         print(f"evaluating training seed {seed}", flush=True)
