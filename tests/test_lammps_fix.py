@@ -215,7 +215,8 @@ KILL_SCRIPT = SETUP + """
 pair_style nequip {model}
 pair_coeff * * Li
 fix nve all nve
-fix uq all ltau 5 {artifact} lo 1e-6 hi 1e3 dump cand.xyz queue cand.db
+# dedup no: the re-runs below repeat the same trajectory, whose frames dedup would record as duplicates
+fix uq all ltau 5 {artifact} lo 1e-6 hi 1e3 dump cand.xyz queue cand.db dedup no
 run 20
 """
 
