@@ -137,7 +137,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
     from scipy import stats as sps
 
     from ltau_md.artifact import Artifact
-    from ltau_md.calibration import ValidationErrors, calibrate_artifact, miscalibration_area
+    from ltau_md.calibration import ValidationErrors, calibrate_artifact, calibration_curve
     from ltau_md.cutoffs import classification_scores, fit_maxwell, fit_uncertainty
     from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, maxwell_cdf
     from ltau_md.nequip.model import NequIPModel, model_dir_members
@@ -220,12 +220,8 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         high = e > threshold
         for name in PREDICTORS:
             pred, prob, atol = pr[name]
-            # observed fraction with error ≤ the predictor's atol against its P(error ≤ atol)
-            ok = (e <= atol).astype(np.float64)
-            order = np.argsort(prob, kind="stable")
-            bins = np.array_split(order, 10)
-            xs = np.array([prob[b].mean() for b in bins if len(b)])
-            ys = np.array([ok[b].mean() for b in bins if len(b)])
+            # observed fraction with error ≤ the predictor's atol (per atom) against its P(error ≤ atol)
+            area = calibration_curve(prob, e / atol, 1.0).area
             tp = fp = fn = 0
             for sp in np.unique(species):
                 sel = species == sp
@@ -237,7 +233,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
             out[name] = {
                 "auroc": auroc(pred, high),
                 "spearman": float(sps.spearmanr(pred, e).statistic),
-                "miscalibration_area": miscalibration_area(xs, ys),
+                "miscalibration_area": area,
                 "mean_predicted_over_true": float(pred.mean() / e.mean()),
                 "precision": prec,
                 "recall": rec,

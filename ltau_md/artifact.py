@@ -41,7 +41,7 @@ from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, SpeciesErrorModel, m
 from ltau_md.errors import ArtifactError, LtauError
 from ltau_md.latent_index import INDEX_TYPES, LatentIndex, ProgressFn, SpeciesIndex
 from ltau_md.pvalues import TrainingStatistics
-from ltau_md.species import symbol, symbols, to_numbers
+from ltau_md.species import symbol, to_numbers
 
 FORMAT = "ltau-md artifact"
 FORMAT_VERSION = 1
@@ -393,7 +393,7 @@ class Artifact:
         u = self._errors.mixture_mean(ids, 1.0)
         if predictor == "calibrated":
             s = np.full(len(numbers), float(scale) if scale is not None else 1.0)
-            sigma = s * self.error_model.sigma(u, dist[:, 0], np.array(symbols(numbers)))
+            sigma = s * self.error_model.sigma(u, dist[:, 0], numbers)
             error, p = MEAN_PER_SIGMA * sigma, maxwell_cdf(self.atol, sigma)
         else:
             s = np.full(len(numbers), float(scale)) if scale is not None else self.scales_for(numbers)

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import optimize, special
 
 from ltau_md.errors import LtauError
+from ltau_md.species import symbol
 
 FORMS = ("ltau", "distance", "additive", "power", "exponential")
 MEAN_PER_SIGMA = 2.0 * np.sqrt(2.0 / np.pi)  # Maxwell mean / scale
@@ -172,15 +173,17 @@ class ErrorModel:
     def __init__(self, species: dict[str, SpeciesErrorModel]) -> None:
         self.species = species
 
-    def sigma(self, u: np.ndarray, d: np.ndarray, species: np.ndarray) -> np.ndarray:
-        """Maxwell scale per atom; ``species`` holds element symbols."""
+    def sigma(self, u: np.ndarray, d: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        """Maxwell scale per atom; ``numbers`` are atomic numbers (mapped to symbols once per
+        species, not per atom: this runs at every fix ltau check)."""
         out = np.empty(len(u), dtype=np.float64)
-        species = np.asarray(species)
-        for sp in np.unique(species):
-            if str(sp) not in self.species:
+        numbers = np.asarray(numbers)
+        for z in np.unique(numbers):
+            sp = symbol(int(z))
+            if sp not in self.species:
                 raise LtauError(f"no error model for {sp}; run 'ltau-md calibrate' with {sp} in the validation data")
-            sel = species == sp
-            out[sel] = self.species[str(sp)].sigma(u[sel], d[sel])
+            sel = numbers == z
+            out[sel] = self.species[sp].sigma(u[sel], d[sel])
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def test_calibration_fits_s_the_error_model_and_distributions_and_saves_them(art
     assert again.fingerprint == artifact.fingerprint != before  # calibration changes what predictions depend on
 
 
-def test_the_error_model_form_follows_the_data(artifact):
+def test_the_error_model_form_follows_the_data():
     from ltau_md.error_model import fit_species_error_model
 
     rng = np.random.default_rng(3)
