@@ -4,14 +4,18 @@ Which one (seed 002 App. A.2; chosen by size unless the caller says):
 
 * ``flat``  — ``IndexFlatL2``, exact, no parameters; below 5 000 training atoms per species
   (beyond that HNSW answers 2-4x faster at recall ~1: benchmarks/latent_index.py).
-* ``hnsw``  — ``IndexHNSWFlat`` with the paper's M=32, efConstruction=40, efSearch=16, up to 10^6.
-  Those defaults are plenty on one smooth low-dimensional manifold but not always: on data that
-  fills all d dimensions efSearch=16 finds ~65 % of the true neighbours, and on well separated
-  clusters the graph can reach one cluster badly whatever efSearch is. So 1000 atoms are held
-  out, the index is built on the rest, recall@k of the held-out atoms is measured against the
-  exact answer, efSearch is raised (16, 24, 32, ... 256) until it reaches ``target_recall``
-  (0.95), and if that is not enough the graph is rebuilt with efConstruction doubled (up to 160);
-  then the held-out atoms are added. The measured recall and final parameters are recorded.
+* ``hnsw``  — ``IndexHNSWFlat``, up to 10^6, starting from M=16, efConstruction=40, efSearch=8
+  (FAISS searches max(efSearch, k) candidates), tuned up until the held-out recall is reached.
+  The paper's M=32, efSearch=16 give recall ~1.00 on MD descriptors where M=16 at the smallest
+  efSearch already gives 0.96, at 2.6x the query cost (10^5 Li training atoms from MD, 250-atom
+  checks); the query is what fix ltau pays every check. Small starting values are not always
+  enough: on data that fills all d dimensions they find a fraction of the true neighbours, and on
+  well separated clusters the graph can reach one cluster badly whatever efSearch is. So 1000
+  atoms are held out, the index is built on the rest, recall@k of the held-out atoms is measured
+  against the exact answer, efSearch is raised (8, 12, 16, 24, ... 256) until it reaches
+  ``target_recall`` (0.95), and if that is not enough the graph is rebuilt with M=32, then with
+  efConstruction doubled (up to 160); then the held-out atoms are added. The measured recall and final
+  parameters are recorded.
 * ``ivfpq`` — ``IndexIVFPQ`` (nlist ≈ 4√N cells, d/2 sub-quantisers of 8 bits: 16 bytes per atom
   at d = 32 instead of 128), from 10^6 atoms on, where a flat or HNSW index would not fit in memory
   comfortably next to a simulation. Its recall is capped by the quantiser (~0.9), not by how many
@@ -38,9 +42,10 @@ from ltau_md.errors import ArtifactError, LtauError
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 FLAT_MAX_ATOMS = 5_000
 HNSW_MAX_ATOMS = 1_000_000
-HNSW_DEFAULTS = {"M": 32, "ef_construction": 40, "ef_search": 16}
-EF_SEARCH_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+HNSW_DEFAULTS = {"M": 16, "ef_construction": 40, "ef_search": 8}
+EF_SEARCH_STEPS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 EF_CONSTRUCTION_MAX = 160
+HNSW_M_MAX = 32
 NPROBE_STEPS = (4, 8, 16, 32, 64)
 NPROBE_SLACK = 0.01  # recall an IVF-PQ index may give up against its best nprobe, for speed
 DEFAULT_TARGET_RECALL = 0.95
@@ -136,6 +141,7 @@ class LatentIndex:
         if kind not in INDEX_TYPES:
             raise LtauError(f"index type {kind!r} is not one of auto, {', '.join(INDEX_TYPES)}")
         params = dict(params or {})
+        fixed_m = "M" in params
         while True:
             built = cls._empty(x, kind, params, seed)
             if kind == "flat" or n < 20 * (recall_k + 1):
@@ -150,12 +156,13 @@ class LatentIndex:
             rest = np.setdiff1d(np.arange(n), probe)
             built._add(x[rest], rest, progress, n)
             reached = built._tune(x[rest], rest, x[probe], recall_k, target_recall if kind == "hnsw" else None)
-            efc = built.params.get("ef_construction", EF_CONSTRUCTION_MAX)
-            if reached or 2 * efc > EF_CONSTRUCTION_MAX:
+            m, efc = built.params.get("M", HNSW_M_MAX), built.params.get("ef_construction", EF_CONSTRUCTION_MAX)
+            grow_m = not fixed_m and m < HNSW_M_MAX  # a denser graph first: it is what separated clusters need
+            if reached or (not grow_m and 2 * efc > EF_CONSTRUCTION_MAX):
                 built._add(x[probe], probe, progress, n, offset=len(rest))
                 return built
-            params = {**built.params, "ef_construction": 2 * efc, "ef_search": HNSW_DEFAULTS["ef_search"]}
-            params = {k: v for k, v in params.items() if k in HNSW_DEFAULTS}
+            nxt = {"M": HNSW_M_MAX, "ef_construction": efc} if grow_m else {"M": m, "ef_construction": 2 * efc}
+            params = {**nxt, "ef_search": HNSW_DEFAULTS["ef_search"]}
 
     @classmethod
     def _empty(cls, x: np.ndarray, kind: str, params: dict[str, Any], seed: int) -> LatentIndex:
