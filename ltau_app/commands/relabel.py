@@ -25,11 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ltau_md.progress import Progress
+    from ltau_md.queue import display_url
     from ltau_md.relabel import relabel
 
     bar = Progress("relabelling", 0, unit=" frames")
     counts = relabel(args.db, args.calculator, retry_failed=args.retry_failed, only_selected=args.selected,
                      limit=args.limit, progress=bar.update)
     bar.close()
-    print(f"{args.db}: labelled {counts['labelled']}, failed {counts['failed']} with {args.calculator}")
+    print(f"{display_url(args.db)}: labelled {counts['labelled']}, failed {counts['failed']} with {args.calculator}")
     return 0
