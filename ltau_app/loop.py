@@ -1,18 +1,23 @@
 """``ltau-md loop``: the active-learning cycle of seed 003 §4 with LTAU as the uncertainty.
 
-Each iteration: train M models on the current data → fit the artifact → calibrate on validation
-frames → LAMMPS MD (a heating ramp) with ``fix ltau`` writing candidates to a queue → select a
-capped, latent-diverse set → relabel it with the reference → export it and add it to the data
-(the same select → relabel → export steps as ``ltau-md candidates`` / ``relabel``, marking the
-rows). Because the reference is cheap here, every MD check is also scored against the truth:
-precision, recall and F1 of flagged (predicted error > lo) against truly high-error atoms
-(|ΔF| > the Maxwell cutoff at the same N). A ``random`` strategy (the baseline) queues the same
-number of frames picked at random from the MD trajectory instead of the flagged ones.
+Each iteration: train M models on the current data (concurrently) → fit the artifact → calibrate
+on validation frames → the walkers' LAMMPS MD (heating ramps, concurrently) with ``fix ltau``
+writing candidates to one queue → select a capped, latent-diverse set → relabel it with the
+reference (one engine task per frame, retried) → export it and add it to the data (the same
+select → relabel → export steps as ``ltau-md candidates`` / ``relabel``, marking the rows).
+Because the reference is cheap here, every MD check is also scored against the truth: precision,
+recall and F1 of flagged (predicted error > lo) against truly high-error atoms (|ΔF| > the
+Maxwell cutoff at the same N). A ``random`` strategy (the baseline) queues the same number of
+frames picked at random from the walkers' trajectories instead of the flagged ones. Tasks run on
+the engine of :mod:`ltau_app.engine` (Parsl); ``state.json`` per iteration records the stages
+done, which ``--resume`` skips.
 
-Layout of ``DIR``: ``data/`` (initial, validation and held-out test frames), ``<strategy>/iterNN/``
-(model, artifact, MD input/log/dumps, queue, labelled frames, calibration plots),
-``report.json``, ``report.txt``, ``loop.png`` and one trajectory plot and one F1 map per iteration. Every path
-inside is relative to the iteration's directory, so a finished run can be moved or copied.
+Layout of ``DIR``: ``data/`` (initial, validation and held-out test frames, each walker's start),
+``<strategy>/iterNN/`` (model, artifact, calibration plots, ``candidates.db``, labelled frames,
+``state.json``, and ``walkers/NAME/`` with each walker's MD input, log, dumps and ``walker.json``),
+``report.json``, ``report.txt``, ``tasks.json``, ``loop.png``, ``campaign.png``, an F1 map per
+iteration and a trajectory plot per walker and iteration. Every path inside is relative to the
+iteration's directory, so a finished run can be moved or copied.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +35,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ltau_md import atomic_write
+from ltau_app.engine import ENGINE_DEFAULTS, ENGINE_TYPES, MPI_LAUNCHERS, Engine, mpi_command
+from ltau_md import atomic_write, pidfile
 from ltau_md.errors import LtauError
 from ltau_md.user_input import read_yaml_mapping
 
@@ -48,10 +55,18 @@ DEFAULTS: dict[str, Any] = {
     "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "check_every": 10, "ranks": 1,
            "hi": "auto", "halt": "soft", "predictor": "calibrated", "dedup": "yes"},
     "harvest": {"max_frames": 8, "min_distance": 0.0},
+    "queue": "auto",  # auto: a SQLite file per iteration; or a postgresql:// URL all walkers share
+    "walkers": [],  # none: one walker from md (system, t_start → t_end, steps, ranks)
+    "engine": ENGINE_DEFAULTS,
 }  # fmt: skip
+# one walker: what it runs (missing keys come from md and the top level)
+WALKER_KEYS = {"name": "", "system": "", "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "ranks": 1, "seed": 0, "atoms": 54}
 # keys whose value may be 0 (every other number must be positive)
-ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance"}
-CHOICES = {"halt": ("no", "soft", "hard"), "strategies": ("ltau", "random"), "predictor": ("calibrated", "ltau"), "dedup": ("yes", "no")}
+ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries"}
+CHOICES = {"halt": ("no", "soft", "hard"), "strategies": ("ltau", "random"), "predictor": ("calibrated", "ltau"), "dedup": ("yes", "no"),
+           "type": ENGINE_TYPES, "mpi": MPI_LAUNCHERS}  # fmt: skip
+STATE = "state.json"  # per iteration: the stages done (what --resume skips)
+AUTO_INTEGERS = {"workers", "cores_per_node"}  # auto or a count
 
 
 def _check_value(value: Any, default: Any, where: str, path: str | os.PathLike) -> None:
@@ -66,21 +81,34 @@ def _check_value(value: Any, default: Any, where: str, path: str | os.PathLike) 
         for k, v in value.items():
             _check_value(v, default[k], f"{where}.{k}", path)
         return
+    if key == "walkers":
+        _check_walkers(value, path)
+        return
+    if where == "queue":  # auto or a URL: checked once the whole config is read
+        if not isinstance(value, str):
+            raise LtauError(f"{path}: 'queue' must be auto or a postgresql:// URL, got {value!r}")
+        return
     if isinstance(default, list):
         if not isinstance(value, list) or not value:
             raise LtauError(f"{path}: '{where}' must be a non-empty list, got {value!r}")
         for v in value:
             _check_value(v, default[0], where, path)
         return
+    if default == "auto" and key in AUTO_INTEGERS:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise LtauError(f"{path}: '{where}' must be auto or a whole number ≥ 1, got {value!r}")
+        return
     if default == "auto":
         if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise LtauError(f"{path}: '{where}' must be auto or a positive number (eV/Å), got {value!r}")
+            raise LtauError(f"{path}: '{where}' must be auto or a positive number{' (eV/Å)' if key == 'hi' else ''}, got {value!r}")
         return
     if isinstance(default, str):
         if not isinstance(value, str):
             raise LtauError(f"{path}: '{where}' must be a string, got {value!r}")
-    elif isinstance(default, bool) or isinstance(value, bool):
+    elif isinstance(default, bool) != isinstance(value, bool):
         raise LtauError(f"{path}: '{where}' must be a {type(default).__name__}, got {value!r}")
+    elif isinstance(default, bool):
+        return
     elif isinstance(default, int) and not isinstance(value, int):
         raise LtauError(f"{path}: '{where}' must be an integer, got {value!r}")
     elif isinstance(default, float) and not isinstance(value, (int, float)):
@@ -90,6 +118,38 @@ def _check_value(value: Any, default: Any, where: str, path: str | os.PathLike) 
             raise LtauError(f"{path}: '{where}' must be {'0 or more' if key in ZERO_OK else 'positive'}, got {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
         raise LtauError(f"{path}: '{where}' must be one of {', '.join(CHOICES[key])}, got {value!r}")
+
+
+def _check_walkers(value: Any, path: str | os.PathLike) -> None:
+    if not isinstance(value, list):
+        raise LtauError(f"{path}: 'walkers' must be a list of mappings (e.g. - {{system: Li, t_start: 600, t_end: 2500}}), got {value!r}")
+    names = []
+    for i, w in enumerate(value):
+        where = f"walkers[{i}]"
+        if not isinstance(w, dict):
+            raise LtauError(f"{path}: '{where}' must be a mapping with keys among {', '.join(WALKER_KEYS)}, got {w!r}")
+        unknown = sorted(set(w) - set(WALKER_KEYS))
+        if unknown:
+            raise LtauError(f"{path}: unknown key(s) {unknown} in '{where}'; known: {', '.join(WALKER_KEYS)}")
+        for k, v in w.items():
+            _check_value(v, WALKER_KEYS[k], f"{where}.{k}", path)
+        name = w.get("name") or f"w{i}"
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise LtauError(f"{path}: '{where}.name' {name!r}: use letters, digits, - and _ (it names a directory)")
+        names.append(name)
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise LtauError(f"{path}: walker name(s) {dup} appear more than once in 'walkers'; give each a unique name")
+
+
+def walkers_of(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The iteration's walkers, every key filled in (from md and the top level)."""
+    md = cfg["md"]
+    base = {"system": cfg["system"], "t_start": md["t_start"], "t_end": md["t_end"], "steps": md["steps"], "ranks": md["ranks"],
+            "seed": 0, "atoms": md["atoms"]}  # fmt: skip
+    given = cfg["walkers"] or [{}]
+    # seed defaults to the walker's index: walkers of one system and temperature still start apart
+    return [{**base, "seed": i, **w, "name": w.get("name") or f"w{i}"} for i, w in enumerate(given)]
 
 
 def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
@@ -114,6 +174,15 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
 
     if cfg["system"] not in SYSTEMS:
         raise LtauError(f"{path}: 'system' must be one of {', '.join(SYSTEMS)}, got {cfg['system']!r}")
+    for i, w in enumerate(cfg["walkers"]):
+        if w.get("system", cfg["system"]) not in SYSTEMS:
+            raise LtauError(f"{path}: 'walkers[{i}].system' must be one of {', '.join(SYSTEMS)}, got {w['system']!r}")
+    q = cfg["queue"]
+    if q != "auto" and not q.startswith(("postgresql://", "postgres://")):
+        raise LtauError(f"{path}: 'queue' must be auto (a SQLite file per iteration) or a postgresql:// URL, got {q!r}")
+    if q != "auto" and (":" in q.split("://", 1)[1].split("@", 1)[0] and "@" in q or "password=" in q):
+        raise LtauError(f"{path}: 'queue' holds a password, which would be written to config.yaml, the MD inputs and logs; "
+                        "keep it in ~/.pgpass or PGPASSWORD and leave it out of the URL")  # fmt: skip
     return cfg
 
 
@@ -157,11 +226,11 @@ class LoopData:
     validation: list
     validation_path: Path
     test: list
-    md_start: Any
+    starts: dict[str, Any]  # walker name → its equilibrated start frame
 
 
 def prepare_data(cfg: dict[str, Any], data_dir: Path) -> tuple[LoopData, Path]:
-    """Initial training, validation, held-out test frames and the MD start (sampled once)."""
+    """Initial training, validation, held-out test frames and each walker's start (sampled once)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     seed, system = int(cfg["seed"]), cfg["system"]
     sets = {}
@@ -174,19 +243,22 @@ def prepare_data(cfg: dict[str, Any], data_dir: Path) -> tuple[LoopData, Path]:
     for j, temperature in enumerate(c["temperatures"]):
         test += _frames_of(data_dir / f"test_{int(temperature)}K.xyz", lambda t=temperature, j=j: _sample(
             system, c["frames"], c["atoms"], t, c["equilibrate"], c["every"], seed * 100 + 10 + j))  # fmt: skip
-    # the MD starts from an equilibrated reference frame (positions and velocities) of the right size
-    md = cfg["md"]
-    (start,) = _frames_of(data_dir / "md_start.xyz", lambda: _sample(
-        system, 1, md["atoms"], md["t_start"], cfg["initial"]["equilibrate"], 1, seed * 100 + 20))  # fmt: skip
-    data = LoopData(sets["initial"], sets["validation"], data_dir / "validation.xyz", test, start)
+    # each walker starts from an equilibrated reference frame (positions and velocities) of its
+    # system and size at its first temperature
+    starts = {}
+    for w in walkers_of(cfg):
+        (starts[w["name"]],) = _frames_of(data_dir / f"md_start_{w['name']}.xyz", lambda w=w: _sample(
+            w["system"], 1, w["atoms"], w["t_start"], cfg["initial"]["equilibrate"], 1, seed * 100 + 20 + int(w["seed"])))  # fmt: skip
+    data = LoopData(sets["initial"], sets["validation"], data_dir / "validation.xyz", test, starts)
     return data, data_dir / "initial.xyz"
 
 
-def md_script(cfg: dict[str, Any], model: Path, artifact: Path, work: Path, species: list[str], start, nsamples: int) -> Path:
-    """The iteration's LAMMPS input, run in ``work``: ``start`` (an equilibrated reference frame with
-    velocities, so the run begins inside the training domain, not at a perfect lattice) heated from
-    t_start to t_end, with fix ltau checking every ``check_every`` steps and a dump of every
-    checked frame. Paths are relative to ``work``."""
+def md_script(cfg: dict[str, Any], walker: dict[str, Any], model: Path, artifact: Path, queue: str, work: Path,
+              species: list[str], start, nsamples: int) -> Path:  # fmt: skip
+    """A walker's LAMMPS input, run in ``work``: ``start`` (an equilibrated reference frame with
+    velocities, so the run begins inside the training domain, not at a perfect lattice) taken from
+    t_start to t_end, with fix ltau checking every ``check_every`` steps, writing to the
+    iteration's queue, and a dump of every checked frame. Paths are relative to ``work``."""
     from ase.io import write
 
     from ltau_md.systems import MASSES
@@ -195,7 +267,8 @@ def md_script(cfg: dict[str, Any], model: Path, artifact: Path, work: Path, spec
     write(work / "start.data", start, format="lammps-data", specorder=species, masses=True, velocities=True)
     rel = lambda p: os.path.relpath(Path(p).resolve(), work.resolve())
     masses = "\n".join(f"mass            {i + 1} {MASSES[sp]}" for i, sp in enumerate(species))
-    text = f"""# ltau-md loop: heating ramp {md['t_start']} K -> {md['t_end']} K with fix ltau (run in this directory)
+    queue_arg = queue if "://" in queue else rel(queue)
+    text = f"""# ltau-md loop walker {walker['name']}: {walker['system']} {walker['t_start']} K -> {walker['t_end']} K with fix ltau (run in this directory)
 units           metal
 atom_style      atomic
 atom_modify     map array
@@ -206,32 +279,43 @@ pair_style      nequip {rel(model)}
 pair_coeff      * * {' '.join(species)}
 neighbor        1.0 bin
 timestep        0.001
-fix             md all nvt temp {md['t_start']} {md['t_end']} 0.1
+fix             md all nvt temp {walker['t_start']} {walker['t_end']} 0.1
 fix             uq all ltau {md['check_every']} {rel(artifact)} lo auto hi {md['hi']} nsamples {nsamples} &
-                predictor {md['predictor']} dump candidates.xyz queue candidates.db dedup {md['dedup']} halt {md['halt']}
+                predictor {md['predictor']} dump candidates.xyz queue {queue_arg} dedup {md['dedup']} halt {md['halt']}
 dump            traj all custom {md['check_every']} traj.dump id type x y z fx fy fz f_uq[1] f_uq[2]
 dump_modify     traj sort id
 thermo          {md['check_every']}
 thermo_style    custom step temp pe press f_uq[1] f_uq[2] f_uq[3] f_uq[4]
-run             {md['steps']}
+run             {walker['steps']}
 """
     path = work / "in.md"
     path.write_text(text)
     return path
 
 
-def run_md(script: Path, work: Path, ranks: int) -> dict[str, Any]:
+def run_walker(work: Path, log_name: str, launcher: list[str]) -> dict[str, Any]:
+    """One walker (a Parsl task): ``[mpiexec -n P] ltau-md run in.md`` in ``work``. Writes
+    ``walker.json`` when it has finished (what a resumed campaign trusts)."""
+    from ltau_md import pidfile
+
     exe = Path(sys.executable).parent
-    cmd = [str(exe / "ltau-md"), "run", script.name, "-log", "log.lammps", "-screen", "none"]
-    if ranks > 1:
-        cmd = [str(exe / "mpiexec"), "-n", str(ranks), *cmd]
+    cmd = [*launcher, str(exe / "ltau-md"), "run", "in.md", "-log", log_name, "-screen", "none"]
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
-    (work / "run.out").write_text(p.stdout + p.stderr)
-    if p.returncode not in (0, 3):  # 3: halted hard (a restart file was written)
-        tail = (p.stdout + p.stderr).strip().splitlines()[-1:] or ["(no output)"]
-        raise LtauError(f"MD in {work} failed (exit {p.returncode}): {tail[0]}")
-    return {"wall_s": time.perf_counter() - t0, "exit": p.returncode}
+    with open(work / "run.out", "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=work, start_new_session=True)
+        pidfile.record(work / "walker.pid", proc.pid, "ltau-md")
+        try:
+            proc.wait()
+        except BaseException:  # the worker told to stop: no orphan MD
+            proc.kill()
+            proc.wait()
+            raise
+    if proc.returncode not in (0, 3):  # 3: halted hard (a restart file was written)
+        tail = (work / "run.out").read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise LtauError(f"MD in {work} failed (exit {proc.returncode}): {tail[0]}")
+    result = {"wall_s": time.perf_counter() - t0, "exit": proc.returncode}
+    atomic_write.write_json(work / "walker.json", result)
+    return result
 
 
 @dataclass
@@ -261,130 +345,260 @@ def score_trajectory(dump: Path, species: list[str], reference) -> Truth:
     return Truth(frames, np.concatenate(pred), np.concatenate(true), np.concatenate(sp))
 
 
-def _harvest(strategy: str, work: Path, truth: Truth, cfg: dict[str, Any], k: int, reference):
-    """select → relabel → export, through the queue: fix ltau's candidates, or (random) frames of
-    the trajectory queued by hand. Returns the queue and the exported frames."""
+def label_frame(atoms, spec: str):
+    """One reference label (a Parsl task; failures are retried by the engine, then recorded)."""
+    from ltau_md.relabel import label, make_calculator
+
+    return label(atoms, make_calculator(spec))
+
+
+class Ledger:
+    """``state.json`` of an iteration: the stages done, with what they produced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state: dict[str, Any] = {}
+        if path.exists():
+            import json
+
+            self.state = json.loads(path.read_text())
+
+    def done(self, stage: str) -> bool:
+        return stage in self.state
+
+    def get(self, stage: str, default: Any = None) -> Any:
+        return self.state.get(stage, default)
+
+    def mark(self, stage: str, info: Any) -> None:
+        self.state[stage] = info
+        atomic_write.write_json(self.path, self.state)
+
+
+def _harvest(strategy: str, work: Path, queue_url: str, prefix: str, truths: dict[str, Truth], cfg: dict[str, Any], k: int,
+             engine: Engine, ledger: Ledger):  # fmt: skip
+    """select → relabel (one task per frame) → export, through the queue: the walkers'
+    candidates, or (random) frames of their trajectories queued by hand. Frames labelled before
+    (a resumed campaign) are not labelled again. Returns the queue and the exported frames."""
     from ltau_md.queue import CandidateQueue
-    from ltau_md.relabel import relabel
 
     cap = int(cfg["harvest"]["max_frames"])
-    if strategy == "ltau":
-        queue = CandidateQueue(work / "candidates.db")
-    else:
-        queue = CandidateQueue(work / "random.db")
-        rng = np.random.default_rng(int(cfg["seed"]) * 1000 + k)
-        n_pick = min(len(truth.frames), cap)  # the same labelling budget, spent blindly
-        for i in sorted(rng.choice(len(truth.frames), size=n_pick, replace=False)):
-            step, atoms = truth.frames[i]
-            n = len(atoms)
-            queue.add(atoms, error=np.zeros(n), p=np.ones(n), run="random", step=int(step), reason="manual", source="random baseline")
-    if queue.count("pending"):  # random: the budget, whatever the frames' distances
-        queue.select(cap, cfg["harvest"]["min_distance"] if strategy == "ltau" else None)
-    counts = relabel(queue, reference, only_selected=True)
-    if counts["failed"]:
-        _log(f"[{strategy} {k}] the reference failed on {counts['failed']} frame(s); recorded in {queue.url}")
-    labelled = queue.labelled_frames("labelled", selected_only=True)
+    queue = CandidateQueue(queue_url, writable=True)
+    if not ledger.done("select"):
+        if strategy == "random":
+            queue.remove(prefix)  # picks of a killed earlier attempt
+            rng = np.random.default_rng(int(cfg["seed"]) * 1000 + k)
+            pool = [(name, step, atoms) for name, t in truths.items() for step, atoms in t.frames]
+            n_pick = min(len(pool), cap)  # the same labelling budget, spent blindly
+            for i in sorted(rng.choice(len(pool), size=n_pick, replace=False)):
+                name, step, atoms = pool[i]
+                n = len(atoms)
+                queue.add(atoms, error=np.zeros(n), p=np.ones(n), run=f"{prefix}{name}", step=int(step), reason="manual",
+                          source="random baseline")  # fmt: skip
+        if any(True for _ in queue.rows("pending", run_prefix=prefix)):  # random: the budget, whatever the frames' distances
+            queue.select(cap, cfg["harvest"]["min_distance"] if strategy == "ltau" else None, run_prefix=prefix)
+        ledger.mark("select", {"selected": sum(1 for _ in queue.rows(selected=True, run_prefix=prefix))})
+    todo = [c for c in queue.rows("pending", selected=True, run_prefix=prefix)]
+    threads = engine.threads_for(len(todo))
+    submit = lambda c, attempt: engine.submit("relabel", f"{strategy} {k} row {c.id}" + (f" (retry {attempt})" if attempt else ""),
+                                              label_frame, c.atoms, cfg["reference"], threads=threads)  # fmt: skip
+    futures = [(c, 0, submit(c, 0)) for c in todo]
+    failed = 0
+    while futures:
+        retry = []
+        for c, attempt, fut in futures:
+            try:
+                queue.mark_labelled(c.id, engine.result(fut), cfg["reference"])
+            except Exception as exc:  # any failure of the reference on this frame: retried, then recorded
+                if attempt < int(cfg["engine"]["retries"]):
+                    retry.append((c, attempt + 1, submit(c, attempt + 1)))
+                else:
+                    queue.mark_failed(c.id, str(exc), cfg["reference"])
+                    failed += 1
+        futures = retry
+    if failed:
+        _log(f"[{strategy} {k}] the reference failed on {failed} frame(s) after {cfg['engine']['retries']} retries; recorded in {queue.url}")
+    labelled = queue.labelled_frames("labelled", selected_only=True, run_prefix=prefix)
     new_file = None
     if labelled:
         new_file = work / "labelled.xyz"
-        queue.export(new_file, "labelled", selected_only=True)
+        queue.export(new_file, "labelled", selected_only=True, run_prefix=prefix)
     return queue, labelled, new_file
 
 
+def _scores(truth: Truth, cuts, err_cut: dict[str, float]) -> dict[str, Any]:
+    """Flagged (predicted > lo) vs truly high-error atoms, per-atom cutoffs as ratios against 1."""
+    from ltau_md.cutoffs import classification_scores
+    from ltau_md.species import symbol
+
+    lo_atom = np.array([cuts.lo[symbol(z)] for z in truth.species])
+    err_atom = np.array([err_cut[symbol(z)] for z in truth.species])
+    ratio_e, ratio_u = truth.true_error / err_atom, truth.predicted / lo_atom
+    return {"ratio_e": ratio_e, "ratio_u": ratio_u, **classification_scores(ratio_e, ratio_u, 1.0, 1.0)}
+
+
+def _merge_truths(truths: dict[str, Truth]) -> Truth:
+    ts = list(truths.values())
+    return Truth([f for t in ts for f in t.frames], *(np.concatenate([getattr(t, a) for t in ts]) for a in ("predicted", "true_error", "species")))
+
+
 def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_files: list[Path], train_frames: list,
-                  data: LoopData, reference, species: list[str]) -> tuple[dict[str, Any], Path | None, list]:
-    """One iteration in ``work``; returns the report row, the exported frames' file and the frames."""
+                  data: LoopData, reference, species: list[str], engine: Engine, resume: bool) -> tuple[dict[str, Any], Path | None, list]:
+    """One iteration in ``work``; returns the report row, the exported frames' file and the frames.
+    With ``resume``, stages the ledger records as done are skipped (trained members, finished
+    walkers, labelled frames); without, the iteration starts from scratch."""
     import shutil
 
+    from ltau_md.artifact import Artifact
     from ltau_md.calibration import calibrate_artifact
-    from ltau_md.cutoffs import classification_scores
+    from ltau_md.cutoffs import f1_map
     from ltau_md.nequip.calibrate import validation_errors
     from ltau_md.nequip.fit import fit_artifact
     from ltau_md.nequip.model import NequIPModel
     from ltau_md.nequip.training import member_error_logs, train
+    from ltau_md.plots import plot_f1_map
+    from ltau_md.queue import CandidateQueue
     from ltau_md.run_cutoffs import environments_examined, error_cutoffs, run_cutoffs
-    from ltau_md.species import symbol, to_numbers
+    from ltau_md.species import to_numbers
     from ltau_md.trajectory import plot_trajectory, read_trajectory
 
+    if not resume and work.exists():
+        shutil.rmtree(work)  # its model, MD and harvest start over
     work.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(work / STATE)
+    stage_s: dict[str, float] = dict(ledger.get("stage_s", {}))
     t, md = cfg["train"], cfg["md"]
-    _log(f"[{strategy} {k}] training {t['ensemble']} model(s) on {len(train_frames)} frames")
+    walkers = walkers_of(cfg)
+    prefix = f"{strategy}_iter{k:02d}_"  # the walkers' rows: run = PREFIX + walker name + @ + stamp
+    queue_url = str(work / "candidates.db") if cfg["queue"] == "auto" else cfg["queue"]
+    # the random baseline's picks: rows of their own, never mixed with what fix ltau queued
+    pick_url, pick_prefix = (str(work / "random.db") if cfg["queue"] == "auto" else cfg["queue"]), f"random-pick_iter{k:02d}_"
+
+    def timed(stage: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        stage_s[stage] = stage_s.get(stage, 0.0) + time.perf_counter() - t0
+        ledger.mark("stage_s", stage_s)
+        return out
+
     model_dir = work / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)  # a half-finished earlier attempt
-    for stale in ("candidates.db", "candidates.xyz", "random.db", "traj.dump", "log.lammps", "labelled.xyz"):
-        (work / stale).unlink(missing_ok=True)  # its MD and harvest start over with the new model
-    train(train_files, model_dir, val=[data.validation_path], epochs=t["epochs"], ensemble=t["ensemble"],
-          seed=int(cfg["seed"]), species=species, batch_size=t["batch_size"], lr=t["lr"], model=t["model"])  # fmt: skip
+    if not ledger.done("train"):
+        _log(f"[{strategy} {k}] training {t['ensemble']} model(s) on {len(train_frames)} frames, {min(engine.workers, t['ensemble'])} at a time")
+        run_members = lambda jobs: engine.map("train", _run_member, list(jobs), [f"{strategy} {k} {j[2]}" for j in jobs],
+                                              threads=engine.threads_for(len(jobs)))  # fmt: skip
+        timed("train", lambda: train(train_files, model_dir, val=[data.validation_path], epochs=t["epochs"], ensemble=t["ensemble"],
+                                     seed=int(cfg["seed"]), species=species, batch_size=t["batch_size"], lr=t["lr"], model=t["model"],
+                                     run_members=run_members, reuse_finished=True))  # fmt: skip
+        ledger.mark("train", {"members": t["ensemble"]})
     model = NequIPModel.load(model_dir)
-    art = fit_artifact(model, member_error_logs(model_dir), work / "model.ltau", k=cfg["fit"]["k"], progress=False)
-    cal = calibrate_artifact(art, validation_errors(art, model, data.validation, progress=False), plots=work / "calibration")
+    if ledger.done("calibrate"):
+        art = Artifact.load(work / "model.ltau")
+        cal = ledger.get("calibrate")
+    else:
+        def fit_and_calibrate():
+            a = fit_artifact(model, member_error_logs(model_dir), work / "model.ltau", k=cfg["fit"]["k"], progress=False)
+            return a, calibrate_artifact(a, validation_errors(a, model, data.validation, progress=False), plots=work / "calibration")
+
+        art, cal = timed("fit_calibrate", fit_and_calibrate)
+        cal = {"species": {sp: {"scale": r["scale"], "error_model": r["error_model"]["form"], **{p: r[p] for p in ("ltau", "calibrated") if p in r}}
+                           for sp, r in cal["species"].items()}}  # fmt: skip
+        ledger.mark("calibrate", cal)
     res = model.evaluate(data.test)
     test_mae = float(np.mean([np.abs(r.forces - a.get_forces()).mean() for a, r in zip(data.test, res)]))
-    _log(f"[{strategy} {k}] held-out force MAE {test_mae:.4f} eV/Å; running MD")
-    nsamples = environments_examined(len(data.md_start), md["steps"], md["check_every"])
+    _log(f"[{strategy} {k}] held-out force MAE {test_mae:.4f} eV/Å; running {len(walkers)} walker(s), {min(engine.workers, len(walkers))} at a time")
+
+    # -- walkers: concurrent MD apps, one shared queue -------------------------------------------
+    n_atoms = {w["name"]: len(data.starts[w["name"]]) for w in walkers}
+    nsamples = sum(environments_examined(n_atoms[w["name"]], w["steps"], md["check_every"]) for w in walkers)
     cuts = run_cutoffs(art, species, nsamples, hi=None if md["hi"] == "auto" else float(md["hi"]), predictor=md["predictor"])  # as fix ltau
     err_cut = error_cutoffs(art, species, nsamples)
-    script = md_script(cfg, model_dir, work / "model.ltau", work, species, data.md_start, nsamples)
-    run = run_md(script, work, int(md["ranks"]))
-    truth = score_trajectory(work / "traj.dump", species, reference)
-    lo_atom = np.array([cuts.lo[symbol(z)] for z in truth.species])
-    err_atom = np.array([err_cut[symbol(z)] for z in truth.species])
-    flagged, high = truth.predicted > lo_atom, truth.true_error > err_atom
-    # per-atom cutoffs differ by species: score the ratios against 1
-    scores = classification_scores(truth.true_error / err_atom, truth.predicted / lo_atom, 1.0, 1.0)
-    # seed 003 Fig. 3 over both cutoffs (as ratios to this run's: the statistical pair sits at 1, 1)
-    from ltau_md.cutoffs import f1_map
-    from ltau_md.plots import plot_f1_map
+    futures = {}
+    queue = CandidateQueue(queue_url, writable=True)  # created once, before the walkers open it together
+    t_md = time.perf_counter()
+    to_run = [w for w in walkers if not (work / "walkers" / w["name"] / "walker.json").exists()]  # the others finished before
+    threads = engine.threads_for(len(to_run))
+    for w in to_run:
+        wdir = work / "walkers" / w["name"]
+        if wdir.exists():
+            pidfile.stop_recorded(wdir / "walker.pid")  # a killed campaign's MD of it may still run
+            shutil.rmtree(wdir)
+        wdir.mkdir(parents=True)
+        queue.remove(f"{prefix}{w['name']}@")  # rows of a killed earlier attempt of this walker
+        md_script(cfg, w, model_dir, work / "model.ltau", queue_url, wdir, species, data.starts[w["name"]], nsamples)
+        launcher = mpi_command(cfg["engine"], int(w["ranks"]), Path(sys.executable).parent)
+        futures[w["name"]] = engine.submit("md", f"{strategy} {k} {w['name']}", run_walker, wdir, f"log.{prefix}{w['name']}", launcher,
+                                           threads=max(1, threads // int(w["ranks"])))  # fmt: skip
+    for fut in futures.values():
+        engine.result(fut)
+    stage_s["md"] = stage_s.get("md", 0.0) + time.perf_counter() - t_md
+    ledger.mark("stage_s", stage_s)
 
-    ratio_e, ratio_u = truth.true_error / err_atom, truth.predicted / lo_atom
+    # -- truth: every checked frame of every walker against the reference -------------------------
+    stage_s.pop("score", None)  # recomputed in full on a resume
+    truths = timed("score", lambda: {w["name"]: score_trajectory(work / "walkers" / w["name"] / "traj.dump", species, reference) for w in walkers})
+    walker_rows = []
+    candidates = list(queue.rows(run_prefix=prefix))  # what fix ltau queued (the random baseline's walkers too)
+    for w in walkers:
+        wdir, tr = work / "walkers" / w["name"], truths[w["name"]]
+        mine = [c for c in candidates if c.run.startswith(f"{prefix}{w['name']}@")]
+        info = _read_json(wdir / "walker.json")
+        last = int(tr.frames[-1][0])
+        sc = _scores(tr, cuts, err_cut)
+        walker_rows.append({
+            "name": w["name"], "system": w["system"], "t_start": w["t_start"], "t_end": w["t_end"], "ranks": int(w["ranks"]),
+            "steps": int(w["steps"]), "steps_run": last, "halted": md["halt"] != "no" and any(c.reason == "hi" for c in mine),
+            "t_reached": w["t_start"] + (w["t_end"] - w["t_start"]) * last / w["steps"],
+            "candidates": sum(c.status != "duplicate" for c in mine), "duplicates": sum(c.status == "duplicate" for c in mine),
+            "precision": sc["precision"], "recall": sc["recall"], "f1": sc["f1"], "wall_s": info.get("wall_s"),
+        })  # fmt: skip
+        plot_trajectory(
+            read_trajectory(wdir / f"log.{prefix}{w['name']}"),
+            work.parent.parent / f"trajectory_{strategy}_iter{k:02d}_{w['name']}.png",
+            candidate_steps=[c.step for c in mine if c.reason != "hi" and c.status != "duplicate"],
+            halt_steps=[c.step for c in mine if c.reason == "hi"],
+            lo=min(cuts.lo.values()),
+            hi=min(cuts.hi.values()),
+            title=f"{strategy} iteration {k}, walker {w['name']}: {w['system']} {w['t_start']:.0f} → {w['t_end']:.0f} K",
+        )
+    truth = _merge_truths(truths)
+    sc = _scores(truth, cuts, err_cut)
+    ratio_e, ratio_u = sc["ratio_e"], sc["ratio_u"]
+    # seed 003 Fig. 3 over both cutoffs (as ratios to this run's: the statistical pair sits at 1, 1)
     fmap = f1_map(ratio_e, ratio_u, np.linspace(0.25, 3.0, 45), np.linspace(0.25, 3.0, 45))
     plot_f1_map(fmap, work.parent.parent / f"f1_map_{strategy}_iter{k:02d}.png", 1.0, 1.0,
-                title=f"{strategy} iteration {k}: heating ramp (cutoffs / statistical cutoffs)")  # fmt: skip
+                title=f"{strategy} iteration {k}: all walkers (cutoffs / statistical cutoffs)")  # fmt: skip
     # at the statistical error cutoff: the best recall any lo reaches with precision ≥ 0.5
     ratio_lo = np.linspace(0.05, 3.0, 119)
     at_err = f1_map(ratio_e, ratio_u, np.array([1.0]), ratio_lo)
     ok = at_err.precision[0] >= 0.5
     best_recall = float(at_err.recall[0][ok].max()) if ok.any() else 0.0
     best_lo = float(ratio_lo[ok][np.argmax(at_err.recall[0][ok])]) if ok.any() else float("nan")
-    fix_queue = work / "candidates.db"
-    candidates = []
-    if fix_queue.exists():
-        from ltau_md.queue import CandidateQueue
 
-        candidates = list(CandidateQueue(fix_queue).rows())
-    queue, labelled, new_file = _harvest(strategy, work, truth, cfg, k, reference)
-    last_step = int(truth.frames[-1][0])
-    t_reached = md["t_start"] + (md["t_end"] - md["t_start"]) * last_step / md["steps"]
-    halted = md["halt"] != "no" and any(c.reason == "hi" for c in candidates)
-    plot_trajectory(
-        read_trajectory(work / "log.lammps"),
-        work.parent.parent / f"trajectory_{strategy}_iter{k:02d}.png",
-        candidate_steps=[c.step for c in candidates if c.reason != "hi" and c.status != "duplicate"],
-        halt_steps=[c.step for c in candidates if c.reason == "hi"],
-        lo=min(cuts.lo.values()),
-        hi=min(cuts.hi.values()),
-        title=f"{strategy} iteration {k}: heating ramp",
-    )
+    t_h = time.perf_counter()
+    h_url, h_prefix = (queue_url, prefix) if strategy == "ltau" else (pick_url, pick_prefix)
+    queue, labelled, new_file = _harvest(strategy, work, h_url, h_prefix, truths, cfg, k, engine, ledger)
+    stage_s["harvest"] = stage_s.get("harvest", 0.0) + time.perf_counter() - t_h
     present = set(np.unique(truth.species).tolist())
+    flagged, high = ratio_u > 1.0, ratio_e > 1.0
     row = {
         "iteration": k,
         "strategy": strategy,
         "dataset_frames": len(train_frames),
         "dataset_atoms": int(sum(len(a) for a in train_frames)),
         "test_force_mae": test_mae,
-        "calibration": {sp: {"scale": r["scale"], "error_model": r["error_model"]["form"],
+        "calibration": {sp: {"scale": r["scale"], "error_model": r["error_model"],
                              **{key: r[md["predictor"]][key] for key in ("spearman_rho", "miscalibration_area", "uncertainty_cutoff")}}
                         for sp, r in cal["species"].items()},  # fmt: skip
         "predictor": md["predictor"],
-        "md_steps_run": last_step,
-        "md_target_temperature_reached": t_reached,
-        "md_halted": halted,
-        "md_wall_s": run["wall_s"],
-        "candidates_found": sum(c.status != "duplicate" for c in candidates),
-        "duplicates": sum(c.status == "duplicate" for c in candidates),
+        "walkers": walker_rows,
+        "md_steps_run": int(sum(r["steps_run"] for r in walker_rows)),
+        "md_target_temperature_reached": float(max(r["t_reached"] for r in walker_rows)),
+        "md_halted": any(r["halted"] for r in walker_rows),
+        "md_wall_s": stage_s.get("md", 0.0),
+        "stage_s": stage_s,
+        "candidates_found": sum(r["candidates"] for r in walker_rows),
+        "duplicates": sum(r["duplicates"] for r in walker_rows),
         "frames_added": len(labelled),
-        "queue": os.path.relpath(queue.url, work),
+        "queue": os.path.relpath(queue.url, work) if cfg["queue"] == "auto" else queue.url,  # where the harvest's frames are
         "nsamples": nsamples,
         "lo": cuts.lo,
         "hi": cuts.hi,
@@ -392,49 +606,111 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         "flagged_atoms": int(flagged.sum()),
         "high_error_atoms": int(high.sum()),
         "checked_atoms": int(len(flagged)),
-        "precision": scores["precision"],
-        "recall": scores["recall"],
-        "f1": scores["f1"],
+        "precision": sc["precision"],
+        "recall": sc["recall"],
+        "f1": sc["f1"],
         "recall_at_precision_0.5": best_recall,  # over lo (error cutoff statistical), with the lo / lo_auto that gives it
         "lo_ratio_for_it": best_lo,
         "max_true_error": float(truth.true_error.max()),
         "max_predicted_error": float(truth.predicted.max()),
         "species": [s for s in species if int(to_numbers([s])[0]) in present],
     }
-    _log(f"[{strategy} {k}] MD {last_step}/{md['steps']} steps{' (halted)' if halted else ''}, {len(candidates)} candidate(s), "
-         f"P/R/F1 {scores['precision']:.2f}/{scores['recall']:.2f}/{scores['f1']:.2f}, +{len(labelled)} frames")  # fmt: skip
+    ledger.mark("row", {"row": row, "new_file": new_file.name if new_file else None})
+    _log(f"[{strategy} {k}] {len(walkers)} walker(s), {row['md_steps_run']} MD steps{' (halted)' if row['md_halted'] else ''}, "
+         f"{row['candidates_found']} candidate(s), P/R/F1 {sc['precision']:.2f}/{sc['recall']:.2f}/{sc['f1']:.2f}, +{len(labelled)} frames")  # fmt: skip
     return row, new_file, labelled
 
 
-def run_loop(cfg: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
+def _run_member(*job: Any) -> None:
+    from ltau_md.nequip.training import run_member
+
+    run_member(*job)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _check_resumable(cfg: dict[str, Any], out: Path) -> None:
+    """--resume continues the campaign that DIR holds, with the same configuration."""
+    saved = out / "config.yaml"
+    if not saved.exists():
+        raise LtauError(f"{out}: no campaign to resume (no config.yaml); run without --resume")
+    before = yaml.safe_load(saved.read_text())
+    # where tasks run (engine) may change between the two; what they compute may not
+    keys = sorted(k for k in set(before) | set(cfg) if k != "engine" and before.get(k) != cfg.get(k))
+    if keys:
+        raise LtauError(f"{out}: --resume with a different configuration ({', '.join(keys)} changed); "
+                        "resume with the config it was started with, or start a new -o DIR")  # fmt: skip
+
+
+def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
     """Run every strategy's iterations in ``out`` (resolved against the caller's working
-    directory: the MD subprocesses run inside it); writes and returns the report."""
+    directory: the MD subprocesses run inside it) on the configured engine; writes and returns
+    the report. ``resume`` continues a killed campaign where it stopped."""
     from ltau_md.relabel import make_calculator
     from ltau_md.species import symbols
 
     out = Path(out).resolve()
+    if resume:
+        _check_resumable(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write.write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
     reference = make_calculator(cfg["reference"])
     data, initial_file = prepare_data(cfg, out / "data")
     species = symbols(sorted({int(z) for a in data.initial + data.validation for z in a.numbers}))
+    for w in walkers_of(cfg):
+        extra = sorted(set(data.starts[w["name"]].get_chemical_symbols()) - set(species))
+        if extra:
+            raise LtauError(f"walker {w['name']}: system {w['system']} holds {', '.join(extra)}, which the training data "
+                            f"({cfg['system']}) lack; choose a walker system made of {', '.join(species)}")  # fmt: skip
     rows: list[dict[str, Any]] = []
-    for strategy in cfg["strategies"]:
-        files, frames = [initial_file], list(data.initial)
-        for k in range(int(cfg["iterations"])):
-            row, new_file, added = run_iteration(cfg, strategy, k, out / strategy / f"iter{k:02d}", files, frames, data, reference, species)
-            rows.append(row)
-            if new_file is not None:
-                files, frames = files + [new_file], frames + added
-            atomic_write.write_json(out / "report.json", {"config": cfg, "rows": rows})
+    t0 = time.time()
+    import signal
+
+    def stop(signum, frame):  # a scheduler's SIGTERM ends the campaign like Ctrl-C: the engine shuts down
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals to the caller
+        pass
+    with Engine(cfg["engine"], out / "runinfo") as engine:
+        for strategy in cfg["strategies"]:
+            files, frames = [initial_file], list(data.initial)
+            for k in range(int(cfg["iterations"])):
+                work = out / strategy / f"iter{k:02d}"
+                done = Ledger(work / STATE).get("row") if resume else None
+                if done is not None:  # finished before the campaign was stopped
+                    row, new_file = done["row"], work / done["new_file"] if done["new_file"] else None
+                    added = read_frames(new_file) if new_file else []
+                    _log(f"[{strategy} {k}] finished before; kept")
+                else:
+                    row, new_file, added = run_iteration(cfg, strategy, k, work, files, frames, data, reference, species, engine, resume)
+                rows.append(row)
+                if new_file is not None:
+                    files, frames = files + [new_file], frames + added
+                atomic_write.write_json(out / "report.json", {"config": cfg, "rows": rows})
+        fin = lambda x: round(x - t0, 3) if np.isfinite(x) else None
+        tasks = [{"stage": r.stage, "name": r.name, "start": fin(r.start), "end": fin(r.end), "ok": r.ok} for r in engine.records]
+    atomic_write.write_json(out / "tasks.json", {"engine": cfg["engine"]["type"], "workers": engine.workers, "tasks": tasks})
     text = write_report(rows, out)
+    plot_campaign(rows, tasks, out / "campaign.png")
     return {"config": cfg, "rows": rows, "text": text}
+
+
+def read_frames(path: Path) -> list:
+    from ase.io import read
+
+    return read(path, ":")
 
 
 def write_report(rows: list[dict[str, Any]], out: Path) -> str:
     header = (
         f"{'strategy':8s} {'it':>2s} {'frames':>6s} {'test MAE':>9s} {'MD steps':>9s} {'T (K)':>6s} {'halt':>4s} {'cand':>4s} "
-        f"{'dup':>4s} {'added':>5s} {'flagged':>7s} {'high':>5s} {'P':>5s} {'R':>5s} {'F1':>5s}"
+        f"{'dup':>4s} {'added':>5s} {'flagged':>7s} {'high':>5s} {'P':>5s} {'R':>5s} {'F1':>5s} {'R@P.5':>6s}"
     )
     lines = [header]
     for r in rows:
@@ -444,17 +720,54 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> str:
             f"{'yes' if r['md_halted'] else 'no':>4s} {r['candidates_found']:4d} {r.get('duplicates', 0):4d} {r['frames_added']:5d} {r['flagged_atoms']:7d} "
             f"{r['high_error_atoms']:5d} {r['precision']:5.2f} {r['recall']:5.2f} {r['f1']:5.2f} {r.get('recall_at_precision_0.5', float('nan')):6.2f}"
         )
-    lines.append("T: ramp temperature reached when the run ended (halt or end); "
+    lines.append("T: the highest ramp temperature a walker reached when it ended (halt or end); "
                  "test MAE: force-component MAE (eV/Å) on held-out reference frames at the test temperatures; "
                  "P/R/F1: atoms flagged by fix ltau (predicted error > lo) vs atoms with true |ΔF| above the "
-                 "Maxwell error cutoff at the same N, over every checked MD frame; cand: frames queued, dup: frames recorded as "
+                 "Maxwell error cutoff at the same N, over every checked MD frame of every walker; cand: frames queued, dup: frames recorded as "
                  "duplicates (flagged atoms all within the calibrated latent distance of known environments); "
                  "f1_map_*.png: F1 over both cutoffs; R@P.5: the best recall any lo reaches with precision ≥ 0.5 "
                  "(error cutoff as above)")  # fmt: skip
+    for r in rows:
+        lines += ["", f"{r['strategy']} iteration {r['iteration']}: walkers",
+                  (f"  {'walker':10s} {'system':6s} {'T start→end (K)':>16s} {'ranks':>5s} {'steps':>11s} {'halt':>4s} {'cand':>4s} {'dup':>4s} "
+                   f"{'P':>5s} {'R':>5s} {'F1':>5s} {'wall s':>7s}")]  # fmt: skip
+        for w in r.get("walkers", []):
+            lines.append(f"  {w['name']:10s} {w['system']:6s} {w['t_start']:7.0f}→{w['t_end']:<8.0f} {w['ranks']:5d} {w['steps_run']:5d}/{w['steps']:<5d} "
+                         f"{'yes' if w['halted'] else 'no':>4s} {w['candidates']:4d} {w['duplicates']:4d} {w['precision']:5.2f} {w['recall']:5.2f} "
+                         f"{w['f1']:5.2f} {w['wall_s'] or float('nan'):7.1f}")  # fmt: skip
+        stages = r.get("stage_s", {})
+        if stages:
+            lines.append("  wall time per stage (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
     text = "\n".join(lines)
     atomic_write.write_bytes(out / "report.txt", (text + "\n").encode())
     plot_report(rows, out / "loop.png")
     return text
+
+
+def plot_campaign(rows: list[dict[str, Any]], tasks: list[dict[str, Any]], path: Path) -> None:
+    """Where the campaign's time went: wall time per stage and iteration, and every engine task
+    (training members, walkers, reference labels) on a time line, one row per task."""
+    from ltau_md.plots import plt, save_figure
+
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 2]})
+    labels = [f"{r['strategy']} {r['iteration']}" for r in rows]
+    stages = list(dict.fromkeys(s for r in rows for s in r.get("stage_s", {})))
+    bottom = np.zeros(len(rows))
+    for st in stages:
+        v = np.array([r.get("stage_s", {}).get(st, 0.0) for r in rows])
+        ax0.bar(labels, v, bottom=bottom, label=st)
+        bottom += v
+    ax0.set(ylabel="wall time (s)", title="stages per iteration")
+    ax0.legend(fontsize=7)
+    colors = {"train": "C0", "md": "C2", "relabel": "C3"}
+    done = [t for t in tasks if t["start"] is not None and t["end"] is not None]
+    for i, t in enumerate(done):
+        ax1.barh(i, t["end"] - t["start"], left=t["start"], color=colors.get(t["stage"], "C7"), alpha=0.9 if t["ok"] else 0.3)
+    ax1.set_yticks(range(len(done)), [f"{t['stage']}: {t['name']}" for t in done], fontsize=6)
+    ax1.set(xlabel="time since the campaign started (s)", title="engine tasks (concurrent bars ran at once)")
+    ax1.invert_yaxis()
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def plot_report(rows: list[dict[str, Any]], path: Path) -> None:

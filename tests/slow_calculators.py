@@ -27,3 +27,22 @@ class FailOnMg(LennardJones):
         if 12 in atoms.numbers:
             raise RuntimeError("SCF did not converge")
         super().calculate(atoms, *args, **kwargs)
+
+
+class FlakyOnce(LennardJones):
+    """Fails the first evaluation of each frame (marker files in ``marker_dir``, so a retry in
+    another process succeeds), like a cluster job lost to a node failure."""
+
+    def __init__(self, marker_dir: str, **kwargs):
+        super().__init__(sigma=2.8, epsilon=0.05, rc=6.0, **kwargs)
+        self.marker_dir = marker_dir
+
+    def calculate(self, atoms=None, *args, **kwargs):
+        import hashlib
+        from pathlib import Path
+
+        marker = Path(self.marker_dir) / hashlib.sha256(atoms.positions.tobytes()).hexdigest()[:16]
+        if not marker.exists():
+            marker.touch()
+            raise RuntimeError("node lost")
+        super().calculate(atoms, *args, **kwargs)

@@ -45,7 +45,7 @@ def test_one_loop_iteration_trains_runs_md_harvests_and_reports(tmp_path):
         assert r["checked_atoms"] >= 54 and 0 < r["md_steps_run"] <= 300
         assert r["frames_added"] <= 3
         work = tmp_path / "run" / strategy / "iter00"
-        assert (work / "model.ltau" / "meta.json").exists() and (work / "log.lammps").exists()
+        assert (work / "model.ltau" / "meta.json").exists() and (work / "walkers" / "w0" / f"log.{strategy}_iter00_w0").exists()
         if r["frames_added"]:
             added = read(work / "labelled.xyz", ":")
             assert len(added) == r["frames_added"] and all(a.get_forces().shape == (54, 3) for a in added)

@@ -51,5 +51,5 @@ def test_the_readme_first_block_runs_literally_in_a_fresh_copy(tmp_path):
         p = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=1800)
         assert p.returncode == 0, f"{command!r} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     out = clone / shlex.split(commands[-1])[-1]  # the demo's -o directory, relative to the clone's root
-    assert (out / "report.txt").is_file() and (out / "loop.png").is_file()
-    assert sorted(p.name for p in out.glob("trajectory_*.png")) == ["trajectory_ltau_iter00.png", "trajectory_ltau_iter01.png"]
+    assert (out / "report.txt").is_file() and (out / "loop.png").is_file() and (out / "campaign.png").is_file()
+    assert sorted(p.name for p in out.glob("trajectory_*.png")) == ["trajectory_ltau_iter00_w0.png", "trajectory_ltau_iter01_w0.png"]

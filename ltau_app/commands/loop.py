@@ -13,10 +13,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run K active-learning iterations and report them (table + plots)",
         description="CONFIG (YAML) overrides the defaults section by section: system, reference, "
         "iterations, seed, strategies ([ltau] or [ltau, random] for the baseline), initial, "
-        "validation, test, train, fit, md, harvest. See README.",
+        "validation, test, train, fit, md, harvest, queue, walkers, engine. See README.",
     )
     p.add_argument("config", metavar="CONFIG", help="loop config (YAML); '-' for the built-in defaults")
     p.add_argument("-o", "--output", required=True, type=output_dir, metavar="DIR")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the campaign in DIR where it stopped (trained members, finished walkers and labelled frames are kept)")
     p.set_defaults(func=run)
 
 
@@ -24,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from ltau_app.loop import load_config, run_loop
 
     cfg = load_config(None if args.config == "-" else args.config)
-    result = run_loop(cfg, args.output)
+    result = run_loop(cfg, args.output, resume=args.resume)
     print(result["text"])
-    print(f"report: {args.output}/report.txt, {args.output}/report.json; plots: {args.output}/loop.png, {args.output}/trajectory_*.png")
+    print(f"report: {args.output}/report.txt, {args.output}/report.json; plots: {args.output}/loop.png, {args.output}/campaign.png, "
+          f"{args.output}/trajectory_*.png")
     return 0

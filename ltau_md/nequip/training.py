@@ -16,17 +16,18 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import os
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from ltau_md import __version__, atomic_write
+from ltau_md import __version__, atomic_write, pidfile
 from ltau_md.error_log import ErrorLog
 from ltau_md.errors import ErrorLogError, LtauError
 from ltau_md.nequip.model import MODEL_DIR_FILE, model_dir_members
@@ -267,6 +268,10 @@ def _progress_line(log_dir: Path, label: str, epochs: int | None) -> str | None:
     return f"{label}: epoch {int(log.epochs[-1]) + 1}{total}, mean training force error {err:.4f} eV/Å"
 
 
+FINISHED = "finished.json"
+PIDFILE = "train.pid"
+
+
 def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | None, resume: Path | None = None) -> None:
     """Run nequip-train for one member, showing one progress line per finished epoch."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -282,7 +287,8 @@ def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | 
     last = None
     with open(run_dir / "train.log", "ab") as out:
         # in the caller's working directory: relative paths in a user's config mean what they do for nequip-train
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        pidfile.record(run_dir / PIDFILE, proc.pid, "nequip-train")
         try:
             while proc.poll() is None:
                 time.sleep(1.0)
@@ -290,8 +296,8 @@ def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | 
                 if line and line != last:
                     print(line, file=sys.stderr, flush=True)
                     last = line
-        except KeyboardInterrupt:
-            proc.terminate()
+        except BaseException:  # interrupted (or the engine's worker told to stop): no orphan training
+            proc.kill()
             proc.wait()
             raise
     line = _progress_line(run_dir / "ltau_errors", label, epochs)
@@ -303,6 +309,14 @@ def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | 
         )
     if not (run_dir / "best.ckpt").is_file():
         raise LtauError(f"{label}: nequip-train wrote no best.ckpt in {run_dir}; see {run_dir / 'train.log'}")
+    # the mark a resumed campaign trusts: this member trained to the end
+    atomic_write.write_json(run_dir / FINISHED, {"epochs": epochs, "best": "best.ckpt"})
+
+
+def run_members_serially(jobs: Sequence[tuple]) -> None:
+    """The default member runner: one ``run_member(*job)`` after the other."""
+    for job in jobs:
+        run_member(*job)
 
 
 def train(
@@ -322,11 +336,16 @@ def train(
     reweight: str | None = None,
     weights_from: str | os.PathLike | None = None,
     reweight_lambda: float | None = None,
+    run_members: Callable[[Sequence[tuple]], None] | None = None,
+    reuse_finished: bool = False,
 ) -> Path:
     """Train ``ensemble`` models with error logging; returns the output directory.
 
     ``reweight`` ('easy' | 'hard') with ``weights_from`` (an artifact of an earlier model on
-    these frames) weights each atom's force loss by its LTAU confidence (seed 002 §4.2)."""
+    these frames) weights each atom's force loss by its LTAU confidence (seed 002 §4.2).
+    ``run_members`` runs the members' ``run_member`` argument tuples (default: one after the
+    other; a campaign engine runs them concurrently). ``reuse_finished`` keeps members that
+    trained to the end before (a resumed campaign) and trains the others afresh."""
     out = Path(out)
     data_paths = [Path(p).resolve() for p in data]
     val_paths = [Path(p).resolve() for p in (val or [])]
@@ -337,6 +356,8 @@ def train(
     if ensemble < 1:
         raise LtauError(f"--ensemble {ensemble}: need at least one model")
     if (out / MODEL_DIR_FILE).exists():
+        if reuse_finished:
+            return out
         raise LtauError(f"{out}: already holds a trained ensemble; choose another -o or remove it")
     if config is not None:
         base = read_yaml_mapping(config, "nequip config")
@@ -364,13 +385,19 @@ def train(
         weights_file = (out / "loss_weights.npz").resolve()
         write_weights(weights_file, weights_art, reweight, reweight_lambda)
         weighted_loss(base, weights_file)
-    members = []
+    members, jobs = [], []
     for m in range(ensemble):
         name = f"seed{seed + m}"
         run_dir = (out / name).resolve()
-        cfg = member_config(base, run_dir, seed + m, epochs, log_mode, log_dtype)
-        run_member(cfg, run_dir, f"model {m + 1}/{ensemble} ({name})", cfg["trainer"].get("max_epochs"))
         members.append({"name": name, "seed": seed + m, "checkpoint": f"{name}/best.ckpt", "error_log": f"{name}/ltau_errors"})
+        if reuse_finished and (run_dir / FINISHED).is_file():
+            continue
+        if reuse_finished and run_dir.exists():
+            pidfile.stop_recorded(run_dir / PIDFILE)  # a killed campaign's training of it may still run
+            shutil.rmtree(run_dir)  # a member killed part-way starts again (its error log would not continue cleanly)
+        cfg = member_config(base, run_dir, seed + m, epochs, log_mode, log_dtype)
+        jobs.append((cfg, run_dir, f"model {m + 1}/{ensemble} ({name})", cfg["trainer"].get("max_epochs")))
+    (run_members or run_members_serially)(jobs)
     manifest = {
         "format": "ltau-md model dir",
         "ltau_md_version": __version__,

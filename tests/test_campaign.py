@@ -1,0 +1,250 @@
+"""Campaigns on the Parsl engine: concurrent walkers and members, relabelling fanned out per frame
+with retries, a shared PostgreSQL queue, kill -9 and --resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase.build import bulk
+
+from ltau_app.engine import Engine, mpi_command, parsl_config
+from ltau_app.loop import Ledger, _harvest, load_config, run_loop
+from ltau_md.errors import LtauError
+from ltau_md.queue import CandidateQueue
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+from postgres_server import find_bin_dir, postgres_server  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "loop.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("engine: {wrokers: 2}\n", r"unknown key\(s\) \['wrokers'\] in 'engine'"),
+        ("engine: {type: pbs}\n", r"'engine.type' must be one of local, slurm"),
+        ("engine: {slurm: {partiton: cpu}}\n", r"unknown key\(s\) \['partiton'\] in 'engine.slurm'"),
+        ("engine: {workers: 0}\n", r"'engine.workers' must be auto or a whole number ≥ 1"),
+        ("engine: {mpi: aprun}\n", r"'engine.mpi' must be one of mpiexec, srun"),
+        ("walkers: [{system: Li, temprature: 900}]\n", r"unknown key\(s\) \['temprature'\] in 'walkers\[0\]'"),
+        ("walkers: [{name: a}, {name: a}]\n", r"walker name\(s\) \['a'\] appear more than once"),
+        ("walkers: [{system: Na}]\n", r"'walkers\[0\].system' must be one of"),
+        ("walkers: {system: Li}\n", r"'walkers' must be a list of mappings"),
+        ("walkers: [{steps: 1.5}]\n", r"'walkers\[0\].steps' must be an integer"),
+        ("queue: mysql://db/ltau\n", r"'queue' must be auto .* or a postgresql:// URL"),
+        ("queue: postgresql://me:secret@db/ltau\n", r"'queue' holds a password"),
+        ("engine: {workers: 0.5}\n", r"'engine.workers' must be auto or a whole number ≥ 1"),
+        ("engine: {slurm: {cores_per_node: 1.5}}\n", r"'engine.slurm.cores_per_node' must be auto or a whole number ≥ 1"),
+        ("engine: {slurm: {exclusive: 1}}\n", r"'engine.slurm.exclusive' must be a bool"),
+    ],
+)
+def test_engine_walker_and_queue_config_errors_name_the_key(tmp_path, text, message):
+    with pytest.raises(LtauError, match=message) as exc:
+        load_config(_config(tmp_path, text))
+    assert "\n" not in str(exc.value) and str(tmp_path / "loop.yaml") in str(exc.value)
+
+
+def test_slurm_engine_builds_a_parsl_slurm_provider_and_srun_walkers(tmp_path):
+    from parsl.launchers import SrunLauncher
+    from parsl.providers import SlurmProvider
+
+    cfg = load_config(_config(tmp_path, yaml.safe_dump({"engine": {
+        "type": "slurm", "workers": 8, "mpi": "srun", "retries": 0,
+        "slurm": {"partition": "cpu", "account": "proj", "walltime": "02:00:00", "nodes_per_block": 2, "max_blocks": 3,
+                  "cores_per_node": 64, "worker_init": "source ~/venv/bin/activate", "exclusive": False}}})))  # fmt: skip
+    config = parsl_config(cfg["engine"], tmp_path / "runinfo")
+    (executor,) = config.executors
+    provider = executor.provider
+    assert isinstance(provider, SlurmProvider) and isinstance(provider.launcher, SrunLauncher)
+    assert (provider.partition, provider.account, provider.walltime) == ("cpu", "proj", "02:00:00")
+    assert (provider.nodes_per_block, provider.max_blocks) == (2, 3)
+    assert "source ~/venv/bin/activate" in provider.worker_init and provider.exclusive is False
+    assert executor.max_workers_per_node == 8 and config.retries == 0
+    assert mpi_command(cfg["engine"], 4, BIN) == ["srun", "-n", "4"]
+    assert mpi_command(load_config(None)["engine"], 1, BIN) == []  # one rank: no launcher
+
+
+def test_resume_needs_the_campaign_and_its_configuration(tmp_path):
+    cfg = load_config(None)
+    with pytest.raises(LtauError, match="no campaign to resume"):
+        run_loop(cfg, tmp_path / "nothing", resume=True)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    changed = {**cfg, "iterations": 5}
+    with pytest.raises(LtauError, match=r"different configuration \(iterations changed\)"):
+        run_loop(changed, tmp_path / "run", resume=True)
+
+
+def _queue_with_frames(url: str, prefix: str) -> CandidateQueue:
+    q = CandidateQueue(url, writable=True)
+    rng = np.random.default_rng(0)
+    for i, symbols in enumerate(["Li", "Li", "Mg", "Li"]):
+        atoms = bulk(symbols, "bcc", a=3.5, cubic=True).repeat(2)
+        atoms.rattle(0.05, seed=i)
+        n = len(atoms)
+        q.add(atoms, error=rng.uniform(0, 1, n), p=rng.uniform(0, 1, n), run=f"{prefix}w0@x", step=10 * i, reason="lo", source="test")
+    q.add(atoms, error=np.ones(n), p=np.ones(n), run="ltau_iter09_w0@x", step=0, reason="lo", source="another iteration")
+    return q
+
+
+@pytest.mark.slow
+def test_relabelling_fans_out_per_frame_retries_and_records_failures(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # the workers import slow_calculators
+    cfg = load_config(None)
+    cfg["engine"].update(workers=2, retries=1)
+    cfg["harvest"]["max_frames"] = 4
+    prefix = "ltau_iter00_"
+    (tmp_path / "markers").mkdir()
+    with Engine(cfg["engine"], tmp_path / "runinfo") as engine:
+        # a reference that loses each frame's first attempt: every frame is labelled on its retry
+        cfg["reference"] = f'slow_calculators:FlakyOnce:{{"marker_dir": "{tmp_path / "markers"}"}}'
+        url = str(tmp_path / "a.db")
+        q = _queue_with_frames(url, prefix)
+        _, labelled, new_file = _harvest("ltau", tmp_path, url, prefix, {}, cfg, 0, engine, Ledger(tmp_path / "a.json"))
+        assert len(labelled) == 4 and len(list((tmp_path / "markers").iterdir())) == 4
+        assert q.count("labelled") == 4 and next(q.rows(run_prefix="ltau_iter09_")).status == "pending"  # other iterations untouched
+        assert new_file.exists()
+        tasks = [r for r in engine.records if r.stage == "relabel"]
+        assert len(tasks) == 8 and sum("(retry 1)" in r.name for r in tasks) == 4 and sum(not r.ok for r in tasks) == 4
+        # again (a resumed campaign): labelled frames are not submitted again
+        _harvest("ltau", tmp_path, url, prefix, {}, cfg, 0, engine, Ledger(tmp_path / "a.json"))
+        assert sum(r.stage == "relabel" for r in engine.records) == 8
+        # a reference that never converges on Mg: that frame is recorded as failed, the rest labelled
+        cfg["reference"] = "slow_calculators:FailOnMg"
+        url = str(tmp_path / "b.db")
+        q = _queue_with_frames(url, prefix)
+        _harvest("ltau", tmp_path, url, prefix, {}, cfg, 0, engine, Ledger(tmp_path / "b.json"))
+        failed = list(q.rows("failed"))
+        assert q.count("labelled") == 3 and len(failed) == 1 and "SCF did not converge" in failed[0].data["failure"]
+        assert set(failed[0].atoms.get_chemical_symbols()) == {"Mg"}
+
+
+CAMPAIGN = {
+    "iterations": 2,
+    "initial": {"frames": 8, "equilibrate": 500, "every": 20},
+    "validation": {"frames": 4, "equilibrate": 500, "every": 20},
+    "test": {"frames": 2, "temperatures": [600.0, 2000.0], "equilibrate": 300, "every": 20},
+    "train": {"ensemble": 2, "epochs": 3, "model": {"r_max": 4.0, "num_layers": 2, "num_features": 8, "l_max": 1}},
+    "fit": {"k": 3},
+    "md": {"check_every": 10, "halt": "no"},
+    "harvest": {"max_frames": 3},
+    # a long and a short walker: the campaign is killed while the long one runs
+    "walkers": [{"name": "long", "t_start": 600.0, "t_end": 2500.0, "steps": 1500},
+                {"name": "short", "t_start": 600.0, "t_end": 1200.0, "steps": 40, "seed": 1}],
+    "engine": {"workers": 2},
+}  # fmt: skip
+
+
+def _wait_for(condition, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the campaign ended (exit {proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _leftovers(root: Path) -> list[int]:
+    """Processes working under ``root`` (a killed campaign's engine workers, MD, training)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(pid) != os.getpid() and (cwd.startswith(str(root)) or str(root) in args):
+            found.append(int(pid))
+    return found
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.slow
+def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp_path):
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server programs (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin")
+    with postgres_server(bin_dir, durable=False) as server:
+        url = server.create_database("campaign")
+        (tmp_path / "loop.yaml").write_text(yaml.safe_dump({**CAMPAIGN, "queue": url}))
+        run = tmp_path / "run"
+        cmd = [str(BIN / "ltau-md"), "loop", "loop.yaml", "-o", "run"]
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        it1 = run / "ltau" / "iter01"
+        walkers = it1 / "walkers"
+        q = CandidateQueue(url, writable=True)
+        long_rows = lambda: any(True for _ in q.rows(run_prefix="ltau_iter01_long@"))
+        try:
+            # kill -9 in iteration 1: its members trained, the short walker finished, the long one running and queueing
+            _wait_for(lambda: (walkers / "short" / "walker.json").exists() and long_rows(), proc, 900,
+                      "iteration 1's short walker finished and the long one queued a frame")  # fmt: skip
+            assert not (walkers / "long" / "walker.json").exists(), "the long walker finished too soon for the test"
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the loop's process group; its engine workers and their MD run on
+            proc.wait()
+        before = {
+            "iter00": json.loads((run / "ltau" / "iter00" / "state.json").read_text())["row"],
+            "members": {p.parent.name: p.stat().st_mtime_ns for p in (it1 / "model").glob("seed*/best.ckpt")},
+            "short": (walkers / "short" / "walker.json").stat().st_mtime_ns,
+        }
+        assert len(before["members"]) == 2
+        assert _leftovers(tmp_path), "kill -9 of the loop left nothing running: the resume below would not be tested against it"
+        stamps_killed = {c.run for c in q.rows(run_prefix="ltau_iter01_long@")}
+        assert stamps_killed
+        labelled0 = {c.id: c.key_value_pairs.get("labelled_by") for c in q.rows("labelled", run_prefix="ltau_iter00_")}
+        assert labelled0, "iteration 0 labelled no frames"
+
+        try:
+            p = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        finally:
+            _kill_all(_leftovers(tmp_path))  # what outlived both (idle engine workers wait out a heartbeat)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert "finished before; kept" in p.stderr
+        # nothing finished was done again
+        assert json.loads((run / "ltau" / "iter00" / "state.json").read_text())["row"] == before["iter00"]
+        assert {p.parent.name: p.stat().st_mtime_ns for p in (it1 / "model").glob("seed*/best.ckpt")} == before["members"]
+        assert (walkers / "short" / "walker.json").stat().st_mtime_ns == before["short"]
+        assert (walkers / "long" / "walker.json").exists()
+        q = CandidateQueue(url)
+        assert {c.id: c.key_value_pairs.get("labelled_by") for c in q.rows("labelled", run_prefix="ltau_iter00_")} == labelled0
+        # the killed attempt of the long walker left no rows behind: one run of it, the resumed one
+        runs_long = {c.run for c in q.rows(run_prefix="ltau_iter01_long@")}
+        assert len(runs_long) == 1 and not (stamps_killed & runs_long)
+        # the report: both iterations, a walker table each, stage times, the campaign plot
+        report = json.loads((run / "report.json").read_text())
+        assert [r["iteration"] for r in report["rows"]] == [0, 1]
+        for r in report["rows"]:
+            assert [w["name"] for w in r["walkers"]] == ["long", "short"]
+            assert {w["steps_run"] for w in r["walkers"]} == {1500, 40}  # halt no: both ran to the end
+            assert sum(w["candidates"] + w["duplicates"] for w in r["walkers"]) == len(list(q.rows(run_prefix=f"ltau_iter{r['iteration']:02d}_")))
+            assert {"train", "fit_calibrate", "md", "score", "harvest"} <= set(r["stage_s"])
+            assert r["queue"].startswith("postgresql://")
+        text = (run / "report.txt").read_text()
+        assert "ltau iteration 1: walkers" in text and "wall time per stage" in text
+        assert (run / "campaign.png").read_bytes()[:4] == b"\x89PNG"
+        tasks = json.loads((run / "tasks.json").read_text())["tasks"]
+        md = [t for t in tasks if t["stage"] == "md"]
+        assert {t["name"] for t in md} == {"ltau 1 long"}  # the resumed run ran only the unfinished walker
+        assert not [t for t in tasks if t["stage"] == "train"]
