@@ -15,8 +15,9 @@ ensemble (``ltau-md train --ensemble M``), its LTAU artifact from all M error lo
 Predictors of member 0's per-atom force error (each calibrated on the calibration frames only):
 
 * ``ltau``        plain LTAU (seed 002): s × the k neighbours' mean logged error; p from their p-values
-* ``calibrated``  the predictor ltau-md ships: σ(u, d) per species fitted by Maxwell likelihood
-                  (``ltau_md.error_model``), u = LTAU's mixture mean, d = latent distance
+* ``calibrated``  the predictor ltau-md ships: σ(u, d[, d̄]) per species fitted by Maxwell likelihood
+                  (``ltau_md.error_model``), u = LTAU's mixture mean, d = latent distance, d̄ = its mean over
+                  the atom and its neighbours within the model's cutoff
 * ``ensemble``    the M members' force spread, √Σ_c var_c, × a Maxwell-likelihood scale
 * ``distance``    the latent distance to the nearest training atom, σ = σ0 + σ1·d (seed 003)
 
@@ -139,7 +140,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
     from ltau_md.artifact import Artifact
     from ltau_md.calibration import ValidationErrors, calibrate_artifact, calibration_curve
     from ltau_md.cutoffs import classification_scores, fit_maxwell, fit_uncertainty
-    from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, maxwell_cdf
+    from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, maxwell_cdf, neighbourhood_distance
     from ltau_md.nequip.model import NequIPModel, model_dir_members
     from ltau_md.species import symbols
     from ltau_md.user_input import read_frames, reference_forces
@@ -156,14 +157,15 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         t_query = (time.perf_counter() - t0) / len(numbers)
         return {
             "species": np.array(symbols(numbers)), "e": np.linalg.norm(f0 - ref, axis=1), "comp": np.abs(f0 - ref),
-            "u": q.mixture, "d": q.distance[:, 0], "p": q.p, "spread": spread, "t_forward": t_fwd, "t_query": t_query,
-            "frame": np.concatenate([np.full(len(a), i) for i, a in enumerate(frames)]), "lat": lat, "numbers": numbers,
+            "u": q.mixture, "d": q.distance[:, 0], "p": q.p,
+            "dn": neighbourhood_distance(frames, q.distance[:, 0], models[0].r_max), "spread": spread, "t_forward": t_fwd, "t_query": t_query,
+            "frame": np.concatenate([np.full(len(a), i) for i, a in enumerate(frames)]), "lat": lat, "numbers": numbers, "frames": frames,
         }  # fmt: skip
 
     # calibration: the training run's validation frames plus more frames of the same conditions
     val_frames = [f for n in ("val_LiMg", "val_Li", "cal_LiMg", "cal_Li") for f in read_frames(data / file_name(n), need_forces=True)]
     v = arrays(val_frames)
-    val = ValidationErrors(v["species"], v["p"], v["u"], v["d"], v["e"], v["comp"], len(val_frames), v["frame"])
+    val = ValidationErrors(v["species"], v["p"], v["u"], v["d"], v["e"], v["comp"], len(val_frames), v["frame"], v["dn"], models[0].r_max)
     calibrate_artifact(art, val)
     # baselines calibrated on the same validation atoms: ensemble σ = c·spread, distance σ = a + b·d
     ens_c, dist_model, fams = {}, {}, {}
@@ -179,7 +181,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         for sp in np.unique(a["species"]):
             sel = a["species"] == sp
             u, d = a["u"][sel], a["d"][sel]
-            sig = art.error_model.species[sp].sigma(u, d)
+            sig = art.error_model.species[sp].sigma(u, d, a["dn"][sel])
             sig_e = ens_c[sp] * np.maximum(a["spread"][sel], 1e-12)
             sig_d = dist_model[sp].sigma(u, d)
             s = art.scale(sp)
@@ -252,9 +254,12 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         "ensemble_c": ens_c,
     }
     # cost per atom: the LTAU query (plain; calibrated adds a few array operations) against M forwards
+    from ltau_md.nequip.predict import frame_pairs
+
     big = max(tests.values(), key=lambda a: len(a["e"]))
+    pairs = frame_pairs(big["frames"], art.neighbourhood_cutoff())  # LAMMPS's neighbour list gives these in fix ltau
     t0 = time.perf_counter()
-    art.query(big["lat"], big["numbers"], predictor="calibrated")
+    art.query(big["lat"], big["numbers"], predictor="calibrated", pairs=pairs)
     t_cal = (time.perf_counter() - t0) / len(big["e"])
     result["cost_us_per_atom"] = {
         "forward": big["t_forward"] * 1e6, "calibrated": t_cal * 1e6, "ltau": big["t_query"] * 1e6,

@@ -19,7 +19,7 @@ import numpy as np
 
 from ltau_md.errors import LtauError
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 _i32, _i64, _f64 = C.c_int32, C.c_int64, C.c_double
 _pi32, _pf64 = C.POINTER(_i32), C.POINTER(_f64)
@@ -48,7 +48,7 @@ class FixCreateArgs(C.Structure):
     _fields_ = [
         ("id", C.c_char_p), ("artifact", C.c_char_p), ("dump", C.c_char_p), ("queue", C.c_char_p),
         ("predictor", C.c_char_p), ("scale", _f64), ("lo", _f64), ("hi", _f64), ("k", _i32), ("lo_auto", _i32),
-        ("hi_auto", _i32), ("dedup", _i32), ("descriptor_dim", _i32),
+        ("hi_auto", _i32), ("dedup", _i32), ("descriptor_dim", _i32), ("neighbourhood_cutoff", _f64),
     ]  # fmt: skip
 
 
@@ -62,7 +62,8 @@ class FixInitArgs(C.Structure):
 class FixComputeArgs(C.Structure):
     _fields_ = [
         ("id", C.c_char_p), ("step", _i64), ("tag", C.c_void_p), ("type", _pi32), ("mask", _pi32), ("out", _pf64),
-        ("latent", _pf64), ("nlocal", _i32), ("groupbit", _i32), ("latent_dim", _i32), ("pad", _i32),
+        ("latent", _pf64), ("dist", _pf64), ("dnbr", _pf64), ("nlocal", _i32), ("groupbit", _i32), ("latent_dim", _i32),
+        ("phase", _i32),
     ]  # fmt: skip
 
 

@@ -37,7 +37,7 @@ from ltau_md import __version__, atomic_write
 from ltau_md.cutoffs import FittedDistribution
 from ltau_md.error_distribution import ErrorDistribution
 from ltau_md.error_log import AtomTable
-from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, SpeciesErrorModel, maxwell_cdf
+from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, SpeciesErrorModel, maxwell_cdf, neighbourhood_mean
 from ltau_md.errors import ArtifactError, LtauError
 from ltau_md.latent_index import INDEX_TYPES, LatentIndex, ProgressFn, SpeciesIndex
 from ltau_md.pvalues import TrainingStatistics
@@ -94,6 +94,7 @@ class AtomUncertainty:
     scale: np.ndarray  # s applied to each atom (ltau: calibrated s; calibrated: 1 unless overridden)
     mixture: np.ndarray  # LTAU's neighbour mixture mean at s = 1 (u of the error model), eV/Å
     predictor: str  # "calibrated" or "ltau"
+    neighbourhood: np.ndarray | None = None  # d̄: mean nearest distance over the atom and its neighbours
 
 
 class Artifact:
@@ -374,26 +375,61 @@ class Artifact:
         k: int | None = None,
         scale: float | None = None,
         predictor: str | None = None,
+        pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> AtomUncertainty:
         """k nearest training atoms in latent space → p, predicted error (eV/Å), distances.
 
         ``predictor``: ``"calibrated"`` (default where ``ltau-md calibrate`` stored an error model)
-        gives the error model's σ(u, d) (:mod:`ltau_md.error_model`) — u the neighbours' mixture,
-        d the distance to the nearest; ``"ltau"`` gives plain LTAU, s × the neighbours' mean error
-        and their mean p. ``scale`` overrides s for every atom (for ``calibrated``, whose s is 1,
-        it multiplies σ).
+        gives the error model's σ(u, d[, d̄]) (:mod:`ltau_md.error_model`) — u the neighbours'
+        mixture, d the distance to the nearest, d̄ its mean over the atom's neighbourhood;
+        ``"ltau"`` gives plain LTAU, s × the neighbours' mean error and their mean p. ``scale``
+        overrides s for every atom (for ``calibrated``, whose s is 1, it multiplies σ). ``pairs``:
+        directed neighbour pairs (i, j) among these atoms within :meth:`neighbourhood_cutoff`
+        (:func:`ltau_md.error_model.neighbour_pairs`), needed when the error model uses d̄.
         """
-        predictor = self.resolve_predictor(predictor)
+        numbers, dist, ids = self.search(descriptors, species, k)
+        neighbourhood = None
+        if self.neighbourhood_cutoff(predictor) > 0:
+            if pairs is None:
+                raise LtauError(
+                    f"{self.path or 'artifact'}: its error model uses each atom's neighbourhood; pass the neighbour pairs within "
+                    f"{self.neighbourhood_cutoff(predictor):g} Å (error_model.neighbour_pairs) or choose predictor ltau"
+                )
+            neighbourhood = neighbourhood_mean(dist[:, 0], *pairs)
+        return self.assemble(numbers, dist, ids, scale, predictor, neighbourhood)
+
+    def search(self, descriptors: np.ndarray, species: np.ndarray | list, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The search half of :meth:`query`: ``(atomic numbers, distances (n, k), ids (n, k))``."""
         k = self.k if k is None else int(k)
         numbers = self.species_numbers(species)
         desc = np.asarray(descriptors)
         if desc.ndim != 2 or len(desc) != len(numbers):
             raise LtauError(f"descriptors have shape {desc.shape}; expected ({len(numbers)}, {self.meta['descriptor_dim']})")
         dist, ids = self.index.search(desc, numbers, k)
+        return numbers, dist, ids
+
+    def neighbourhood_cutoff(self, predictor: str | None = None) -> float:
+        """Å of the neighbourhood a query with ``predictor`` needs (0: none)."""
+        if self.resolve_predictor(predictor) != "calibrated":
+            return 0.0
+        return self.error_model.neighbourhood_cutoff
+
+    def assemble(
+        self,
+        numbers: np.ndarray,
+        dist: np.ndarray,
+        ids: np.ndarray,
+        scale: float | None = None,
+        predictor: str | None = None,
+        neighbourhood: np.ndarray | None = None,
+    ) -> AtomUncertainty:
+        """The prediction half of :meth:`query`, from its search (and d̄ where the model needs it:
+        ``fix ltau`` averages d over ghost atoms of other ranks between the two halves)."""
+        predictor = self.resolve_predictor(predictor)
         u = self._errors.mixture_mean(ids, 1.0)
         if predictor == "calibrated":
             s = np.full(len(numbers), float(scale) if scale is not None else 1.0)
-            sigma = s * self.error_model.sigma(u, dist[:, 0], numbers)
+            sigma = s * self.error_model.sigma(u, dist[:, 0], numbers, neighbourhood)
             error, p = MEAN_PER_SIGMA * sigma, maxwell_cdf(self.atol, sigma)
         else:
             s = np.full(len(numbers), float(scale)) if scale is not None else self.scales_for(numbers)
@@ -407,6 +443,7 @@ class Artifact:
             scale=s,
             mixture=u,
             predictor=predictor,
+            neighbourhood=neighbourhood,
         )
 
     @property

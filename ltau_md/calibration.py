@@ -258,6 +258,8 @@ class ValidationErrors:
     component_error: np.ndarray  # (n, 3) |F_model − F_ref| per component
     n_frames: int
     frame: np.ndarray | None = None  # frame index per atom (whole frames go to one fold)
+    neighbourhood: np.ndarray | None = None  # d̄: mean of d over the atom and its neighbours within ``cutoff``
+    cutoff: float = 0.0  # Å (the model's r_max)
 
 
 def _predictor_scores(e: np.ndarray, u: np.ndarray, p: np.ndarray, atol: float, scale: float, n: int) -> dict[str, Any]:
@@ -297,6 +299,7 @@ def calibrate_artifact(
     n: int | None = None,
     plots: str | os.PathLike | None = None,
     fit_scale: bool = True,
+    forms: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Calibrate ``artifact`` (an :class:`~ltau_md.artifact.Artifact`) in place — meta.json is
     rewritten when it was loaded from disk — and return the report.
@@ -304,9 +307,10 @@ def calibrate_artifact(
     Per species: plain LTAU's s (miscalibration area) and the calibrated predictor's σ(u, d)
     (:func:`ltau_md.error_model.fit_species_error_model`, chosen by held-out likelihood); for
     both, the KS-chosen family of the predicted errors (seed 003), so a run computes its own
-    cutoffs at its own N; the Maxwell fit of the true errors; the nearest-distance family."""
+    cutoffs at its own N; the Maxwell fit of the true errors; the nearest-distance family.
+    ``forms`` restricts the error model's candidate forms (default: all)."""
     from ltau_md.cutoffs import fit_uncertainty
-    from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, fit_species_error_model, maxwell_cdf
+    from ltau_md.error_model import FORMS, MEAN_PER_SIGMA, ErrorModel, fit_species_error_model, maxwell_cdf
 
     species, nearest, true_err, raw = val.species, val.nearest, val.true_error, val.ltau_error
     n = int(n or len(true_err))
@@ -318,8 +322,10 @@ def calibrate_artifact(
     for sp, g in groups.items():
         sel = species == sp
         e, u, d = true_err[sel], raw[sel], nearest[sel]
-        model = fit_species_error_model(u, d, e, None if val.frame is None else val.frame[sel])
-        sigma = model.sigma(u, d)
+        dn = None if val.neighbourhood is None else val.neighbourhood[sel]
+        model = fit_species_error_model(u, d, e, None if val.frame is None else val.frame[sel], forms=tuple(forms or FORMS),
+                                        neighbourhood=dn, cutoff=val.cutoff)  # fmt: skip
+        sigma = model.sigma(u, d, dn)
         plain = _predictor_scores(e, g.scale * u, val.p[sel], artifact.atol, g.scale, n)
         calibrated = _predictor_scores(e, MEAN_PER_SIGMA * sigma, maxwell_cdf(artifact.atol, sigma), artifact.atol, 1.0, n)
         err_fit = plain["fits"][0]

@@ -13,13 +13,22 @@ that depends on both, σ = σ(u, d), over the whole range of d:
 * ``additive``  σ = a·u + b·d + c             (LTAU in domain, growing linearly with d beyond it)
 * ``power``     σ = exp(c0) · u^c1 · (d + δ)^c2
 * ``exponential`` σ = (a·u + c) · exp(b·d)      (LTAU in domain, growing geometrically with d)
+* ``neighbourhood`` σ = (a·u + c) · exp(b·d + g·d̄)  (and with the neighbourhood's distance d̄)
+
+d̄ is the mean of d over the atom and its neighbours within the model's cutoff (``cutoff``,
+stored with the form). An atom's force also carries its neighbours' energies, so an atom in a
+familiar environment next to unfamiliar ones is wrong more often than its own d says: on the
+Li–Mg benchmark (benchmarks/uq_quality.py), out-of-domain atoms' errors at equal d were ~1.4×
+those of validation atoms; with this form for both species the out-of-domain mean predicted /
+true went from 0.71–0.73 to 0.89–0.97 at equal ranking. ``fix ltau`` finds d for every atom (its group or not) and averages
+over ghost atoms of other ranks too.
 
 Coefficients are positive by construction (fitted on their logarithms) except the power law's
 exponents. The form is chosen per species by held-out likelihood on validation atoms, scored two
 ways and summed: two folds of whole frames (so neighbouring atoms of one frame never sit on both
 sides), and extrapolation — fitted on the atoms nearer than the median distance, scored on the
-farther half — because out of domain is where the form matters most and validation data never
-reach that far. The chosen form is then refitted on all atoms. The predicted error is the Maxwell mean 2σ√(2/π); P(error ≤ a) is the Maxwell CDF.
+farther half — because out of domain is where the form matters
+most and validation data never reach that far. The chosen form is then refitted on all atoms. The predicted error is the Maxwell mean 2σ√(2/π); P(error ≤ a) is the Maxwell CDF.
 """
 
 from __future__ import annotations
@@ -33,7 +42,9 @@ from scipy import optimize, special
 from ltau_md.errors import LtauError
 from ltau_md.species import symbol
 
-FORMS = ("ltau", "distance", "additive", "power", "exponential")
+FORMS = ("ltau", "distance", "additive", "power", "exponential", "neighbourhood")
+NEIGHBOURHOOD_FORMS = ("neighbourhood",)  # forms that need d̄
+N_THETA = {"ltau": 1, "distance": 2, "additive": 3, "power": 3, "exponential": 3, "neighbourhood": 4}
 MEAN_PER_SIGMA = 2.0 * np.sqrt(2.0 / np.pi)  # Maxwell mean / scale
 _TINY = 1e-12
 
@@ -49,7 +60,40 @@ def maxwell_nll(e: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return -(0.5 * np.log(2.0 / np.pi) + 2.0 * np.log(np.maximum(e, _TINY)) - 3.0 * np.log(sigma) - e * e / (2.0 * sigma * sigma))
 
 
-def _sigma(form: str, theta: np.ndarray, u: np.ndarray, d: np.ndarray, delta: float) -> np.ndarray:
+def neighbourhood_mean(values: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Per atom, the mean of ``values`` over itself and its neighbours j of the directed pairs
+    (i, j) (NaN values — unknown — left out; the atom's own value must be known)."""
+    v = np.asarray(values, dtype=np.float64)
+    known = np.isfinite(v)
+    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    keep = known[j]
+    total = np.bincount(i[keep], weights=v[j[keep]], minlength=len(v)) + np.where(known, v, 0.0)
+    count = np.bincount(i[keep], minlength=len(v)) + known
+    return total / np.maximum(count, 1)
+
+
+def neighbour_pairs(atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Directed pairs (i, j) of atoms within ``cutoff`` Å (periodic images map to their atom)."""
+    from ase.neighborlist import neighbor_list
+
+    i, j = neighbor_list("ij", atoms, float(cutoff))
+    return i, j
+
+
+def neighbourhood_distance(frames, nearest: np.ndarray, cutoff: float) -> np.ndarray:
+    """d̄ for the atoms of ``frames`` (concatenated, as ``nearest``)."""
+    out = np.empty(len(nearest), dtype=np.float64)
+    start = 0
+    for atoms in frames:
+        sl = slice(start, start + len(atoms))
+        out[sl] = neighbourhood_mean(nearest[sl], *neighbour_pairs(atoms, cutoff))
+        start = sl.stop
+    if start != len(nearest):
+        raise LtauError(f"{len(nearest)} distances for {start} atoms in the frames")
+    return out
+
+
+def _sigma(form: str, theta: np.ndarray, u: np.ndarray, d: np.ndarray, delta: float, dn: np.ndarray | None = None) -> np.ndarray:
     if form == "ltau":
         return np.exp(theta[0]) * u
     if form == "distance":
@@ -60,10 +104,12 @@ def _sigma(form: str, theta: np.ndarray, u: np.ndarray, d: np.ndarray, delta: fl
         return np.exp(theta[0] + theta[1] * np.log(u) + theta[2] * np.log(d + delta))
     if form == "exponential":
         return (np.exp(theta[0]) * u + np.exp(theta[2])) * np.exp(np.exp(theta[1]) * d)
+    if form == "neighbourhood":
+        return (np.exp(theta[0]) * u + np.exp(theta[3])) * np.exp(np.exp(theta[1]) * d + np.exp(theta[2]) * dn)
     raise LtauError(f"error model form {form!r} unknown; choose one of {', '.join(FORMS)}")
 
 
-def _start(form: str, u: np.ndarray, d: np.ndarray, e: np.ndarray, delta: float) -> np.ndarray:
+def _start(form: str, u: np.ndarray, d: np.ndarray, e: np.ndarray, delta: float, dn: np.ndarray | None = None) -> np.ndarray:
     s = np.sqrt(np.mean(e * e) / 3.0)  # one Maxwell σ for everything
     if form == "ltau":
         return np.log([s / np.mean(u)])
@@ -73,17 +119,19 @@ def _start(form: str, u: np.ndarray, d: np.ndarray, e: np.ndarray, delta: float)
         return np.log([s / 2 / np.mean(u), s / 4 / max(np.mean(d), _TINY), s / 4])
     if form == "exponential":
         return np.log([s / 2 / np.mean(u), 0.5 / max(np.mean(d), _TINY), s / 4])
+    if form == "neighbourhood":
+        return np.log([s / 2 / np.mean(u), 0.25 / max(np.mean(d), _TINY), 0.25 / max(np.mean(dn), _TINY), s / 4])
     return np.array([np.log(s / np.mean(u)), 1.0, 0.0])
 
 
-def _fit(form: str, u: np.ndarray, d: np.ndarray, e: np.ndarray, delta: float) -> np.ndarray:
+def _fit(form: str, u: np.ndarray, d: np.ndarray, e: np.ndarray, delta: float, dn: np.ndarray | None = None) -> np.ndarray:
     def nll(theta: np.ndarray) -> float:
-        sig = _sigma(form, theta, u, d, delta)
+        sig = _sigma(form, theta, u, d, delta, dn)
         if not np.all(np.isfinite(sig)) or np.any(sig <= 0):
             return 1e300
         return float(np.mean(maxwell_nll(e, sig)))
 
-    x0 = _start(form, u, d, e, delta)
+    x0 = _start(form, u, d, e, delta, dn)
     res = optimize.minimize(nll, x0, method="L-BFGS-B", bounds=[(-30.0, 30.0)] * len(x0))
     best = res.x
     # Nelder–Mead polishes where the exp-parametrised surface is flat (a coefficient heading to 0).
@@ -100,33 +148,49 @@ class SpeciesErrorModel:
     delta: float  # the power law's distance offset (a tenth of the median validation distance)
     heldout_nll: dict[str, float]  # mean held-out −log-likelihood per atom of every candidate form
     n_atoms: int
+    cutoff: float = 0.0  # Å, the neighbourhood of d̄ (neighbourhood forms only)
 
-    def sigma(self, u: np.ndarray, d: np.ndarray) -> np.ndarray:
+    @property
+    def uses_neighbourhood(self) -> bool:
+        return self.form in NEIGHBOURHOOD_FORMS
+
+    def sigma(self, u: np.ndarray, d: np.ndarray, dn: np.ndarray | None = None) -> np.ndarray:
         u = np.maximum(np.asarray(u, dtype=np.float64), _TINY)
         d = np.maximum(np.asarray(d, dtype=np.float64), 0.0)
-        return np.maximum(_sigma(self.form, self.theta, u, d, self.delta), _TINY)
+        if self.uses_neighbourhood:
+            if dn is None:
+                raise LtauError(f"error model '{self.form}' needs each atom's neighbourhood distance d̄ (neighbour pairs within {self.cutoff:g} Å)")
+            dn = np.maximum(np.asarray(dn, dtype=np.float64), 0.0)
+        return np.maximum(_sigma(self.form, self.theta, u, d, self.delta, dn), _TINY)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "form": self.form,
             "theta": [float(t) for t in self.theta],
             "delta": float(self.delta),
             "heldout_nll": {k: float(v) for k, v in self.heldout_nll.items()},
             "n_atoms": int(self.n_atoms),
         }
+        if self.uses_neighbourhood:
+            out["cutoff"] = float(self.cutoff)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SpeciesErrorModel:
         if not isinstance(d, dict) or d.get("form") not in FORMS:
             raise LtauError(f"error model must name a form among {', '.join(FORMS)}")
-        n_theta = {"ltau": 1, "distance": 2, "additive": 3, "power": 3, "exponential": 3}[d["form"]]
+        n_theta = N_THETA[d["form"]]
         theta = d.get("theta")
         if not isinstance(theta, list) or len(theta) != n_theta or not all(isinstance(t, (int, float)) and np.isfinite(t) for t in theta):
             raise LtauError(f"error model '{d['form']}' needs {n_theta} finite parameters in 'theta'")
         delta = d.get("delta", 0.0)
         if not isinstance(delta, (int, float)) or not np.isfinite(delta) or delta < 0:
             raise LtauError("error model 'delta' must be a number ≥ 0")
-        return cls(d["form"], np.asarray(theta, dtype=np.float64), float(delta), dict(d.get("heldout_nll") or {}), int(d.get("n_atoms", 0)))
+        cutoff = d.get("cutoff", 0.0)
+        if d["form"] in NEIGHBOURHOOD_FORMS and (not isinstance(cutoff, (int, float)) or not np.isfinite(cutoff) or cutoff <= 0):
+            raise LtauError(f"error model '{d['form']}' needs a positive 'cutoff' (Å) for its neighbourhood")
+        return cls(d["form"], np.asarray(theta, dtype=np.float64), float(delta), dict(d.get("heldout_nll") or {}), int(d.get("n_atoms", 0)),
+                   float(cutoff))  # fmt: skip
 
 
 def _folds(frame: np.ndarray | None, n: int) -> np.ndarray:
@@ -143,12 +207,23 @@ def fit_species_error_model(
     true_error: np.ndarray,
     frame: np.ndarray | None = None,
     forms: tuple[str, ...] = FORMS,
+    neighbourhood: np.ndarray | None = None,
+    cutoff: float = 0.0,
 ) -> SpeciesErrorModel:
-    """Choose σ(u, d) among ``forms`` by two-fold held-out Maxwell likelihood; refit on all atoms."""
+    """Choose σ(u, d[, d̄]) among ``forms`` by held-out Maxwell likelihood; refit on all atoms.
+    Without ``neighbourhood`` (d̄ per atom, over ``cutoff`` Å) the neighbourhood forms are left out."""
     u = np.maximum(np.asarray(u, dtype=np.float64), _TINY)
     d = np.maximum(np.asarray(d, dtype=np.float64), 0.0)
     e = np.asarray(true_error, dtype=np.float64)
-    if not (len(u) == len(d) == len(e)):
+    dn = None if neighbourhood is None else np.maximum(np.asarray(neighbourhood, dtype=np.float64), 0.0)
+    unknown = sorted(set(forms) - set(FORMS))
+    if unknown:
+        raise LtauError(f"error model form(s) {unknown} unknown; choose among {', '.join(FORMS)}")
+    if dn is None:
+        forms = tuple(f for f in forms if f not in NEIGHBOURHOOD_FORMS)
+        if not forms:
+            raise LtauError("the neighbourhood error model needs each validation atom's neighbourhood distance")
+    if not (len(u) == len(d) == len(e)) or (dn is not None and len(dn) != len(e)):
         raise LtauError("u, d and true errors need one value per atom each")
     if len(e) < 20:
         raise LtauError(f"{len(e)} validation atoms of a species are too few to fit an error model (need ≥ 20)")
@@ -160,11 +235,12 @@ def fit_species_error_model(
     for form in forms:
         total = 0.0
         for tr, te in splits:  # interpolation (two folds of frames) + extrapolation (near → far)
-            theta = _fit(form, u[tr], d[tr], e[tr], delta)
-            total += float(np.mean(maxwell_nll(e[te], np.maximum(_sigma(form, theta, u[te], d[te], delta), _TINY))))
+            sub = lambda m: None if dn is None else dn[m]
+            theta = _fit(form, u[tr], d[tr], e[tr], delta, sub(tr))
+            total += float(np.mean(maxwell_nll(e[te], np.maximum(_sigma(form, theta, u[te], d[te], delta, sub(te)), _TINY))))
         scores[form] = total / len(splits)
     best = min(scores, key=scores.get)
-    return SpeciesErrorModel(best, _fit(best, u, d, e, delta), delta, scores, len(e))
+    return SpeciesErrorModel(best, _fit(best, u, d, e, delta, dn), delta, scores, len(e), float(cutoff) if best in NEIGHBOURHOOD_FORMS else 0.0)
 
 
 class ErrorModel:
@@ -173,9 +249,14 @@ class ErrorModel:
     def __init__(self, species: dict[str, SpeciesErrorModel]) -> None:
         self.species = species
 
-    def sigma(self, u: np.ndarray, d: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    @property
+    def neighbourhood_cutoff(self) -> float:
+        """Å of the neighbourhood d̄ needs (0: no species' form uses it)."""
+        return max((m.cutoff for m in self.species.values() if m.uses_neighbourhood), default=0.0)
+
+    def sigma(self, u: np.ndarray, d: np.ndarray, numbers: np.ndarray, neighbourhood: np.ndarray | None = None) -> np.ndarray:
         """Maxwell scale per atom; ``numbers`` are atomic numbers (mapped to symbols once per
-        species, not per atom: this runs at every fix ltau check)."""
+        species, not per atom: this runs at every fix ltau check); ``neighbourhood`` is d̄."""
         out = np.empty(len(u), dtype=np.float64)
         numbers = np.asarray(numbers)
         for z in np.unique(numbers):
@@ -183,7 +264,7 @@ class ErrorModel:
             if sp not in self.species:
                 raise LtauError(f"no error model for {sp}; run 'ltau-md calibrate' with {sp} in the validation data")
             sel = numbers == z
-            out[sel] = self.species[sp].sigma(u[sel], d[sel])
+            out[sel] = self.species[sp].sigma(u[sel], d[sel], None if neighbourhood is None else neighbourhood[sel])
         return out
 
     def to_dict(self) -> dict[str, Any]:

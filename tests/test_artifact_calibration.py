@@ -144,3 +144,67 @@ def test_known_environments_are_training_atoms_and_queued_flagged_atoms(tmp_path
     rng = np.random.default_rng(5)
     assert known.check(far + 0.1 * eps * rng.standard_normal(far.shape) / np.sqrt(far.shape[1]), z, flagged).duplicate
     assert not known.check(far, z, np.array([False, False, True, False])).duplicate  # that atom was not queued
+
+
+def test_neighbourhood_mean_is_over_the_atom_and_its_neighbours_leaving_unknown_out():
+    from ltau_md.error_model import neighbourhood_mean
+
+    d = np.array([1.0, 2.0, 4.0, np.nan])
+    i, j = np.array([0, 0, 1, 1, 2, 0]), np.array([1, 2, 0, 3, 0, 3])  # atom 3's value is unknown
+    np.testing.assert_allclose(neighbourhood_mean(d, i, j)[:3], [(1 + 2 + 4) / 3, (2 + 1) / 2, (4 + 1) / 2])
+
+
+def _neighbourhood_data(n: int = 3000, seed: int = 4):
+    """Atoms on a ring, each with its 4 nearest ring neighbours; d varies slowly along the ring
+    plus noise, and the true error grows with the neighbours' mean distance."""
+    from ltau_md.error_model import neighbourhood_mean
+
+    rng = np.random.default_rng(seed)
+    u = rng.gamma(3.0, 0.02, n)
+    d = np.abs(0.15 + 0.1 * np.sin(np.arange(n) / 40.0) + rng.normal(0, 0.05, n))
+    i = np.repeat(np.arange(n), 4)
+    j = (i + np.tile([-2, -1, 1, 2], n)) % n
+    dn = neighbourhood_mean(d, i, j)
+    true = sps.maxwell.rvs(scale=(0.8 * u + 0.005) * np.exp(0.5 * d + 6.0 * dn), random_state=rng)
+    return u, d, dn, true, (i, j), np.arange(n) // 50
+
+
+def test_the_neighbourhood_form_wins_when_errors_follow_the_neighbours_distance():
+    from ltau_md.error_model import fit_species_error_model
+
+    u, d, dn, true, _, frame = _neighbourhood_data()
+    model = fit_species_error_model(u, d, true, frame, neighbourhood=dn, cutoff=4.5)
+    assert model.form == "neighbourhood" and model.cutoff == 4.5, model.heldout_nll
+    assert model.heldout_nll["neighbourhood"] < model.heldout_nll["exponential"] - 0.01
+    g = np.exp(model.theta[2])
+    assert g == pytest.approx(6.0, rel=0.25)
+    without = fit_species_error_model(u, d, true, frame)  # no d̄ given: only the other forms compete
+    assert without.form != "neighbourhood" and "neighbourhood" not in without.heldout_nll
+
+
+def test_a_neighbourhood_artifact_needs_neighbour_pairs_and_keeps_its_cutoff(artifact):
+    from ltau_md.error_model import SpeciesErrorModel, neighbourhood_mean
+    from ltau_md.errors import LtauError
+
+    base = validation(artifact)
+    n = len(base.true_error)
+    i = np.repeat(np.arange(n), 2)
+    j = (i + np.tile([-1, 1], n)) % n
+    val = ValidationErrors(**{**base.__dict__, "neighbourhood": neighbourhood_mean(base.nearest, i, j), "cutoff": 4.5})
+    calibrate_artifact(artifact, val, forms=("neighbourhood",))
+    again = Artifact.load(artifact.path)
+    assert again.neighbourhood_cutoff() == 4.5 and again.neighbourhood_cutoff("ltau") == 0.0
+    rng = np.random.default_rng(1)
+    desc = rng.normal(size=(6, again.meta["descriptor_dim"])).astype(np.float32)
+    sp = ["Li"] * 6
+    with pytest.raises(LtauError, match="neighbour pairs within 4.5 Å"):
+        again.query(desc, sp)
+    pairs = (np.array([0, 1, 2, 3]), np.array([1, 0, 3, 2]))
+    q = again.query(desc, sp, pairs=pairs)
+    np.testing.assert_allclose(q.neighbourhood[:2], q.distance[:2, 0].mean())
+    assert np.all(q.error > 0) and again.query(desc, sp, predictor="ltau").neighbourhood is None
+    # a stored neighbourhood form without its cutoff is refused, naming the key
+    rec = dict(again.meta["error_model"]["Li"])
+    rec.pop("cutoff")
+    with pytest.raises(LtauError, match="positive 'cutoff'"):
+        SpeciesErrorModel.from_dict(rec)

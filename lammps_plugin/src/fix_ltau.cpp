@@ -9,13 +9,17 @@
 #include "force.h"
 #include "group.h"
 #include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
 #include "pair.h"
 #include "timer.h"
 #include "update.h"
 #include "utils.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 
 using namespace LAMMPS_NS;
@@ -107,6 +111,8 @@ FixLtau::FixLtau(LAMMPS *lmp, int narg, char **arg) : Fix(lmp, narg, arg)
   LtauBridge::check_status(lmp, world, status, "fix ltau");
   created = true;
   latent_dim = a.descriptor_dim;
+  nbr_cutoff = a.neighbourhood_cutoff;
+  if (nbr_cutoff > 0.0) comm_forward = 1;
 
   peratom_flag = 1;
   size_peratom_cols = NCOL;
@@ -148,6 +154,14 @@ void FixLtau::init()
   const ltau_callbacks *cb = LtauBridge::callbacks();
   if (!cb) error->all(FLERR, LtauBridge::NO_DRIVER, "fix ltau");
   check_pair();
+  if (nbr_cutoff > 0.0) {
+    // the neighbourhood is the model's cutoff: within pair nequip's, so ghosts and the default
+    // list cutoff (force cutoff + skin) cover it
+    if (nbr_cutoff > force->pair->cutforce + 1e-9)
+      error->all(FLERR, "fix ltau: the error model's neighbourhood ({} Å) exceeds pair nequip's cutoff ({} Å); "
+                        "re-run 'ltau-md calibrate' with this model", nbr_cutoff, force->pair->cutforce);
+    neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_OCCASIONAL);
+  }
 
   // statistical cutoffs: about one false alarm among the atomic environments checked in this run
   const int ntypes = atom->ntypes;
@@ -223,11 +237,19 @@ void FixLtau::evaluate(bool act)
   a.mask = atom->mask;
   a.out = nlocal ? &array[0][0] : nullptr;
   a.latent = latent.data();
+  if (nbr_cutoff > 0.0) {
+    dist.assign(std::max(1, atom->nmax), std::numeric_limits<double>::quiet_NaN());
+    dnbr.assign(std::max(1, nlocal), 0.0);
+    a.dist = dist.data();
+    a.dnbr = dnbr.data();
+  }
   a.nlocal = nlocal;
   a.groupbit = groupbit;
   a.latent_dim = latent_dim;
+  a.phase = 0;
   int status = LtauBridge::callbacks()->fix_compute(&a);
   LtauBridge::check_status(lmp, world, status, fmt::format("fix ltau {}", id).c_str());
+  if (nbr_cutoff > 0.0) neighbourhood_phase(a);    // every rank: it communicates
 
   double mine_max = 0.0, sum = 0.0, all_sum = 0.0;
   bigint counts[3] = {0, 0, 0}, all[3];    // atoms in the group, above lo, above hi
@@ -267,6 +289,52 @@ void FixLtau::evaluate(bool act)
                  id, update->ntimestep, n_hi, vec[0]);
     }
   }
+}
+
+void FixLtau::neighbourhood_phase(ltau_fix_compute_args &a)
+{
+  // ghosts get their owners' distances; then each group atom's mean over itself and every atom
+  // within the cutoff (a distance that is not finite would be left out)
+  comm->forward_comm(this);
+  neighbor->build_one(nlist);
+  const int *mask = atom->mask;
+  double **x = atom->x;
+  const double rc2 = nbr_cutoff * nbr_cutoff;
+  for (int ii = 0; ii < nlist->inum; ++ii) {
+    const int i = nlist->ilist[ii];
+    if (!(mask[i] & groupbit) || !std::isfinite(dist[i])) continue;
+    double sum = dist[i];
+    int count = 1;
+    const int *jlist = nlist->firstneigh[i];
+    for (int jj = 0; jj < nlist->numneigh[i]; ++jj) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz < rc2 && std::isfinite(dist[j])) {
+        sum += dist[j];
+        ++count;
+      }
+    }
+    dnbr[i] = sum / count;
+  }
+  a.phase = 1;
+  int status = LtauBridge::callbacks()->fix_compute(&a);
+  LtauBridge::check_status(lmp, world, status, fmt::format("fix ltau {}", id).c_str());
+}
+
+void FixLtau::init_list(int, NeighList *ptr)
+{
+  nlist = ptr;
+}
+
+int FixLtau::pack_forward_comm(int n, int *list, double *buf, int, int *)
+{
+  for (int i = 0; i < n; ++i) buf[i] = dist[list[i]];
+  return n;
+}
+
+void FixLtau::unpack_forward_comm(int n, int first, double *buf)
+{
+  for (int i = 0; i < n; ++i) dist[first + i] = buf[i];
 }
 
 void FixLtau::write_frame(int reason, bigint n_lo, bigint n_hi)
@@ -390,5 +458,6 @@ int FixLtau::unpack_exchange(int nlocal, double *buf)
 
 double FixLtau::memory_usage()
 {
-  return (double) atom->nmax * NCOL * sizeof(double) + (double) latent.capacity() * sizeof(double);
+  return (double) atom->nmax * NCOL * sizeof(double) +
+      (double) (latent.capacity() + dist.capacity() + dnbr.capacity()) * sizeof(double);
 }

@@ -3,7 +3,10 @@
 //                            [halt no|soft|hard]
 //
 // Every N steps (or N minimizer iterations), LTAU per-atom uncertainty of the group's atoms from
-// the latents of that step's pair_style nequip evaluation (no second forward pass).
+// the latents of that step's pair_style nequip evaluation (no second forward pass). When the
+// artifact's error model uses the neighbourhood's latent distance, each check sends the group
+// atoms' distances to the ghost atoms (forward communication, on every rank) and averages them
+// over an occasional full neighbour list within the model's cutoff.
 //   per-atom array: f_ID[1] predicted force error (eV/Å), f_ID[2] p
 //   global vector:  f_ID[1] max and f_ID[2] mean predicted error over the group,
 //                   f_ID[3] atoms above lo, f_ID[4] atoms above hi,
@@ -41,6 +44,9 @@ class FixLtau : public Fix {
   void copy_arrays(int, int, int) override;
   int pack_exchange(int, double *) override;
   int unpack_exchange(int, double *) override;
+  void init_list(int, class NeighList *) override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
   double memory_usage() override;
 
  private:
@@ -58,12 +64,16 @@ class FixLtau : public Fix {
   bool forced_timeout = false;
 
   int latent_dim = 0;
+  double nbr_cutoff = 0.0;    // > 0: the error model averages the latent distance over this neighbourhood
+  class NeighList *nlist = nullptr;
+  std::vector<double> dist, dnbr;    // nearest latent distance (local + ghost), its neighbourhood mean
   double **array = nullptr;
   std::vector<double> latent;
   std::vector<double> lo, hi;    // per atom type
   double vec[NVEC] = {0.0, 0.0, 0.0, 0.0, 0.0};
 
   void evaluate(bool act);
+  void neighbourhood_phase(struct ltau_fix_compute_args &a);
   void write_frame(int reason, bigint n_lo, bigint n_hi);
   void check_pair();
 };

@@ -15,7 +15,7 @@ namespace LAMMPS_NS {
 class LAMMPS;
 }
 
-#define LTAU_ABI_VERSION 4
+#define LTAU_ABI_VERSION 5
 
 extern "C" {
 
@@ -86,6 +86,7 @@ struct ltau_fix_create_args {
   int32_t lo_auto, hi_auto;
   int32_t dedup;             // 1: a frame whose flagged atoms are all known is recorded, not queued
   int32_t descriptor_dim;    // out
+  double neighbourhood_cutoff;  // out: Å of the neighbourhood the error model averages d over (0: none)
 };
 
 // Before each run: per-type cutoffs for the atomic environments this run examines (N: the
@@ -105,7 +106,10 @@ struct ltau_fix_init_args {
 };
 
 // Every N steps: predicted error and p of this rank's local group atoms, from the latents of
-// this step's force evaluation.
+// this step's force evaluation. With a neighbourhood cutoff, in two phases: phase 0 searches and
+// writes each local atom's nearest latent distance into dist; the fix sends dist to the ghost
+// atoms (forward communication) and averages it over each atom's neighbourhood into dnbr; phase 1
+// turns the search and dnbr into out. Without one, phase 0 writes out directly.
 struct ltau_fix_compute_args {
   const char *id;
   int64_t step;
@@ -113,10 +117,12 @@ struct ltau_fix_compute_args {
   int32_t *type, *mask;
   double *out;          // out: nlocal x 2 (error eV/Å, p); rows outside the group are left 0
   double *latent;       // out: nlocal x latent_dim descriptors of group atoms
+  double *dist;         // phase 0 out: nlocal, every local atom (d̄ is over the whole neighbourhood)
+  double *dnbr;         // phase 1 in: nlocal
   int32_t nlocal;
   int32_t groupbit;
   int32_t latent_dim;
-  int32_t pad;
+  int32_t phase;
 };
 
 // Rank 0 only: one frame above lo (or hi), every atom sorted by tag, for the dump and the queue.

@@ -12,8 +12,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "calibrate",
         help="fit scale s and error/uncertainty distributions per species on validation frames",
         description="Evaluates the model on VAL frames (reference forces needed) and fits, per species: plain "
-        "LTAU's s by the miscalibration area; the calibrated predictor σ(u, d) of LTAU's mixture u and the latent "
-        "distance d (form chosen by held-out Maxwell likelihood); a Maxwell fit of the true errors; the KS-chosen "
+        "LTAU's s by the miscalibration area; the calibrated predictor σ(u, d, d̄) of LTAU's mixture u, the latent "
+        "distance d and its mean d̄ over the atom's neighbourhood (form chosen by held-out Maxwell likelihood); a Maxwell fit of the true errors; the KS-chosen "
         "family of each predictor's predicted errors. Stores them in NAME.ltau/meta.json and prints a table.",
     )
     p.add_argument("artifact", metavar="NAME.ltau")
@@ -23,20 +23,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int_at_least(2), metavar="N", help="N for the printed cutoffs (default: validation atoms)")
     p.add_argument("--no-scale", action="store_true", help="keep s = 1 (only fit distributions)")
     p.add_argument("--plots", type=output_dir, metavar="DIR", help="write calibration, distribution, F1-map and parity plots")
+    p.add_argument("--error-model", nargs="+", metavar="FORM",
+                   help="candidate forms of the calibrated predictor: ltau, distance, additive, power, exponential, "
+                   "neighbourhood (default: all; chosen by held-out likelihood)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ltau_md.calibration import calibrate_artifact
+    from ltau_md.error_model import FORMS
+    from ltau_md.errors import LtauError
     from ltau_md.nequip.calibrate import validation_errors
     from ltau_md.nequip.predict import load_for_artifact
     from ltau_md.user_input import read_frames
 
+    unknown = sorted(set(args.error_model or ()) - set(FORMS))
+    if unknown:
+        raise LtauError(f"--error-model {' '.join(unknown)}: unknown form; choose among {', '.join(FORMS)}")
     art, model = load_for_artifact(args.artifact, args.model, args.dtype)
     frames = [f for path in args.data for f in read_frames(path, need_forces=True, what="validation frames")]
     val = validation_errors(art, model, frames, k=args.k)
-    rep = calibrate_artifact(art, val, n=args.n, plots=args.plots, fit_scale=not args.no_scale)
+    rep = calibrate_artifact(art, val, n=args.n, plots=args.plots, fit_scale=not args.no_scale,
+                             forms=tuple(args.error_model) if args.error_model else None)
     print(f"calibrated {args.artifact} on {rep['n_frames']} frames / {rep['n_atoms']} atoms; cutoffs at N = {rep['N']}")
     print(f"{'species':7s} {'atoms':>6s} {'F MAE':>7s} {'err cut':>8s} {'predictor':>10s} {'form / s':>9s} {'rho':>6s} "
           f"{'area':>6s} {'unc family':>10s} {'unc cut':>8s} {'P/R/F1':>14s}")  # fmt: skip
@@ -49,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{q['spearman_rho']:6.3f} {q['miscalibration_area']:6.3f} {q['uncertainty_fit']['family']:>10s} "
                   f"{q['uncertainty_cutoff']:8.4f} {prf:>14s}")  # fmt: skip
     print("F MAE: force-component MAE (eV/Å); err cut, unc cut: CDF = 1 - 1/N (eV/Å); ltau: plain LTAU × s (form / s: "
-          "s by miscalibration area); calibrated: σ(u, d) by held-out Maxwell likelihood, used by default; "
+          "s by miscalibration area); calibrated: σ(u, d[, d̄]) by held-out Maxwell likelihood, used by default; "
           "rho: Spearman, predicted vs true per-atom error; area: miscalibration area")
     if args.plots:
         print(f"plots: {args.plots}")
