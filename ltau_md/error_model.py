@@ -27,8 +27,9 @@ Coefficients are positive by construction (fitted on their logarithms) except th
 exponents. The form is chosen per species by held-out likelihood on validation atoms, scored two
 ways and summed: two folds of whole frames (so neighbouring atoms of one frame never sit on both
 sides), and extrapolation — fitted on the atoms nearer than the median distance, scored on the
-farther half — because out of domain is where the form matters
-most and validation data never reach that far. The chosen form is then refitted on all atoms. The predicted error is the Maxwell mean 2σ√(2/π); P(error ≤ a) is the Maxwell CDF.
+farther half — because out of domain is where the form matters most and validation data never
+reach that far. The chosen form is then refitted on all atoms. The predicted error is the Maxwell
+mean 2σ√(2/π); P(error ≤ a) is the Maxwell CDF.
 """
 
 from __future__ import annotations
