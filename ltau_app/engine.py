@@ -93,9 +93,12 @@ def parsl_config(engine: dict[str, Any], run_dir: str | os.PathLike):
             account=s["account"] or None,
             walltime=s["walltime"],
             nodes_per_block=int(s["nodes_per_block"]),
+            # one block stays while the campaign runs: fit, calibrate and scoring run in this process
+            # between the stages, and an idle allocation given back would queue again each iteration
             init_blocks=1,
-            min_blocks=0,
+            min_blocks=1,
             max_blocks=int(s["max_blocks"]),
+            cores_per_node=None if s["cores_per_node"] == "auto" else int(s["cores_per_node"]),
             worker_init=s["worker_init"],
             scheduler_options=s["scheduler_options"],
             exclusive=bool(s["exclusive"]),
@@ -217,6 +220,7 @@ def mpi_command(engine: dict[str, Any], ranks: int, exe_dir: Path) -> list[str]:
     if ranks <= 1:
         return []
     if engine["mpi"] == "srun":
-        return ["srun", "-n", str(ranks)]
+        # --overlap: the worker pool already runs as a job step holding the allocation's CPUs
+        return ["srun", "--overlap", "-n", str(ranks)]
     mpiexec = exe_dir / "mpiexec"
     return [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(ranks)]

@@ -74,7 +74,8 @@ def test_slurm_engine_builds_a_parsl_slurm_provider_and_srun_walkers(tmp_path):
     assert (provider.nodes_per_block, provider.max_blocks) == (2, 3)
     assert "source ~/venv/bin/activate" in provider.worker_init and provider.exclusive is False
     assert executor.max_workers_per_node == 8 and config.retries == 0
-    assert mpi_command(cfg["engine"], 4, BIN) == ["srun", "-n", "4"]
+    assert provider.cores_per_node == 64 and provider.min_blocks == 1
+    assert mpi_command(cfg["engine"], 4, BIN) == ["srun", "--overlap", "-n", "4"]
     assert mpi_command(load_config(None)["engine"], 1, BIN) == []  # one rank: no launcher
 
 
