@@ -18,6 +18,8 @@ Predictors of member 0's per-atom force error (each calibrated on the calibratio
 * ``calibrated``  the predictor ltau-md ships: σ(u, d[, d̄]) per species fitted by Maxwell likelihood
                   (``ltau_md.error_model``), u = LTAU's mixture mean, d = latent distance, d̄ = its mean over
                   the atom and its neighbours within the model's cutoff
+* ``neighbourhood`` the opt-in form σ = (a·u + c)·exp(b·d + g·d̄) for every species
+                  (``ltau-md calibrate --error-model neighbourhood``), fitted on the same atoms
 * ``ensemble``    the M members' force spread, √Σ_c var_c, × a Maxwell-likelihood scale
 * ``distance``    the latent distance to the nearest training atom, σ = σ0 + σ1·d (seed 003)
 
@@ -107,7 +109,7 @@ def prepare(work: Path, size: dict, seeds: list[int], members: int, epochs: int)
             sh([str(LTAU_MD), "fit", "--model", str(run / "model"), "--data", *train, "-o", str(run / "model.ltau")], log)
 
 
-PREDICTORS = ("calibrated", "ltau", "ensemble", "distance")
+PREDICTORS = ("calibrated", "neighbourhood", "ltau", "ensemble", "distance")
 
 
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -168,12 +170,14 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
     val = ValidationErrors(v["species"], v["p"], v["u"], v["d"], v["e"], v["comp"], len(val_frames), v["frame"], v["dn"], models[0].r_max)
     calibrate_artifact(art, val)
     # baselines calibrated on the same validation atoms: ensemble σ = c·spread, distance σ = a + b·d
-    ens_c, dist_model, fams = {}, {}, {}
+    ens_c, dist_model, nbr_model, fams = {}, {}, {}, {}
     for sp in art.species:
         sel = v["species"] == sp
         e, sd = v["e"][sel], np.maximum(v["spread"][sel], 1e-12)
         ens_c[sp] = float(np.sqrt(np.mean((e / sd) ** 2) / 3.0))  # Maxwell ML of σ = c·spread
         dist_model[sp] = fit_species_error_model(v["u"][sel], v["d"][sel], e, v["frame"][sel], forms=("distance",))
+        nbr_model[sp] = fit_species_error_model(v["u"][sel], v["d"][sel], e, v["frame"][sel], forms=("neighbourhood",),
+                                                neighbourhood=v["dn"][sel], cutoff=models[0].r_max)  # fmt: skip
 
     def predictions(a: dict) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """predictor → (predicted error eV/Å, P(error ≤ atol), atol per atom that P refers to)."""
@@ -184,9 +188,11 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
             sig = art.error_model.species[sp].sigma(u, d, a["dn"][sel])
             sig_e = ens_c[sp] * np.maximum(a["spread"][sel], 1e-12)
             sig_d = dist_model[sp].sigma(u, d)
+            sig_n = nbr_model[sp].sigma(u, d, a["dn"][sel])
             s = art.scale(sp)
             for name, pred, prob in (
                 ("calibrated", MEAN_PER_SIGMA * sig, maxwell_cdf(art.atol, sig)),
+                ("neighbourhood", MEAN_PER_SIGMA * sig_n, maxwell_cdf(art.atol, sig_n)),
                 ("ltau", s * u, a["p"][sel]),
                 ("ensemble", MEAN_PER_SIGMA * sig_e, maxwell_cdf(art.atol, sig_e)),
                 ("distance", MEAN_PER_SIGMA * sig_d, maxwell_cdf(art.atol, sig_d)),
@@ -263,7 +269,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
     t_cal = (time.perf_counter() - t0) / len(big["e"])
     result["cost_us_per_atom"] = {
         "forward": big["t_forward"] * 1e6, "calibrated": t_cal * 1e6, "ltau": big["t_query"] * 1e6,
-        "ensemble": big["t_forward"] * len(models) * 1e6, "distance": big["t_query"] * 1e6,
+        "ensemble": big["t_forward"] * len(models) * 1e6, "distance": big["t_query"] * 1e6, "neighbourhood": t_cal * 1e6,
     }  # fmt: skip
     return result
 

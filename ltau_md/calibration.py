@@ -308,9 +308,9 @@ def calibrate_artifact(
     (:func:`ltau_md.error_model.fit_species_error_model`, chosen by held-out likelihood); for
     both, the KS-chosen family of the predicted errors (seed 003), so a run computes its own
     cutoffs at its own N; the Maxwell fit of the true errors; the nearest-distance family.
-    ``forms`` restricts the error model's candidate forms (default: all)."""
+    ``forms``: the error model's candidate forms (default: ``error_model.DEFAULT_FORMS``)."""
     from ltau_md.cutoffs import fit_uncertainty
-    from ltau_md.error_model import FORMS, MEAN_PER_SIGMA, ErrorModel, fit_species_error_model, maxwell_cdf
+    from ltau_md.error_model import DEFAULT_FORMS, MEAN_PER_SIGMA, ErrorModel, fit_species_error_model, maxwell_cdf
 
     species, nearest, true_err, raw = val.species, val.nearest, val.true_error, val.ltau_error
     n = int(n or len(true_err))
@@ -323,7 +323,7 @@ def calibrate_artifact(
         sel = species == sp
         e, u, d = true_err[sel], raw[sel], nearest[sel]
         dn = None if val.neighbourhood is None else val.neighbourhood[sel]
-        model = fit_species_error_model(u, d, e, None if val.frame is None else val.frame[sel], forms=tuple(forms or FORMS),
+        model = fit_species_error_model(u, d, e, None if val.frame is None else val.frame[sel], forms=tuple(forms or DEFAULT_FORMS),
                                         neighbourhood=dn, cutoff=val.cutoff)  # fmt: skip
         sigma = model.sigma(u, d, dn)
         plain = _predictor_scores(e, g.scale * u, val.p[sel], artifact.atol, g.scale, n)

@@ -170,16 +170,18 @@ def _neighbourhood_data(n: int = 3000, seed: int = 4):
 
 
 def test_the_neighbourhood_form_wins_when_errors_follow_the_neighbours_distance():
-    from ltau_md.error_model import fit_species_error_model
+    from ltau_md.error_model import FORMS, fit_species_error_model
 
     u, d, dn, true, _, frame = _neighbourhood_data()
-    model = fit_species_error_model(u, d, true, frame, neighbourhood=dn, cutoff=4.5)
+    model = fit_species_error_model(u, d, true, frame, forms=FORMS, neighbourhood=dn, cutoff=4.5)
     assert model.form == "neighbourhood" and model.cutoff == 4.5, model.heldout_nll
     assert model.heldout_nll["neighbourhood"] < model.heldout_nll["exponential"] - 0.01
     g = np.exp(model.theta[2])
     assert g == pytest.approx(6.0, rel=0.25)
-    without = fit_species_error_model(u, d, true, frame)  # no d̄ given: only the other forms compete
+    without = fit_species_error_model(u, d, true, frame, forms=FORMS)  # no d̄ given: only the other forms compete
     assert without.form != "neighbourhood" and "neighbourhood" not in without.heldout_nll
+    default = fit_species_error_model(u, d, true, frame, neighbourhood=dn, cutoff=4.5)  # opt-in only
+    assert "neighbourhood" not in default.heldout_nll
 
 
 def test_a_neighbourhood_artifact_needs_neighbour_pairs_and_keeps_its_cutoff(artifact):

@@ -24,8 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-scale", action="store_true", help="keep s = 1 (only fit distributions)")
     p.add_argument("--plots", type=output_dir, metavar="DIR", help="write calibration, distribution, F1-map and parity plots")
     p.add_argument("--error-model", nargs="+", metavar="FORM",
-                   help="candidate forms of the calibrated predictor: ltau, distance, additive, power, exponential, "
-                   "neighbourhood (default: all; chosen by held-out likelihood)")
+                   help="candidate forms of the calibrated predictor, chosen by held-out likelihood: ltau, distance, "
+                   "additive, power, exponential (the default set), neighbourhood (opt-in: uses d averaged over the "
+                   "atom's neighbours)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.set_defaults(func=run)
 
