@@ -11,7 +11,7 @@ opens it (``ase db cand.db``, ``ase.db.connect``). One row per candidate frame:
   atom was already known, :mod:`ltau_md.dedup` — recorded, never selected), ``selected`` (marked by
   :meth:`CandidateQueue.select`), ``run``, ``step``, ``reason`` (lo | hi | manual),
   ``max_error`` / ``mean_error`` (predicted, eV/Å), ``n_above_lo``, ``model`` and ``artifact``
-  (fingerprints, first 16 hex), ``source`` (where it came from), ``dump`` (the dump file the
+  (fingerprints: ``sha256:`` + the first 16 hex), ``source`` (where it came from), ``dump`` (the dump file the
   frame was also written to, if any), ``fix`` (the fix ID that flagged it) and ``phase`` (md or
   minimize),
 * data: per-atom ``ltau_error`` and ``ltau_p`` arrays, ``flagged`` (above lo), optional per-atom
@@ -56,6 +56,13 @@ CONNECT_TIMEOUT_S = 10  # PostgreSQL: a server that never answers is an error, n
 _PG_SCHEMES = ("postgresql://", "postgres://")
 _PG_INIT_LOCK = 0x6C746175  # advisory lock ("ltau") under which one opener creates a new database's tables
 _PG_EXTRA = 'pip install "ltau-md[postgres]"'
+
+
+def short_fingerprint(fingerprint: str | None) -> str:
+    """The key-value form of a sha256 fingerprint: ``sha256:`` + its first 16 hex digits. The
+    prefix keeps it a string for ase.db, which refuses strings that read as numbers (a prefix
+    like ``01667234e9069785`` is a float)."""
+    return f"sha256:{fingerprint[:16]}" if fingerprint else ""
 
 
 def is_url(url: str | os.PathLike) -> bool:
@@ -307,8 +314,8 @@ class CandidateQueue:
             "reason": reason,
             "max_error": float(error.max()),
             "mean_error": float(error.mean()),
-            "model": (model_fingerprint or "")[:16],
-            "artifact": (artifact_fingerprint or "")[:16],
+            "model": short_fingerprint(model_fingerprint),
+            "artifact": short_fingerprint(artifact_fingerprint),
             "source": str(source),
         }
         if dump:

@@ -219,8 +219,8 @@ def test_run_dumps_queues_and_halts(tmp_path, trained, calibrated, ranks):
         assert np.array_equal(f.arrays["lammps_id"], np.arange(1, 55))
         assert np.abs(f.get_velocities()).max() > 0
         assert r.status == "pending" and r.step == f.info["step"] and r.reason == f.info["reason"]
-        assert r.key_value_pairs["model"] == art.meta["model"]["fingerprint"][:16]
-        assert r.key_value_pairs["artifact"] == art.fingerprint[:16]
+        assert r.key_value_pairs["model"] == f"sha256:{art.meta['model']['fingerprint'][:16]}"
+        assert r.key_value_pairs["artifact"] == f"sha256:{art.fingerprint[:16]}"
         assert np.allclose(r.data["ltau_error"], f.arrays["ltau_error"]) and r.data["latent"].shape == (54, art.meta["descriptor_dim"])
         assert np.allclose(r.atoms.positions, f.positions) and np.allclose(r.atoms.get_velocities(), f.get_velocities())
         assert r.run == f.info["run"] and r.run.startswith("halt@")

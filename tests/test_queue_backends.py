@@ -195,7 +195,7 @@ def test_lifecycle_add_select_label_fail_export(queue_url, tmp_path):
     assert "SCF did not converge" in failed.data["failure"] and failed.key_value_pairs["labelled_by"] == "fake-dft"
     assert len(failed.data["ltau_error"]) == 16  # the update kept the row's other data
     done = q.get(good.id)
-    assert done.status == "labelled" and done.selected and done.step == 40 and done.key_value_pairs["model"] == "m" * 16
+    assert done.status == "labelled" and done.selected and done.step == 40 and done.key_value_pairs["model"] == "sha256:" + "m" * 16
 
     assert q.export(tmp_path / "new.xyz", "labelled", selected_only=True) == 1
     (out,) = read(tmp_path / "new.xyz", ":")

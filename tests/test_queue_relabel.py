@@ -45,10 +45,21 @@ def test_rows_keep_frame_arrays_and_provenance(tmp_path):
     r = rows[1]
     np.testing.assert_allclose(r.atoms.positions, frame(1).positions)
     np.testing.assert_allclose(r.atoms.get_velocities(), frame(1).get_velocities())
-    assert len(r.data["ltau_error"]) == len(r.atoms) and r.key_value_pairs["model"] == "m" * 16
+    assert len(r.data["ltau_error"]) == len(r.atoms) and r.key_value_pairs["model"] == "sha256:" + "m" * 16
     assert r.data["model_fingerprint"] == "m" * 64 and r.reason == "lo" and r.run == "run0"
     with pytest.raises(LtauError, match=".db"):
         CandidateQueue(tmp_path / "q.sqlite")
+
+
+@pytest.mark.parametrize("fingerprint", ["01667234e9069785" + "0" * 48, "0123456789012345" + "f" * 48])
+def test_fingerprints_that_read_as_numbers_are_stored(tmp_path, fingerprint):
+    # ase.db refuses a string value that parses as a float; a hash prefix sometimes does
+    q = CandidateQueue(tmp_path / "q.db")
+    atoms = frame(0)
+    q.add(atoms, error=np.full(len(atoms), 0.2), p=np.full(len(atoms), 0.5), run="r", step=0, reason="lo",
+          model_fingerprint=fingerprint, artifact_fingerprint=fingerprint)  # fmt: skip
+    (row,) = q.rows()
+    assert row.key_value_pairs["artifact"] == "sha256:" + fingerprint[:16] and row.data["artifact_fingerprint"] == fingerprint
 
 
 def test_meam_relabel_equals_the_reference_calculator(tmp_path):
