@@ -126,13 +126,7 @@ def _check_walkers(value: Any, path: str | os.PathLike) -> None:
     names = []
     for i, w in enumerate(value):
         where = f"walkers[{i}]"
-        if not isinstance(w, dict):
-            raise LtauError(f"{path}: '{where}' must be a mapping with keys among {', '.join(WALKER_KEYS)}, got {w!r}")
-        unknown = sorted(set(w) - set(WALKER_KEYS))
-        if unknown:
-            raise LtauError(f"{path}: unknown key(s) {unknown} in '{where}'; known: {', '.join(WALKER_KEYS)}")
-        for k, v in w.items():
-            _check_value(v, WALKER_KEYS[k], f"{where}.{k}", path)
+        _check_value(w, WALKER_KEYS, where, path)  # a mapping of known keys, each value typed like a section's
         name = w.get("name") or f"w{i}"
         if not name.replace("_", "").replace("-", "").isalnum():
             raise LtauError(f"{path}: '{where}.name' {name!r}: use letters, digits, - and _ (it names a directory)")
