@@ -15,9 +15,10 @@ ensemble (``ltau-md train --ensemble M``), its LTAU artifact from all M error lo
 Predictors of member 0's per-atom force error (each calibrated on the calibration frames only):
 
 * ``ltau``        plain LTAU (seed 002): s × the k neighbours' mean logged error; p from their p-values
-* ``calibrated``  the predictor ltau-md ships: σ(u, d[, d̄]) per species fitted by Maxwell likelihood
-                  (``ltau_md.error_model``), u = LTAU's mixture mean, d = latent distance, d̄ = its mean over
-                  the atom and its neighbours within the model's cutoff
+* ``calibrated``  the predictor ltau-md ships: σ(u, d_env) per species fitted by Maxwell likelihood
+                  (``ltau_md.error_model``), u = LTAU's mixture mean, d_env = (d + d̄)/2 with d the latent
+                  distance to the nearest training atom and d̄ its mean over the atom and its neighbours
+                  within the model's cutoff (the default environment distance)
 * ``neighbourhood`` the opt-in form σ = (a·u + c)·exp(b·d + g·d̄) for every species
                   (``ltau-md calibrate --error-model neighbourhood``), fitted on the same atoms
 * ``ensemble``    the M members' force spread, √Σ_c var_c, × a Maxwell-likelihood scale

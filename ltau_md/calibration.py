@@ -300,6 +300,7 @@ def calibrate_artifact(
     plots: str | os.PathLike | None = None,
     fit_scale: bool = True,
     forms: tuple[str, ...] | None = None,
+    distance: str | None = None,
 ) -> dict[str, Any]:
     """Calibrate ``artifact`` (an :class:`~ltau_md.artifact.Artifact`) in place — meta.json is
     rewritten when it was loaded from disk — and return the report.
@@ -308,7 +309,9 @@ def calibrate_artifact(
     (:func:`ltau_md.error_model.fit_species_error_model`, chosen by held-out likelihood); for
     both, the KS-chosen family of the predicted errors (seed 003), so a run computes its own
     cutoffs at its own N; the Maxwell fit of the true errors; the nearest-distance family.
-    ``forms``: the error model's candidate forms (default: ``error_model.DEFAULT_FORMS``)."""
+    ``forms``: the error model's candidate forms (default: ``error_model.DEFAULT_FORMS``);
+    ``distance``: the latent distance they read (``error_model.DISTANCES``; default ``environment``
+    where ``val`` has each atom's neighbourhood distance)."""
     from ltau_md.cutoffs import fit_uncertainty
     from ltau_md.error_model import DEFAULT_FORMS, MEAN_PER_SIGMA, ErrorModel, fit_species_error_model, maxwell_cdf
 
@@ -324,7 +327,7 @@ def calibrate_artifact(
         e, u, d = true_err[sel], raw[sel], nearest[sel]
         dn = None if val.neighbourhood is None else val.neighbourhood[sel]
         model = fit_species_error_model(u, d, e, None if val.frame is None else val.frame[sel], forms=tuple(forms or DEFAULT_FORMS),
-                                        neighbourhood=dn, cutoff=val.cutoff)  # fmt: skip
+                                        neighbourhood=dn, cutoff=val.cutoff, distance=distance)  # fmt: skip
         sigma = model.sigma(u, d, dn)
         plain = _predictor_scores(e, g.scale * u, val.p[sel], artifact.atol, g.scale, n)
         calibrated = _predictor_scores(e, MEAN_PER_SIGMA * sigma, maxwell_cdf(artifact.atol, sigma), artifact.atol, 1.0, n)

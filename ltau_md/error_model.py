@@ -15,17 +15,21 @@ that depends on both, σ = σ(u, d), over the whole range of d:
 * ``exponential`` σ = (a·u + c) · exp(b·d)      (LTAU in domain, growing geometrically with d)
 * ``neighbourhood`` σ = (a·u + c) · exp(b·d + g·d̄)  (and with the neighbourhood's distance d̄)
 
-d̄ is the mean of d over the atom and its neighbours within the model's cutoff (``cutoff``,
-stored with the form). An atom's force also carries its neighbours' energies, so an atom in a
-familiar environment next to unfamiliar ones is wrong more often than its own d says: on the
-Li–Mg benchmark (benchmarks/uq_quality.py), out-of-domain atoms' errors at equal d were ~1.4×
-those of validation atoms; with this form for both species the out-of-domain mean predicted /
-true went from 0.71–0.73 to 0.89–0.97 at equal ranking. It is not among the default candidates
-(``DEFAULT_FORMS``; ``ltau-md calibrate --error-model ... neighbourhood`` opts in): on the demo's
-small Li data set held-out likelihood chose it, and in the heating ramp its exponential in d̄
-flagged 1381 of 3564 atoms against 151 truly high-error ones (no lo reached precision 0.5,
-against recall 0.96 at precision 0.5 with the default candidates). ``fix ltau`` finds d for every atom (its group or not) and averages
-over ghost atoms of other ranks too.
+**Which distance.** d̄ is the mean of d over the atom and its neighbours within the model's
+cutoff (``cutoff``, stored with the model). An atom's force is the derivative of its neighbours'
+energies too, so an atom in a familiar environment next to unfamiliar ones is wrong more often
+than its own d says (on the Li–Mg benchmark, out-of-domain atoms' errors at equal d were ~1.4×
+those of validation atoms). By default every form therefore uses the *environment distance*
+d_env = (d + d̄)/2 in place of d (``distance = "environment"``; ``"nearest"`` keeps the atom's own
+d, and is what artifacts calibrated before this option read as). The weight ½ is fixed on
+purpose: the ``neighbourhood`` form, σ = (a·u + c)·exp(b·d + g·d̄), fits the two weights freely,
+and on the demo's small Li validation set (324 atoms) it extrapolated so steeply that its heating
+ramp flagged 1381 of 3564 atoms against 151 truly high-error ones; it stays opt-in. Measured with
+``benchmarks/uq_quality.py`` (2 training seeds) against the nearest d: pooled AUROC 0.813–0.824 →
+0.826–0.836, Spearman 0.547–0.565 → 0.572–0.589, out-of-domain mean predicted/true 0.71–0.73 →
+0.75–0.83; on re-scored demo ramps, recall at the statistical lo 0.64–0.69 → 0.95–0.98 at
+precision 0.52–0.63. ``fix ltau`` finds d for every atom (its group or not) and averages over ghost
+atoms of other ranks too.
 
 Coefficients are positive by construction (fitted on their logarithms) except the power law's
 exponents. The form is chosen per species by held-out likelihood on validation atoms, scored two
@@ -48,6 +52,8 @@ from ltau_md.errors import LtauError
 from ltau_md.species import symbol
 
 FORMS = ("ltau", "distance", "additive", "power", "exponential", "neighbourhood")
+# the distance the forms use: the atom's own d, or its environment's (d + d̄)/2 (module docstring)
+DISTANCES = ("environment", "nearest")
 NEIGHBOURHOOD_FORMS = ("neighbourhood",)  # forms that need d̄
 # the candidates unless the caller asks: the neighbourhood form is opt-in (see the module docstring)
 DEFAULT_FORMS = tuple(f for f in FORMS if f not in NEIGHBOURHOOD_FORMS)
@@ -77,6 +83,11 @@ def neighbourhood_mean(values: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.n
     total = np.bincount(i[keep], weights=v[j[keep]], minlength=len(v)) + np.where(known, v, 0.0)
     count = np.bincount(i[keep], minlength=len(v)) + known
     return total / np.maximum(count, 1)
+
+
+def environment_distance(d: np.ndarray, dn: np.ndarray) -> np.ndarray:
+    """d_env = (d + d̄)/2: the atom's own latent distance and its neighbourhood's, weighed equally."""
+    return 0.5 * (np.asarray(d, dtype=np.float64) + np.asarray(dn, dtype=np.float64))
 
 
 def neighbour_pairs(atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -155,11 +166,12 @@ class SpeciesErrorModel:
     delta: float  # the power law's distance offset (a tenth of the median validation distance)
     heldout_nll: dict[str, float]  # mean held-out −log-likelihood per atom of every candidate form
     n_atoms: int
-    cutoff: float = 0.0  # Å, the neighbourhood of d̄ (neighbourhood forms only)
+    cutoff: float = 0.0  # Å, the neighbourhood of d̄ (where the model uses it)
+    distance: str = "nearest"  # what d the form reads: "nearest" (the atom's own) or "environment" ((d + d̄)/2)
 
     @property
     def uses_neighbourhood(self) -> bool:
-        return self.form in NEIGHBOURHOOD_FORMS
+        return self.form in NEIGHBOURHOOD_FORMS or self.distance == "environment"
 
     def sigma(self, u: np.ndarray, d: np.ndarray, dn: np.ndarray | None = None) -> np.ndarray:
         u = np.maximum(np.asarray(u, dtype=np.float64), _TINY)
@@ -168,6 +180,8 @@ class SpeciesErrorModel:
             if dn is None:
                 raise LtauError(f"error model '{self.form}' needs each atom's neighbourhood distance d̄ (neighbour pairs within {self.cutoff:g} Å)")
             dn = np.maximum(np.asarray(dn, dtype=np.float64), 0.0)
+            if self.distance == "environment":
+                d = environment_distance(d, dn)
         return np.maximum(_sigma(self.form, self.theta, u, d, self.delta, dn), _TINY)
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +191,7 @@ class SpeciesErrorModel:
             "delta": float(self.delta),
             "heldout_nll": {k: float(v) for k, v in self.heldout_nll.items()},
             "n_atoms": int(self.n_atoms),
+            "distance": self.distance,
         }
         if self.uses_neighbourhood:
             out["cutoff"] = float(self.cutoff)
@@ -193,11 +208,17 @@ class SpeciesErrorModel:
         delta = d.get("delta", 0.0)
         if not isinstance(delta, (int, float)) or not np.isfinite(delta) or delta < 0:
             raise LtauError("error model 'delta' must be a number ≥ 0")
+        distance = d.get("distance", "nearest")  # calibrated before the option existed: the atom's own d
+        if distance not in DISTANCES:
+            raise LtauError(f"error model 'distance' is {distance!r}; choose one of {', '.join(DISTANCES)}")
+        if d["form"] in NEIGHBOURHOOD_FORMS and distance != "nearest":
+            raise LtauError(f"error model '{d['form']}' weighs d and d̄ itself; its 'distance' must be nearest")
         cutoff = d.get("cutoff", 0.0)
-        if d["form"] in NEIGHBOURHOOD_FORMS and (not isinstance(cutoff, (int, float)) or not np.isfinite(cutoff) or cutoff <= 0):
+        needs_cutoff = d["form"] in NEIGHBOURHOOD_FORMS or distance == "environment"
+        if needs_cutoff and (not isinstance(cutoff, (int, float)) or not np.isfinite(cutoff) or cutoff <= 0):
             raise LtauError(f"error model '{d['form']}' needs a positive 'cutoff' (Å) for its neighbourhood")
         return cls(d["form"], np.asarray(theta, dtype=np.float64), float(delta), dict(d.get("heldout_nll") or {}), int(d.get("n_atoms", 0)),
-                   float(cutoff))  # fmt: skip
+                   float(cutoff), distance)  # fmt: skip
 
 
 def _folds(frame: np.ndarray | None, n: int) -> np.ndarray:
@@ -216,9 +237,12 @@ def fit_species_error_model(
     forms: tuple[str, ...] = DEFAULT_FORMS,
     neighbourhood: np.ndarray | None = None,
     cutoff: float = 0.0,
+    distance: str | None = None,
 ) -> SpeciesErrorModel:
     """Choose σ(u, d[, d̄]) among ``forms`` by held-out Maxwell likelihood; refit on all atoms.
-    Without ``neighbourhood`` (d̄ per atom, over ``cutoff`` Å) the neighbourhood forms are left out."""
+    ``distance``: what d the forms read (:data:`DISTANCES`); default ``environment`` where
+    ``neighbourhood`` (d̄ per atom, over ``cutoff`` Å) is given, else ``nearest``. Without
+    ``neighbourhood`` the neighbourhood forms are left out."""
     u = np.maximum(np.asarray(u, dtype=np.float64), _TINY)
     d = np.maximum(np.asarray(d, dtype=np.float64), 0.0)
     e = np.asarray(true_error, dtype=np.float64)
@@ -234,20 +258,33 @@ def fit_species_error_model(
         raise LtauError("u, d and true errors need one value per atom each")
     if len(e) < 20:
         raise LtauError(f"{len(e)} validation atoms of a species are too few to fit an error model (need ≥ 20)")
-    delta = 0.1 * float(np.median(d)) + _TINY
+    distance = distance or ("environment" if dn is not None else "nearest")
+    if distance not in DISTANCES:
+        raise LtauError(f"error model distance {distance!r} unknown; choose one of {', '.join(DISTANCES)}")
+    if distance == "environment" and dn is None:
+        raise LtauError("the environment distance needs each validation atom's neighbourhood distance d̄")
+    # what the forms read as d (the neighbourhood form always takes the atom's own d, and d̄ apart)
+    d_form = environment_distance(d, dn) if distance == "environment" else d
+    delta = 0.1 * float(np.median(d_form)) + _TINY
     fold = _folds(frame, len(e))
-    far = d > np.median(d)
+    far = d_form > np.median(d_form)
     splits = [(fold != 0, fold == 0), (fold != 1, fold == 1), (~far, far)]
     scores = {}
     for form in forms:
+        x = d if form in NEIGHBOURHOOD_FORMS else d_form
         total = 0.0
         for tr, te in splits:  # interpolation (two folds of frames) + extrapolation (near → far)
             sub = lambda m: None if dn is None else dn[m]
-            theta = _fit(form, u[tr], d[tr], e[tr], delta, sub(tr))
-            total += float(np.mean(maxwell_nll(e[te], np.maximum(_sigma(form, theta, u[te], d[te], delta, sub(te)), _TINY))))
+            theta = _fit(form, u[tr], x[tr], e[tr], delta, sub(tr))
+            total += float(np.mean(maxwell_nll(e[te], np.maximum(_sigma(form, theta, u[te], x[te], delta, sub(te)), _TINY))))
         scores[form] = total / len(splits)
     best = min(scores, key=scores.get)
-    return SpeciesErrorModel(best, _fit(best, u, d, e, delta, dn), delta, scores, len(e), float(cutoff) if best in NEIGHBOURHOOD_FORMS else 0.0)
+    best_distance = "nearest" if best in NEIGHBOURHOOD_FORMS else distance
+    uses_neighbourhood = best in NEIGHBOURHOOD_FORMS or best_distance == "environment"
+    if uses_neighbourhood and not cutoff > 0:
+        raise LtauError(f"error model '{best}' uses the neighbourhood: give its cutoff (Å, the model's r_max)")
+    theta = _fit(best, u, d if best in NEIGHBOURHOOD_FORMS else d_form, e, delta, dn)
+    return SpeciesErrorModel(best, theta, delta, scores, len(e), float(cutoff) if uses_neighbourhood else 0.0, best_distance)
 
 
 class ErrorModel:

@@ -210,3 +210,41 @@ def test_a_neighbourhood_artifact_needs_neighbour_pairs_and_keeps_its_cutoff(art
     rec.pop("cutoff")
     with pytest.raises(LtauError, match="positive 'cutoff'"):
         SpeciesErrorModel.from_dict(rec)
+
+
+def test_the_environment_distance_is_the_default_and_weighs_the_atom_and_its_neighbourhood_equally():
+    from ltau_md.error_model import SpeciesErrorModel, environment_distance, fit_species_error_model
+    from ltau_md.errors import LtauError
+
+    rng = np.random.default_rng(5)
+    u, d, dn, _, _, frame = _neighbourhood_data()
+    env = environment_distance(d, dn)
+    np.testing.assert_allclose(env, (d + dn) / 2)
+    true = sps.maxwell.rvs(scale=(0.8 * u + 0.005) * np.exp(6.0 * env), random_state=rng)
+    model = fit_species_error_model(u, d, true, frame, neighbourhood=dn, cutoff=4.5)
+    assert model.distance == "environment" and model.form == "exponential" and model.uses_neighbourhood and model.cutoff == 4.5
+    assert np.exp(model.theta[1]) == pytest.approx(6.0, rel=0.2)
+    own = fit_species_error_model(u, d, true, frame, neighbourhood=dn, cutoff=4.5, distance="nearest")
+    assert own.distance == "nearest" and not own.uses_neighbourhood and own.cutoff == 0.0
+    assert model.heldout_nll[model.form] < own.heldout_nll[own.form] - 0.01  # the truth reads the environment
+    # σ reads (d + d̄)/2 in place of d: the same form on the nearest distance, given env, agrees
+    as_nearest = SpeciesErrorModel(model.form, model.theta, model.delta, {}, 0)
+    np.testing.assert_allclose(model.sigma(u, d, dn), as_nearest.sigma(u, env))
+    with pytest.raises(LtauError, match="neighbourhood distance d̄"):
+        model.sigma(u, d)
+    # stored and read back; a record without 'distance' (calibrated before it existed) reads the own d
+    rec = model.to_dict()
+    assert rec["distance"] == "environment" and SpeciesErrorModel.from_dict(rec).distance == "environment"
+    assert SpeciesErrorModel.from_dict({k: v for k, v in rec.items() if k not in ("distance", "cutoff")}).distance == "nearest"
+    with pytest.raises(LtauError, match="positive 'cutoff'"):
+        SpeciesErrorModel.from_dict({k: v for k, v in rec.items() if k != "cutoff"})
+    with pytest.raises(LtauError, match="'distance' is 'far'; choose one of environment, nearest"):
+        SpeciesErrorModel.from_dict({**rec, "distance": "far"})
+    with pytest.raises(LtauError, match="its 'distance' must be nearest"):
+        SpeciesErrorModel.from_dict({"form": "neighbourhood", "theta": [0.0] * 4, "cutoff": 4.5, "distance": "environment"})
+    # without d̄ (arrays only) the default is the own distance; asking for the environment says what is missing
+    assert fit_species_error_model(u, d, true, frame).distance == "nearest"
+    with pytest.raises(LtauError, match="environment distance needs"):
+        fit_species_error_model(u, d, true, frame, distance="environment")
+    with pytest.raises(LtauError, match="give its cutoff"):
+        fit_species_error_model(u, d, true, frame, neighbourhood=dn)

@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="candidate forms of the calibrated predictor, chosen by held-out likelihood: ltau, distance, "
                    "additive, power, exponential (the default set), neighbourhood (opt-in: uses d averaged over the "
                    "atom's neighbours)")
+    p.add_argument("--distance", choices=("environment", "nearest"), default="environment",
+                   help="the latent distance the forms read: environment = (d + d̄)/2, the atom's own and its "
+                   "neighbourhood's (default), or nearest = the atom's own d")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.set_defaults(func=run)
 
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     frames = [f for path in args.data for f in read_frames(path, need_forces=True, what="validation frames")]
     val = validation_errors(art, model, frames, k=args.k)
     rep = calibrate_artifact(art, val, n=args.n, plots=args.plots, fit_scale=not args.no_scale,
-                             forms=tuple(args.error_model) if args.error_model else None)
+                             forms=tuple(args.error_model) if args.error_model else None, distance=args.distance)
     print(f"calibrated {args.artifact} on {rep['n_frames']} frames / {rep['n_atoms']} atoms; cutoffs at N = {rep['N']}")
     print(f"{'species':7s} {'atoms':>6s} {'F MAE':>7s} {'err cut':>8s} {'predictor':>10s} {'form / s':>9s} {'rho':>6s} "
           f"{'area':>6s} {'unc family':>10s} {'unc cut':>8s} {'P/R/F1':>14s}")  # fmt: skip
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{q['spearman_rho']:6.3f} {q['miscalibration_area']:6.3f} {q['uncertainty_fit']['family']:>10s} "
                   f"{q['uncertainty_cutoff']:8.4f} {prf:>14s}")  # fmt: skip
     print("F MAE: force-component MAE (eV/Å); err cut, unc cut: CDF = 1 - 1/N (eV/Å); ltau: plain LTAU × s (form / s: "
-          "s by miscalibration area); calibrated: σ(u, d[, d̄]) by held-out Maxwell likelihood, used by default; "
+          "s by miscalibration area); calibrated: σ(u, d[, d̄]) by held-out Maxwell likelihood, used by default "
+          f"(d: the {args.distance} latent distance); "
           "rho: Spearman, predicted vs true per-atom error; area: miscalibration area")
     if args.plots:
         print(f"plots: {args.plots}")
