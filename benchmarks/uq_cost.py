@@ -97,7 +97,7 @@ def main() -> None:
             stats, x = synthetic_stats(desc, int(size), rng)
             art = Artifact.create(stats, x, k=10)
             numbers = test_frames[0].numbers
-            t_uq = float(np.median([median_time(lambda d=d, art=art, numbers=numbers: art.query(d, numbers), 5) for d in test_desc]))
+            t_uq = float(np.median([median_time(lambda d=d, art=art, numbers=numbers: art.query(d, numbers), 20) for d in test_desc]))
             kind = next(iter(art.index.indices.values())).kind
             queries = np.concatenate(test_desc).astype(np.float32)
             _, truth = exact_neighbors(x, queries, 10)

@@ -4,17 +4,18 @@ Which one (seed 002 App. A.2; chosen by size unless the caller says):
 
 * ``flat``  — ``IndexFlatL2``, exact, no parameters; below 5 000 training atoms per species
   (beyond that HNSW answers 2-4x faster at recall ~1: benchmarks/latent_index.py).
-* ``hnsw``  — ``IndexHNSWFlat``, up to 10^6, starting from M=16, efConstruction=40, efSearch=8
+* ``hnsw``  — ``IndexHNSWFlat``, up to 10^6, starting from M=8, efConstruction=40, efSearch=8
   (FAISS searches max(efSearch, k) candidates), tuned up until the held-out recall is reached.
-  The paper's M=32, efSearch=16 give recall ~1.00 on MD descriptors where M=16 at the smallest
-  efSearch already gives 0.96, at 2.6x the query cost (10^5 Li training atoms from MD, 250-atom
-  checks); the query is what fix ltau pays every check. Small starting values are not always
+  The paper's M=32, efSearch=16 give recall ~1.00 on MD descriptors where M=8 at the smallest
+  efSearch already gives 0.97, at a fifth of the query cost and half of M=16's (10^5 Li
+  training atoms from MD, 250-atom checks: benchmarks/ann_alternatives.py); the query is what
+  fix ltau pays every check. Small starting values are not always
   enough: on data that fills all d dimensions they find a fraction of the true neighbours, and on
   well separated clusters the graph can reach one cluster badly whatever efSearch is. So 1000
   atoms are held out, the index is built on the rest, recall@k of the held-out atoms is measured
-  against the exact answer, efSearch is raised (8, 12, 16, 24, ... 256) until it reaches
-  ``target_recall`` (0.95), and if that is not enough the graph is rebuilt with M=32, then with
-  efConstruction doubled (up to 160); then the held-out atoms are added. The measured recall and final
+  against the exact answer, efSearch is raised (8, 12, 16, 24, 32) until it reaches
+  ``target_recall`` (0.95), and if that is not enough the graph is rebuilt with M doubled (16,
+  then 32, where efSearch may go up to 256), then with efConstruction doubled (up to 160); then the held-out atoms are added. The measured recall and final
   parameters are recorded.
 * ``ivfpq`` — ``IndexIVFPQ`` (nlist ≈ 4√N cells, d/2 sub-quantisers of 8 bits: 16 bytes per atom
   at d = 32 instead of 128), from 10^6 atoms on, where a flat or HNSW index would not fit in memory
@@ -42,10 +43,11 @@ from ltau_md.errors import ArtifactError, LtauError
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 FLAT_MAX_ATOMS = 5_000
 HNSW_MAX_ATOMS = 1_000_000
-HNSW_DEFAULTS = {"M": 16, "ef_construction": 40, "ef_search": 8}
+HNSW_DEFAULTS = {"M": 8, "ef_construction": 40, "ef_search": 8}
 EF_SEARCH_STEPS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 EF_CONSTRUCTION_MAX = 160
-HNSW_M_MAX = 32
+HNSW_M_MAX = 32  # M doubles from HNSW_DEFAULTS["M"] up to this
+EF_SEARCH_BEFORE_DENSER = 32  # below HNSW_M_MAX a denser graph beats a larger efSearch
 NPROBE_STEPS = (4, 8, 16, 32, 64)
 NPROBE_SLACK = 0.01  # recall an IVF-PQ index may give up against its best nprobe, for speed
 DEFAULT_TARGET_RECALL = 0.95
@@ -155,13 +157,14 @@ class LatentIndex:
             probe = np.sort(rng.choice(n, size=min(1000, n // 10), replace=False))
             rest = np.setdiff1d(np.arange(n), probe)
             built._add(x[rest], rest, progress, n)
-            reached = built._tune(x[rest], rest, x[probe], recall_k, target_recall if kind == "hnsw" else None)
             m, efc = built.params.get("M", HNSW_M_MAX), built.params.get("ef_construction", EF_CONSTRUCTION_MAX)
             grow_m = not fixed_m and m < HNSW_M_MAX  # a denser graph first: it is what separated clusters need
+            ef_cap = EF_SEARCH_BEFORE_DENSER if grow_m else None
+            reached = built._tune(x[rest], rest, x[probe], recall_k, target_recall if kind == "hnsw" else None, ef_cap)
             if reached or (not grow_m and 2 * efc > EF_CONSTRUCTION_MAX):
                 built._add(x[probe], probe, progress, n, offset=len(rest))
                 return built
-            nxt = {"M": HNSW_M_MAX, "ef_construction": efc} if grow_m else {"M": m, "ef_construction": 2 * efc}
+            nxt = {"M": min(2 * m, HNSW_M_MAX), "ef_construction": efc} if grow_m else {"M": m, "ef_construction": 2 * efc}
             params = {**nxt, "ef_search": HNSW_DEFAULTS["ef_search"]}
 
     @classmethod
@@ -208,15 +211,17 @@ class LatentIndex:
             if progress is not None:
                 progress(offset + min(len(x), start + ADD_CHUNK), total)
 
-    def _tune(self, base: np.ndarray, base_ids: np.ndarray, queries: np.ndarray, k: int, target: float | None) -> bool:
+    def _tune(
+        self, base: np.ndarray, base_ids: np.ndarray, queries: np.ndarray, k: int, target: float | None, ef_cap: int | None = None
+    ) -> bool:
         """Record recall@k of held-out queries against the exact answer; for HNSW step efSearch
-        up (16, 24, 32, ...) until it reaches ``target``."""
+        up (12, 16, 24, ... at most ``ef_cap``) until it reaches ``target``."""
         _, truth = exact_neighbors(base, queries, k)
         truth = base_ids[truth]
         if self.kind == "ivfpq":
             self._tune_nprobe(queries, truth, k)
             return True
-        steps = [s for s in EF_SEARCH_STEPS if s >= self.params["ef_search"]]
+        steps = [s for s in EF_SEARCH_STEPS if s >= self.params["ef_search"] and (ef_cap is None or s <= ef_cap)]
         for ef in steps:
             self.set_search_params(ef_search=ef)
             _, found = self.index.search(queries, k)

@@ -41,7 +41,7 @@ def test_hnsw_recall_at_10_is_at_least_095_at_1e5_descriptor_like_points():
     data = descriptor_like(101_000, seed=0)
     base, queries = data[:100_000], data[100_000:]  # fresh points from the same manifold
     index = LatentIndex.build(base, "hnsw")
-    # M=16, efConstruction=40, efSearch=8 are the starting point; three separated clusters need more
+    # M=8, efConstruction=40, efSearch=8 are the starting point; three separated clusters need M=32
     assert index.params["M"] == 32 and index.params["ef_construction"] >= 40 and index.params["ef_search"] >= 8
     _, truth = exact_neighbors(base, queries, 10)
     _, found = index.search(queries, 10)
@@ -101,7 +101,10 @@ def test_bad_queries_are_refused():
         index.search(np.full((2, 32), np.nan), 1)
 
 
-def test_starting_hnsw_parameters_are_kept_when_they_reach_the_recall_target():
+def test_the_sparsest_hnsw_graph_is_kept_when_a_small_ef_search_reaches_the_recall_target():
+    from ltau_md.latent_index import EF_SEARCH_BEFORE_DENSER, HNSW_DEFAULTS
+
     index = LatentIndex.build(descriptor_like(20_000, n_species=1, seed=3), "hnsw")
-    assert {k: index.params[k] for k in ("M", "ef_construction", "ef_search")} == {"M": 16, "ef_construction": 40, "ef_search": 8}
+    assert {k: index.params[k] for k in ("M", "ef_construction")} == {"M": HNSW_DEFAULTS["M"], "ef_construction": 40}
+    assert 8 <= index.params["ef_search"] <= EF_SEARCH_BEFORE_DENSER
     assert index.params["recall_at_k"] >= 0.95
