@@ -1,0 +1,118 @@
+"""Re-score a finished ``ltau-md loop`` / ``ltau-md demo`` run's MD with other error-model settings.
+
+    python benchmarks/rescore_ramp.py RUN_DIR [RUN_DIR ...] [--distance environment nearest]
+                                      [-o benchmarks/results/rescore_ramp.json]
+
+For every iteration and walker of each run: the checked MD frames of ``traj.dump`` are embedded by
+the iteration's model (member 0, the one the MD ran with) and searched in its artifact; the error
+model is refitted on the run's validation frames (``data/validation.xyz``) with each ``--distance``
+(held-out likelihood over the default forms, as ``ltau-md calibrate``); lo is the statistical
+cutoff of its validation predictions and the true-error cutoff the Maxwell one, both at the run's
+N, as the loop scores them. Printed and saved: flagged / truly high-error atoms, P/R/F1 at lo and
+R@P.5 (the best recall any lo reaches at precision ≥ 0.5). The trajectory itself is the one the run
+made (its halt step came from the predictor it ran with), so this compares predictors on the same
+frames, not whole campaigns.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import results_file  # benchmarks/results_file.py (the script's own directory is on sys.path)
+import yaml
+from ase.io import read
+
+from ltau_app.loop import walkers_of
+from ltau_md.artifact import Artifact
+from ltau_md.cutoffs import fit_maxwell, fit_uncertainty
+from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, neighbourhood_distance
+from ltau_md.lammps_dump import read_dump
+from ltau_md.nequip.model import NequIPModel
+from ltau_md.relabel import make_calculator
+from ltau_md.run_cutoffs import environments_examined
+from ltau_md.species import symbols
+from ltau_md.user_input import reference_forces
+
+
+def embed(model: NequIPModel, art: Artifact, frames: list, model_forces: np.ndarray | None, ref_forces: np.ndarray) -> dict:
+    res = model.evaluate(frames)
+    numbers = np.concatenate([a.numbers for a in frames])
+    q = art.query(np.concatenate([r.node_features for r in res]), numbers, predictor="ltau")
+    forces = np.concatenate([r.forces for r in res]) if model_forces is None else model_forces
+    return {
+        "species": np.array(symbols(numbers)), "e": np.linalg.norm(forces - ref_forces, axis=1), "u": q.mixture,
+        "d": q.distance[:, 0], "dn": neighbourhood_distance(frames, q.distance[:, 0], model.r_max),
+        "frame": np.concatenate([np.full(len(a), i) for i, a in enumerate(frames)]),
+    }  # fmt: skip
+
+
+def scores(val: dict, md: dict, distance: str, n: int, r_max: float) -> dict:
+    flagged, high = np.zeros(len(md["e"]), bool), np.zeros(len(md["e"]), bool)
+    pred = np.zeros(len(md["e"]))
+    forms = {}
+    for sp in np.unique(val["species"]):
+        v, m = val["species"] == sp, md["species"] == sp
+        model = fit_species_error_model(val["u"][v], val["d"][v], val["e"][v], val["frame"][v], neighbourhood=val["dn"][v],
+                                        cutoff=r_max, distance=distance)  # fmt: skip
+        forms[str(sp)] = model.form
+        lo = fit_uncertainty(MEAN_PER_SIGMA * model.sigma(val["u"][v], val["d"][v], val["dn"][v]))[0].cutoff(n)
+        err_cut = fit_maxwell(val["e"][v]).cutoff(n)
+        pred[m] = MEAN_PER_SIGMA * model.sigma(md["u"][m], md["d"][m], md["dn"][m]) / lo  # as ratios against each species' lo
+        flagged[m], high[m] = pred[m] > 1.0, md["e"][m] > err_cut
+    tp = int(np.sum(flagged & high))
+    p = tp / max(int(flagged.sum()), 1)
+    r = tp / max(int(high.sum()), 1)
+    best = 0.0
+    order = np.argsort(-pred)
+    hits = np.cumsum(high[order])
+    ok = hits / np.arange(1, len(order) + 1) >= 0.5
+    if ok.any() and high.any():
+        best = float(hits[ok].max() / high.sum())
+    return {"forms": forms, "flagged": int(flagged.sum()), "high": int(high.sum()), "precision": p, "recall": r,
+            "f1": 2 * p * r / (p + r) if p + r else 0.0, "recall_at_precision_0.5": best}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    ap.add_argument("--distance", nargs="+", default=["environment", "nearest"], choices=["environment", "nearest"])
+    ap.add_argument("-o", "--output", default="benchmarks/results/rescore_ramp.json")
+    args = ap.parse_args()
+    rows = []
+    for run in args.runs:
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        reference = make_calculator(cfg["reference"])
+        val_frames = read(run / "data" / "validation.xyz", ":")
+        for it in sorted((run / "ltau").glob("iter*")):
+            art = Artifact.load(it / "model.ltau", verify_checksums=False)
+            model = NequIPModel.load(it / "model")
+            val = embed(model, art, val_frames, None, np.concatenate([reference_forces(a) for a in val_frames]))
+            walkers = {w["name"]: w for w in walkers_of(cfg)}
+            dumps = {name: it / "walkers" / name / "traj.dump" for name in walkers if (it / "walkers" / name / "traj.dump").exists()}
+            n = 0  # the run's N: every walker's atoms × checks, as the loop set it
+            for name in dumps:
+                n_atoms = len(read(it / "walkers" / name / "start.data", format="lammps-data"))
+                n += environments_examined(n_atoms, walkers[name]["steps"], cfg["md"]["check_every"])
+            for name, dump in dumps.items():
+                frames, f_model, f_ref = [], [], []
+                for fr in read_dump(dump):
+                    atoms = fr.to_atoms({i + 1: s for i, s in enumerate(art.species)})
+                    atoms.calc = reference
+                    f_ref.append(atoms.get_forces())
+                    f_model.append(fr.vector("f"))
+                    frames.append(atoms.copy())
+                md = embed(model, art, frames, np.concatenate(f_model), np.concatenate(f_ref))
+                for distance in args.distance:
+                    row = {"run": str(run), "iteration": it.name, "walker": name, "frames": len(frames), "n": n,
+                           "distance": distance, **scores(val, md, distance, n, model.r_max)}  # fmt: skip
+                    rows.append(row)
+                    print(f"{run}/{it.name}/{name} {distance:>11s} {str(row['forms']):28s} flagged {row['flagged']:5d} "
+                          f"high {row['high']:5d} P/R/F1 {row['precision']:.2f}/{row['recall']:.2f}/{row['f1']:.2f} "
+                          f"R@P.5 {row['recall_at_precision_0.5']:.2f}", flush=True)  # fmt: skip
+    results_file.save(args.output, {"benchmark": "rescore_ramp", "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
