@@ -26,7 +26,7 @@ from ase.io import read
 
 from ltau_app.loop import walkers_of
 from ltau_md.artifact import Artifact
-from ltau_md.cutoffs import fit_maxwell, fit_uncertainty
+from ltau_md.cutoffs import best_recall_at_precision, classification_scores, fit_maxwell, fit_uncertainty
 from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, neighbourhood_distance
 from ltau_md.lammps_dump import read_dump
 from ltau_md.nequip.model import NequIPModel
@@ -49,8 +49,8 @@ def embed(model: NequIPModel, art: Artifact, frames: list, model_forces: np.ndar
 
 
 def scores(val: dict, md: dict, distance: str, n: int, r_max: float) -> dict:
-    flagged, high = np.zeros(len(md["e"]), bool), np.zeros(len(md["e"]), bool)
-    pred = np.zeros(len(md["e"]))
+    """Flagged vs truly high-error atoms, per species as ratios to its cutoffs (as the loop scores)."""
+    ratio_u, ratio_e = np.zeros(len(md["e"])), np.zeros(len(md["e"]))
     forms = {}
     for sp in np.unique(val["species"]):
         v, m = val["species"] == sp, md["species"] == sp
@@ -58,20 +58,12 @@ def scores(val: dict, md: dict, distance: str, n: int, r_max: float) -> dict:
                                         cutoff=r_max, distance=distance)  # fmt: skip
         forms[str(sp)] = model.form
         lo = fit_uncertainty(MEAN_PER_SIGMA * model.sigma(val["u"][v], val["d"][v], val["dn"][v]))[0].cutoff(n)
-        err_cut = fit_maxwell(val["e"][v]).cutoff(n)
-        pred[m] = MEAN_PER_SIGMA * model.sigma(md["u"][m], md["d"][m], md["dn"][m]) / lo  # as ratios against each species' lo
-        flagged[m], high[m] = pred[m] > 1.0, md["e"][m] > err_cut
-    tp = int(np.sum(flagged & high))
-    p = tp / max(int(flagged.sum()), 1)
-    r = tp / max(int(high.sum()), 1)
-    best = 0.0
-    order = np.argsort(-pred)
-    hits = np.cumsum(high[order])
-    ok = hits / np.arange(1, len(order) + 1) >= 0.5
-    if ok.any() and high.any():
-        best = float(hits[ok].max() / high.sum())
-    return {"forms": forms, "flagged": int(flagged.sum()), "high": int(high.sum()), "precision": p, "recall": r,
-            "f1": 2 * p * r / (p + r) if p + r else 0.0, "recall_at_precision_0.5": best}  # fmt: skip
+        ratio_u[m] = MEAN_PER_SIGMA * model.sigma(md["u"][m], md["d"][m], md["dn"][m]) / lo
+        ratio_e[m] = md["e"][m] / fit_maxwell(val["e"][v]).cutoff(n)
+    c = classification_scores(ratio_e, ratio_u, 1.0, 1.0)
+    best, _ = best_recall_at_precision(ratio_e, ratio_u, 0.5)
+    return {"forms": forms, "flagged": c["tp"] + c["fp"], "high": c["tp"] + c["fn"], "precision": c["precision"],
+            "recall": c["recall"], "f1": c["f1"], "recall_at_precision_0.5": best}  # fmt: skip
 
 
 def main() -> None:

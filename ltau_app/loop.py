@@ -444,7 +444,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
 
     from ltau_md.artifact import Artifact
     from ltau_md.calibration import calibrate_artifact
-    from ltau_md.cutoffs import f1_map
+    from ltau_md.cutoffs import best_recall_at_precision, f1_map
     from ltau_md.nequip.calibrate import validation_errors
     from ltau_md.nequip.fit import fit_artifact
     from ltau_md.nequip.model import NequIPModel
@@ -560,12 +560,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     fmap = f1_map(ratio_e, ratio_u, np.linspace(0.25, 3.0, 45), np.linspace(0.25, 3.0, 45))
     plot_f1_map(fmap, work.parent.parent / f"f1_map_{strategy}_iter{k:02d}.png", 1.0, 1.0,
                 title=f"{strategy} iteration {k}: all walkers (cutoffs / statistical cutoffs)")  # fmt: skip
-    # at the statistical error cutoff: the best recall any lo reaches with precision ≥ 0.5
-    ratio_lo = np.linspace(0.05, 3.0, 119)
-    at_err = f1_map(ratio_e, ratio_u, np.array([1.0]), ratio_lo)
-    ok = at_err.precision[0] >= 0.5
-    best_recall = float(at_err.recall[0][ok].max()) if ok.any() else 0.0
-    best_lo = float(ratio_lo[ok][np.argmax(at_err.recall[0][ok])]) if ok.any() else float("nan")
+    best_recall, best_lo = best_recall_at_precision(ratio_e, ratio_u, 0.5)  # at the statistical error cutoff
 
     t_h = time.perf_counter()
     h_url, h_prefix = (queue_url, prefix) if strategy == "ltau" else (pick_url, pick_prefix)

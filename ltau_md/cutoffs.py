@@ -308,3 +308,19 @@ def f1_map(
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros(shape), where=denom > 0)
     return F1Map(ec, uc, precision, recall, f1)
+
+
+LO_RATIO_SWEEP = np.linspace(0.05, 3.0, 119)  # lo / statistical lo, for the best recall at a precision
+
+
+def best_recall_at_precision(error_ratio: np.ndarray, uncertainty_ratio: np.ndarray, min_precision: float = 0.5) -> tuple[float, float]:
+    """At the statistical error cutoff (``error_ratio`` = error / cutoff > 1 is high error), the best
+    recall any lo reaches with precision ≥ ``min_precision``, over lo = ``LO_RATIO_SWEEP`` × the
+    statistical lo (``uncertainty_ratio`` = predicted / lo); returns (recall, that lo ratio), with
+    (0, NaN) where no lo reaches the precision."""
+    at_err = f1_map(error_ratio, uncertainty_ratio, np.array([1.0]), LO_RATIO_SWEEP)
+    ok = at_err.precision[0] >= min_precision
+    if not ok.any():
+        return 0.0, float("nan")
+    best = int(np.argmax(np.where(ok, at_err.recall[0], -1.0)))
+    return float(at_err.recall[0][best]), float(LO_RATIO_SWEEP[best])

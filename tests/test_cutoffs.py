@@ -121,3 +121,18 @@ def test_f1_map_equals_direct_scores_at_every_grid_point():
             assert fmap.precision[r, c] == pytest.approx(s["precision"])
             assert fmap.recall[r, c] == pytest.approx(s["recall"])
             assert fmap.f1[r, c] == pytest.approx(s["f1"])
+
+
+def test_best_recall_at_precision_is_the_highest_recall_any_lo_reaches_at_that_precision():
+    from ltau_md.cutoffs import best_recall_at_precision
+
+    # 4 high-error atoms (error ratio > 1) predicted 2.0, 1.5, 0.6, 0.3 × lo; 4 others predicted 1.2, 0.5, 0.4, 0.2
+    e = np.array([2.0, 2.0, 2.0, 2.0, 0.5, 0.5, 0.5, 0.5])
+    u = np.array([2.0, 1.5, 0.6, 0.3, 1.2, 0.5, 0.4, 0.2])
+    assert best_recall_at_precision(e, u, 0.5) == (1.0, pytest.approx(0.05))  # everything flagged: 4/8 = 0.5, the lowest lo
+    # at precision 0.55, all four high atoms first come in with the low atom at 0.2 left out (4/7): lo 0.2
+    recall, lo = best_recall_at_precision(e, u, 0.55)
+    assert recall == 1.0 and lo == pytest.approx(0.2)
+    recall, lo = best_recall_at_precision(e, u, 0.8)
+    assert recall == 0.5 and 1.2 <= lo < 1.5  # only 2.0 and 1.5 flagged: precision 1
+    assert best_recall_at_precision(e, np.zeros(8) + 0.01, 0.9) == (0.0, pytest.approx(float("nan"), nan_ok=True))
