@@ -85,6 +85,11 @@ def neighbourhood_mean(values: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.n
     return total / np.maximum(count, 1)
 
 
+def reads_neighbourhood(form: str, distance: str) -> bool:
+    """Whether σ of ``form`` reading ``distance`` needs d̄ (and so neighbour pairs and a cutoff)."""
+    return form in NEIGHBOURHOOD_FORMS or distance == "environment"
+
+
 def environment_distance(d: np.ndarray, dn: np.ndarray) -> np.ndarray:
     """d_env = (d + d̄)/2: the atom's own latent distance and its neighbourhood's, weighed equally."""
     return 0.5 * (np.asarray(d, dtype=np.float64) + np.asarray(dn, dtype=np.float64))
@@ -171,7 +176,7 @@ class SpeciesErrorModel:
 
     @property
     def uses_neighbourhood(self) -> bool:
-        return self.form in NEIGHBOURHOOD_FORMS or self.distance == "environment"
+        return reads_neighbourhood(self.form, self.distance)
 
     def sigma(self, u: np.ndarray, d: np.ndarray, dn: np.ndarray | None = None) -> np.ndarray:
         u = np.maximum(np.asarray(u, dtype=np.float64), _TINY)
@@ -214,8 +219,7 @@ class SpeciesErrorModel:
         if d["form"] in NEIGHBOURHOOD_FORMS and distance != "nearest":
             raise LtauError(f"error model '{d['form']}' weighs d and d̄ itself; its 'distance' must be nearest")
         cutoff = d.get("cutoff", 0.0)
-        needs_cutoff = d["form"] in NEIGHBOURHOOD_FORMS or distance == "environment"
-        if needs_cutoff and (not isinstance(cutoff, (int, float)) or not np.isfinite(cutoff) or cutoff <= 0):
+        if reads_neighbourhood(d["form"], distance) and (not isinstance(cutoff, (int, float)) or not np.isfinite(cutoff) or cutoff <= 0):
             raise LtauError(f"error model '{d['form']}' needs a positive 'cutoff' (Å) for its neighbourhood")
         return cls(d["form"], np.asarray(theta, dtype=np.float64), float(delta), dict(d.get("heldout_nll") or {}), int(d.get("n_atoms", 0)),
                    float(cutoff), distance)  # fmt: skip
@@ -280,7 +284,7 @@ def fit_species_error_model(
         scores[form] = total / len(splits)
     best = min(scores, key=scores.get)
     best_distance = "nearest" if best in NEIGHBOURHOOD_FORMS else distance
-    uses_neighbourhood = best in NEIGHBOURHOOD_FORMS or best_distance == "environment"
+    uses_neighbourhood = reads_neighbourhood(best, best_distance)
     if uses_neighbourhood and not cutoff > 0:
         raise LtauError(f"error model '{best}' uses the neighbourhood: give its cutoff (Å, the model's r_max)")
     theta = _fit(best, u, d if best in NEIGHBOURHOOD_FORMS else d_form, e, delta, dn)
