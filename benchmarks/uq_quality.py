@@ -261,7 +261,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         "ensemble_c": ens_c,
     }
     # cost per atom: the LTAU query (plain; calibrated adds a few array operations) against M forwards
-    from ltau_md.nequip.predict import frame_pairs
+    from ltau_md.error_model import frame_pairs
 
     big = max(tests.values(), key=lambda a: len(a["e"]))
     pairs = frame_pairs(big["frames"], art.neighbourhood_cutoff())  # LAMMPS's neighbour list gives these in fix ltau

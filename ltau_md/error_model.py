@@ -51,13 +51,21 @@ from scipy import optimize, special
 from ltau_md.errors import LtauError
 from ltau_md.species import symbol
 
-FORMS = ("ltau", "distance", "additive", "power", "exponential", "neighbourhood")
+# each form's parameters θ, in the order ``_sigma`` reads them (the one list of forms)
+PARAMETERS = {
+    "ltau": ("log a",),
+    "distance": ("log a", "log b"),
+    "additive": ("log a", "log b", "log c"),
+    "power": ("c0", "c1", "c2"),
+    "exponential": ("log a", "log b", "log c"),
+    "neighbourhood": ("log a", "log b", "log g", "log c"),
+}
+FORMS = tuple(PARAMETERS)
 # the distance the forms use: the atom's own d, or its environment's (d + d̄)/2 (module docstring)
 DISTANCES = ("environment", "nearest")
 NEIGHBOURHOOD_FORMS = ("neighbourhood",)  # forms that need d̄
 # the candidates unless the caller asks: the neighbourhood form is opt-in (see the module docstring)
 DEFAULT_FORMS = tuple(f for f in FORMS if f not in NEIGHBOURHOOD_FORMS)
-N_THETA = {"ltau": 1, "distance": 2, "additive": 3, "power": 3, "exponential": 3, "neighbourhood": 4}
 MEAN_PER_SIGMA = 2.0 * np.sqrt(2.0 / np.pi)  # Maxwell mean / scale
 _TINY = 1e-12
 
@@ -75,14 +83,14 @@ def maxwell_nll(e: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 def neighbourhood_mean(values: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Per atom, the mean of ``values`` over itself and its neighbours j of the directed pairs
-    (i, j) (NaN values — unknown — left out; the atom's own value must be known)."""
+    (i, j); NaN values (unknown) are left out, and an atom whose own value is unknown gets NaN."""
     v = np.asarray(values, dtype=np.float64)
     known = np.isfinite(v)
     i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
     keep = known[j]
     total = np.bincount(i[keep], weights=v[j[keep]], minlength=len(v)) + np.where(known, v, 0.0)
     count = np.bincount(i[keep], minlength=len(v)) + known
-    return total / np.maximum(count, 1)
+    return np.where(known, total / np.maximum(count, 1), np.nan)
 
 
 def reads_neighbourhood(form: str, distance: str) -> bool:
@@ -103,17 +111,26 @@ def neighbour_pairs(atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     return i, j
 
 
+def frame_pairs(frames, cutoff: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Neighbour pairs within ``cutoff`` Å of every frame, indexed into the frames' concatenation
+    (None for cutoff 0: the predictor needs none)."""
+    if cutoff <= 0:
+        return None
+    i_all, j_all, start = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], 0
+    for atoms in frames:
+        i, j = neighbour_pairs(atoms, cutoff)
+        i_all.append(i + start)
+        j_all.append(j + start)
+        start += len(atoms)
+    return np.concatenate(i_all), np.concatenate(j_all)
+
+
 def neighbourhood_distance(frames, nearest: np.ndarray, cutoff: float) -> np.ndarray:
     """d̄ for the atoms of ``frames`` (concatenated, as ``nearest``)."""
-    out = np.empty(len(nearest), dtype=np.float64)
-    start = 0
-    for atoms in frames:
-        sl = slice(start, start + len(atoms))
-        out[sl] = neighbourhood_mean(nearest[sl], *neighbour_pairs(atoms, cutoff))
-        start = sl.stop
-    if start != len(nearest):
-        raise LtauError(f"{len(nearest)} distances for {start} atoms in the frames")
-    return out
+    n_atoms = sum(len(atoms) for atoms in frames)
+    if n_atoms != len(nearest):
+        raise LtauError(f"{len(nearest)} distances for {n_atoms} atoms in the frames")
+    return neighbourhood_mean(nearest, *frame_pairs(frames, cutoff))
 
 
 def _sigma(form: str, theta: np.ndarray, u: np.ndarray, d: np.ndarray, delta: float, dn: np.ndarray | None = None) -> np.ndarray:
@@ -149,7 +166,8 @@ def _start(form: str, u: np.ndarray, d: np.ndarray, e: np.ndarray, delta: float,
 
 def _fit(form: str, u: np.ndarray, d: np.ndarray, e: np.ndarray, delta: float, dn: np.ndarray | None = None) -> np.ndarray:
     def nll(theta: np.ndarray) -> float:
-        sig = _sigma(form, theta, u, d, delta, dn)
+        with np.errstate(over="ignore", invalid="ignore"):  # the search's wild steps are refused just below
+            sig = _sigma(form, theta, u, d, delta, dn)
         if not np.all(np.isfinite(sig)) or np.any(sig <= 0):
             return 1e300
         return float(np.mean(maxwell_nll(e, sig)))
@@ -206,7 +224,7 @@ class SpeciesErrorModel:
     def from_dict(cls, d: dict[str, Any]) -> SpeciesErrorModel:
         if not isinstance(d, dict) or d.get("form") not in FORMS:
             raise LtauError(f"error model must name a form among {', '.join(FORMS)}")
-        n_theta = N_THETA[d["form"]]
+        n_theta = len(PARAMETERS[d["form"]])
         theta = d.get("theta")
         if not isinstance(theta, list) or len(theta) != n_theta or not all(isinstance(t, (int, float)) and np.isfinite(t) for t in theta):
             raise LtauError(f"error model '{d['form']}' needs {n_theta} finite parameters in 'theta'")

@@ -85,6 +85,18 @@ def test_the_error_model_form_follows_the_data():
     assert min(only_u.heldout_nll, key=only_u.heldout_nll.get) == only_u.form
 
 
+def test_every_form_round_trips_through_its_stored_record_with_its_parameter_count():
+    from ltau_md.error_model import FORMS, PARAMETERS, SpeciesErrorModel, fit_species_error_model
+
+    u, d, dn, true, _, frame = _neighbourhood_data(n=600)
+    for form in FORMS:
+        model = fit_species_error_model(u, d, true, frame, forms=(form,), neighbourhood=dn, cutoff=4.5)
+        assert model.form == form and len(model.theta) == len(PARAMETERS[form])
+        again = SpeciesErrorModel.from_dict(model.to_dict())
+        np.testing.assert_allclose(again.sigma(u, d, dn), model.sigma(u, d, dn))
+        assert np.all(np.isfinite(model.sigma(u, d, dn)))
+
+
 def test_run_cutoffs_lo_auto_hi_auto_and_a_scale_override(artifact):
     with pytest.raises(ArtifactError, match="ltau-md calibrate"):
         run_cutoffs(artifact, ["Li"], 1000)
@@ -151,7 +163,28 @@ def test_neighbourhood_mean_is_over_the_atom_and_its_neighbours_leaving_unknown_
 
     d = np.array([1.0, 2.0, 4.0, np.nan])
     i, j = np.array([0, 0, 1, 1, 2, 0]), np.array([1, 2, 0, 3, 0, 3])  # atom 3's value is unknown
-    np.testing.assert_allclose(neighbourhood_mean(d, i, j)[:3], [(1 + 2 + 4) / 3, (2 + 1) / 2, (4 + 1) / 2])
+    mean = neighbourhood_mean(d, i, j)
+    np.testing.assert_allclose(mean[:3], [(1 + 2 + 4) / 3, (2 + 1) / 2, (4 + 1) / 2])
+    assert np.isnan(mean[3])  # its own value is unknown: so is its mean, not a 0 that reads as in domain
+
+
+def test_frame_pairs_index_into_the_frames_concatenation():
+    from ase import Atoms
+
+    from ltau_md.error_model import frame_pairs, neighbour_pairs, neighbourhood_distance, neighbourhood_mean
+    from ltau_md.errors import LtauError
+
+    a = Atoms("Li3", positions=[[0, 0, 0], [2.5, 0, 0], [9, 0, 0]], cell=[20, 20, 20], pbc=True)
+    b = Atoms("Li2", positions=[[0, 0, 0], [3.0, 0, 0]], cell=[20, 20, 20], pbc=True)
+    i, j = frame_pairs([a, b], 4.0)
+    assert sorted(zip(i.tolist(), j.tolist())) == [(0, 1), (1, 0), (3, 4), (4, 3)]
+    assert frame_pairs([a, b], 0.0) is None
+    d = np.array([0.1, 0.3, 0.5, 0.2, 0.6])
+    dn = neighbourhood_distance([a, b], d, 4.0)
+    np.testing.assert_allclose(dn, [0.2, 0.2, 0.5, 0.4, 0.4])
+    np.testing.assert_allclose(dn[3:], neighbourhood_mean(d[3:], *neighbour_pairs(b, 4.0)))
+    with pytest.raises(LtauError, match="4 distances for 5 atoms"):
+        neighbourhood_distance([a, b], d[:4], 4.0)
 
 
 def _neighbourhood_data(n: int = 3000, seed: int = 4):

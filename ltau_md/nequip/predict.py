@@ -14,7 +14,7 @@ import numpy as np
 
 from ltau_md import atomic_write
 from ltau_md.artifact import Artifact
-from ltau_md.error_model import neighbour_pairs
+from ltau_md.error_model import frame_pairs
 from ltau_md.nequip.model import FrameResult, NequIPModel
 from ltau_md.user_input import reference_forces
 
@@ -60,20 +60,6 @@ def predict(
         out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.mixture[sl], u.predictor))
         start = sl.stop
     return out
-
-
-def frame_pairs(frames: Sequence, cutoff: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """Neighbour pairs within ``cutoff`` of every frame, indexed into the frames' concatenation
-    (None for cutoff 0: the predictor needs none)."""
-    if cutoff <= 0:
-        return None
-    i_all, j_all, start = [], [], 0
-    for atoms in frames:
-        i, j = neighbour_pairs(atoms, cutoff)
-        i_all.append(i + start)
-        j_all.append(j + start)
-        start += len(atoms)
-    return np.concatenate(i_all), np.concatenate(j_all)
 
 
 def annotate(atoms, pred: FramePrediction):
