@@ -144,8 +144,12 @@ class FixState:
     numbers: np.ndarray | None = None  # LAMMPS type -> atomic number, set at init
     lo_type: np.ndarray | None = None
     hi_type: np.ndarray | None = None
-    neighbourhood_cutoff: float = 0.0  # > 0: checks run in two phases (the fix averages d over ghosts)
     search: tuple | None = None  # phase 0's (step, group mask, numbers, distances, ids), for phase 1
+
+    @property
+    def neighbourhood_cutoff(self) -> float:
+        """> 0: the predictor reads d̄, so checks run in two phases (the fix averages d over ghosts)."""
+        return self.artifact.neighbourhood_cutoff(self.predictor)
 
 
 class Session:
@@ -354,7 +358,6 @@ class Session:
             queue=queue,
             predictor=predictor,
             known=known,
-            neighbourhood_cutoff=art.neighbourhood_cutoff(predictor),
         )
         a.descriptor_dim = int(art.meta["descriptor_dim"])
         a.neighbourhood_cutoff = self.fixes[fid].neighbourhood_cutoff
@@ -398,36 +401,33 @@ class Session:
             if step != a.step or len(sel) != n:
                 raise LtauError(f"fix ltau {st.id}: the neighbourhood phase of step {a.step} met the search of step {step}")
             st.search = None
-            if sel.any():
-                dnbr = bridge.view(a.dnbr, (n,))[sel]
-                u = st.artifact.assemble(numbers, dist, ids, scale=st.scale, predictor=st.predictor, neighbourhood=dnbr)
-                out = bridge.view(a.out, (n, 2))
-                out[sel, 0] = u.error
-                out[sel, 1] = u.p
-            return
-        tags = self.plugin.tags(a.tag, n)
-        features = self.latents.lookup(a.step, tags)
-        dim = a.latent_dim
-        if features.shape[1] != dim:
-            raise LtauError(f"the model's latents have {features.shape[1]} features, {st.artifact.path} was fitted on {dim}")
-        sel = (bridge.view(a.mask, (n,)) & a.groupbit) != 0
-        types = bridge.view(a.type, (n,))
-        if st.neighbourhood_cutoff > 0:
-            # every local atom's distance (d̄ is over the physical neighbourhood, group or not);
-            # phase 1 finishes, once the fix has averaged them
-            numbers, dist, ids = st.artifact.search(features, st.numbers[types], k=st.k)
-            bridge.view(a.dist, (n,))[:] = dist[:, 0]
+            neighbourhood = bridge.view(a.dnbr, (n,))[sel]
+        else:
+            tags = self.plugin.tags(a.tag, n)
+            features = self.latents.lookup(a.step, tags)
+            dim = a.latent_dim
+            if features.shape[1] != dim:
+                raise LtauError(f"the model's latents have {features.shape[1]} features, {st.artifact.path} was fitted on {dim}")
+            sel = (bridge.view(a.mask, (n,)) & a.groupbit) != 0
+            types = bridge.view(a.type, (n,))
             bridge.view(a.latent, (n, dim))[sel] = features[sel]
-            st.search = (a.step, sel, numbers[sel], dist[sel], ids[sel])
-            return
-        if not sel.any():
-            return
-        numbers, dist, ids = st.artifact.search(features[sel], st.numbers[types[sel]], k=st.k)
-        bridge.view(a.latent, (n, dim))[sel] = features[sel]
-        u = st.artifact.assemble(numbers, dist, ids, scale=st.scale, predictor=st.predictor)
-        out = bridge.view(a.out, (n, 2))
-        out[sel, 0] = u.error
-        out[sel, 1] = u.p
+            two_phase = st.neighbourhood_cutoff > 0
+            # two phases: every local atom's distance (d̄ is over the physical neighbourhood, group or
+            # not); phase 1 finishes once the fix has averaged them over each atom's neighbours
+            searched = np.ones(n, dtype=bool) if two_phase else sel
+            if not searched.any():
+                return
+            numbers, dist, ids = st.artifact.search(features[searched], st.numbers[types[searched]], k=st.k)
+            if two_phase:
+                bridge.view(a.dist, (n,))[:] = dist[:, 0]
+                st.search = (a.step, sel, numbers[sel], dist[sel], ids[sel])
+                return
+            neighbourhood = None
+        if sel.any():
+            u = st.artifact.assemble(numbers, dist, ids, scale=st.scale, predictor=st.predictor, neighbourhood=neighbourhood)
+            out = bridge.view(a.out, (n, 2))
+            out[sel, 0] = u.error
+            out[sel, 1] = u.p
 
     def fix_frame(self, ap) -> None:
         from lammps_plugin.frame_dump import append_extxyz, frame_atoms
