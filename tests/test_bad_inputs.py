@@ -169,7 +169,7 @@ CASES: dict[str, Case] = {
                                   expect=["noforces.xyz", "forces"]),
     "calibrate/data-empty": C("calibrate", "art", "--data", "empty.xyz", setup=["art", "empty.xyz"], expect=["empty.xyz"]),
     "calibrate/error-model-unknown": C("calibrate", "art", "--data", "{val}", "--error-model", "cubic", setup=["art"],
-                                       expect=["--error-model", "cubic"], fix="choose among"),
+                                       expect=["--error-model", "cubic"], fix="choose from"),
     "calibrate/data-missing": C("calibrate", "art", "--data", "nowhere.xyz", setup=["art"], expect=["nowhere.xyz"],
                                 fix="no such file"),
     "calibrate/artifact-missing": C("calibrate", "nowhere.ltau", "--data", "{val}", expect=["nowhere.ltau"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ltau_app.arguments import input_file, int_at_least, output_dir, positive_int
+from ltau_md.error_model import FORMS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int_at_least(2), metavar="N", help="N for the printed cutoffs (default: validation atoms)")
     p.add_argument("--no-scale", action="store_true", help="keep s = 1 (only fit distributions)")
     p.add_argument("--plots", type=output_dir, metavar="DIR", help="write calibration, distribution, F1-map and parity plots")
-    p.add_argument("--error-model", nargs="+", metavar="FORM",
+    p.add_argument("--error-model", nargs="+", metavar="FORM", choices=FORMS,
                    help="candidate forms of the calibrated predictor, chosen by held-out likelihood: ltau, distance, "
                    "additive, power, exponential (the default set), neighbourhood (opt-in: uses d averaged over the "
                    "atom's neighbours)")
@@ -36,15 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ltau_md.calibration import calibrate_artifact
-    from ltau_md.error_model import FORMS
-    from ltau_md.errors import LtauError
     from ltau_md.nequip.calibrate import validation_errors
     from ltau_md.nequip.predict import load_for_artifact
     from ltau_md.user_input import read_frames
 
-    unknown = sorted(set(args.error_model or ()) - set(FORMS))
-    if unknown:
-        raise LtauError(f"--error-model {' '.join(unknown)}: unknown form; choose among {', '.join(FORMS)}")
     art, model = load_for_artifact(args.artifact, args.model, args.dtype)
     frames = [f for path in args.data for f in read_frames(path, need_forces=True, what="validation frames")]
     val = validation_errors(art, model, frames, k=args.k)
