@@ -55,17 +55,22 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def slurm_cores_per_node(engine: dict[str, Any]) -> int | None:
+    """The Slurm section's ``cores_per_node`` (None: ``auto``, or a local engine)."""
+    if engine["type"] != "slurm" or engine["slurm"]["cores_per_node"] == "auto":
+        return None
+    return int(engine["slurm"]["cores_per_node"])
+
+
 def workers_of(engine: dict[str, Any]) -> int:
     if engine["workers"] != "auto":
         return int(engine["workers"])
-    if engine["type"] == "slurm" and engine["slurm"]["cores_per_node"] != "auto":
-        return int(engine["slurm"]["cores_per_node"])
-    return cores()
+    return slurm_cores_per_node(engine) or cores()
 
 
 def threads_per_task(engine: dict[str, Any], n_tasks: int | None = None) -> int:
     """Threads for each of ``n_tasks`` tasks running together (default: a full set of workers)."""
-    per_node = cores() if engine["type"] == "local" or engine["slurm"]["cores_per_node"] == "auto" else int(engine["slurm"]["cores_per_node"])
+    per_node = slurm_cores_per_node(engine) or cores()
     at_once = workers_of(engine) if n_tasks is None else min(workers_of(engine), max(1, n_tasks))
     return max(1, per_node // max(1, at_once))
 
@@ -98,7 +103,7 @@ def parsl_config(engine: dict[str, Any], run_dir: str | os.PathLike):
             init_blocks=1,
             min_blocks=1,
             max_blocks=int(s["max_blocks"]),
-            cores_per_node=None if s["cores_per_node"] == "auto" else int(s["cores_per_node"]),
+            cores_per_node=slurm_cores_per_node(engine),
             worker_init=s["worker_init"],
             scheduler_options=s["scheduler_options"],
             exclusive=bool(s["exclusive"]),

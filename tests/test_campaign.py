@@ -14,7 +14,7 @@ import pytest
 import yaml
 from ase.build import bulk
 
-from ltau_app.engine import Engine, mpi_command, parsl_config
+from ltau_app.engine import Engine, mpi_command, parsl_config, threads_per_task, workers_of
 from ltau_app.loop import Ledger, _harvest, load_config, run_loop
 from ltau_md.errors import LtauError
 from ltau_md.queue import CandidateQueue
@@ -77,6 +77,12 @@ def test_slurm_engine_builds_a_parsl_slurm_provider_and_srun_walkers(tmp_path):
     assert provider.cores_per_node == 64 and provider.min_blocks == 1
     assert mpi_command(cfg["engine"], 4, BIN) == ["srun", "--overlap", "-n", "4"]
     assert mpi_command(load_config(None)["engine"], 1, BIN) == []  # one rank: no launcher
+    # a node's cores set the threads per task, and the workers where those are auto
+    assert threads_per_task(cfg["engine"]) == 8 and threads_per_task(cfg["engine"], n_tasks=2) == 32
+    auto_workers = {**cfg["engine"], "workers": "auto"}
+    assert workers_of(auto_workers) == 64 and threads_per_task(auto_workers) == 1
+    auto_cores = {**cfg["engine"], "slurm": {**cfg["engine"]["slurm"], "cores_per_node": "auto"}}
+    assert parsl_config(auto_cores, tmp_path / "runinfo").executors[0].provider.cores_per_node is None
 
 
 def test_resume_needs_the_campaign_and_its_configuration(tmp_path):
