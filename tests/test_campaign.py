@@ -180,6 +180,14 @@ def _leftovers(root: Path) -> list[int]:
     return found
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting for its parent is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _kill_all(pids: list[int]) -> None:
     for pid in pids:
         try:
@@ -218,6 +226,10 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
         }
         assert len(before["members"]) == 2
         assert _leftovers(tmp_path), "kill -9 of the loop left nothing running: the resume below would not be tested against it"
+        # the orphaned long walker's MD runs on; left to run, it may finish (and be kept, rightly) before
+        # the resume reaches the walkers. Frozen, it is still there when the resume must stop it.
+        orphan = json.loads((walkers / "long" / "walker.pid").read_text())["pid"]
+        os.killpg(orphan, signal.SIGSTOP)
         stamps_killed = {c.run for c in q.rows(run_prefix="ltau_iter01_long@")}
         assert stamps_killed
         labelled0 = {c.id: c.key_value_pairs.get("labelled_by") for c in q.rows("labelled", run_prefix="ltau_iter00_")}
@@ -229,6 +241,7 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
             _kill_all(_leftovers(tmp_path))  # what outlived both (idle engine workers wait out a heartbeat)
         assert p.returncode == 0, p.stderr[-3000:]
         assert "finished before; kept" in p.stderr
+        assert not _running(orphan), "the resume left the killed campaign's MD of the long walker running"
         # nothing finished was done again
         assert json.loads((run / "ltau" / "iter00" / "state.json").read_text())["row"] == before["iter00"]
         assert {p.parent.name: p.stat().st_mtime_ns for p in (it1 / "model").glob("seed*/best.ckpt")} == before["members"]
