@@ -61,8 +61,8 @@ def test_hnsw_raises_ef_search_until_recall_target_on_isotropic_data(rng):
 
 
 def test_compressed_index_is_smaller_and_finds_near_neighbours(tmp_path):
-    base = descriptor_like(60_000, seed=2)
-    queries = descriptor_like(60_500, seed=2)[60_000:]
+    base = descriptor_like(20_000, seed=2)  # big enough for 512 lists of 39+ training points each
+    queries = descriptor_like(20_500, seed=2)[20_000:]
     ivf = LatentIndex.build(base, "ivfpq")
     flat = LatentIndex.build(base, "flat")
     ivf.save(tmp_path / "ivf.faiss")
