@@ -238,6 +238,8 @@ void FixLtau::evaluate(bool act)
   a.out = nlocal ? &array[0][0] : nullptr;
   a.latent = latent.data();
   if (nbr_cutoff > 0.0) {
+    // NaN = unknown: phase 0 fills every local atom and the forward comm every ghost; the fill
+    // (O(nmax), next to a model forward) keeps any other slot from reading as in domain
     dist.assign(std::max(1, atom->nmax), std::numeric_limits<double>::quiet_NaN());
     dnbr.assign(std::max(1, nlocal), 0.0);
     a.dist = dist.data();
@@ -296,6 +298,8 @@ void FixLtau::neighbourhood_phase(ltau_fix_compute_args &a)
   // ghosts get their owners' distances; then each group atom's mean over itself and every atom
   // within the cutoff (a distance that is not finite would be left out)
   comm->forward_comm(this);
+  // an occasional list: LAMMPS builds it at most once per reneighbouring (Neighbor::build_one
+  // returns at once when it is current), not at every check
   neighbor->build_one(nlist);
   const int *mask = atom->mask;
   double **x = atom->x;
