@@ -268,3 +268,9 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
         md = [t for t in tasks if t["stage"] == "md"]
         assert {t["name"] for t in md} == {"ltau 1 long"}  # the resumed run ran only the unfinished walker
         assert not [t for t in tasks if t["stage"] == "train"]
+        # a second, new campaign on the same database would delete these rows: refused before any work
+        n_rows = q.count()
+        with pytest.raises(LtauError, match=r"already holds another campaign's rows \(run ltau_iter00_.*--resume") as exc:
+            run_loop(load_config(tmp_path / "loop.yaml"), tmp_path / "other")
+        assert "\n" not in str(exc.value)
+        assert q.count() == n_rows and not (tmp_path / "other").exists()
