@@ -635,18 +635,20 @@ def _check_resumable(cfg: dict[str, Any], out: Path) -> None:
                         "resume with the config it was started with, or start a new -o DIR")  # fmt: skip
 
 
-def _check_queue_is_free(cfg: dict[str, Any]) -> None:
-    """A new campaign on a shared queue must not meet another's rows: run names are the strategy
-    and iteration (``ltau_iter00_…``), and a new campaign deletes its walkers' rows before it runs
-    them (what a killed attempt left), so it would delete the other campaign's."""
+def _check_queue_is_free(cfg: dict[str, Any], out: Path) -> None:
+    """A new campaign on a PostgreSQL queue needs a database of its own: run names are only the
+    strategy and iteration (``ltau_iter00_…``), and a campaign deletes its walkers' rows before it
+    runs them (what a killed attempt left), so it would delete another campaign's. Starting this
+    ``out``'s own campaign over (same queue, no --resume) stays allowed."""
     from ltau_md.queue import CandidateQueue, display_url
 
-    prefixes = tuple(f"{s}_iter" for s in cfg["strategies"]) + ("random-pick_iter",)
-    queue = CandidateQueue(cfg["queue"])
-    taken = next((c.run for c in queue.rows() if c.run.startswith(prefixes)), None)
-    if taken is not None:
-        raise LtauError(f"queue {display_url(cfg['queue'])} already holds another campaign's rows (run {taken}); give this campaign "
-                        "a database of its own, or continue that campaign with 'ltau-md loop CONFIG -o ITS_DIR --resume'")  # fmt: skip
+    saved = out / "config.yaml"
+    if saved.exists() and (yaml.safe_load(saved.read_text()) or {}).get("queue") == cfg["queue"]:
+        return
+    n = CandidateQueue(cfg["queue"]).count()
+    if n:
+        raise LtauError(f"queue {display_url(cfg['queue'])} already holds {n} rows (another campaign's or runs'); give each campaign "
+                        "an empty database of its own, or continue that campaign with 'ltau-md loop CONFIG -o ITS_DIR --resume'")  # fmt: skip
 
 
 def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
@@ -660,7 +662,7 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
     if resume:
         _check_resumable(cfg, out)
     elif cfg["queue"] != "auto":
-        _check_queue_is_free(cfg)
+        _check_queue_is_free(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write.write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
     reference = make_calculator(cfg["reference"])

@@ -71,12 +71,16 @@ class KnownEnvironments:
             ix.add(np.ascontiguousarray(x[z == zz]))
 
     def add_queue(self, queue) -> int:
-        """Know the flagged atoms of every frame already in ``queue`` that stored latents; returns
-        the number of frames taken."""
+        """Know the flagged atoms of every frame already in ``queue`` that stored latents of this
+        artifact's model (another model's latents — an earlier iteration's, in a shared queue —
+        live in another space); returns the number of frames taken."""
+        model = (self.artifact.meta.get("model") or {}).get("fingerprint")
+        if not model:
+            return 0  # which space the stored latents are in cannot be told
         taken = 0
         for c in queue.rows():
             lat, flagged = c.data.get("latent"), c.data.get("flagged")
-            if lat is None or flagged is None or np.shape(lat) != (len(c.atoms), self.dim):
+            if lat is None or flagged is None or np.shape(lat) != (len(c.atoms), self.dim) or c.data.get("model_fingerprint") != model:
                 continue
             self.add(np.asarray(lat), c.atoms.numbers, np.asarray(flagged, dtype=bool))
             taken += 1

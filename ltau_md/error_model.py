@@ -127,6 +127,8 @@ def frame_pairs(frames, cutoff: float) -> tuple[np.ndarray, np.ndarray] | None:
 
 def neighbourhood_distance(frames, nearest: np.ndarray, cutoff: float) -> np.ndarray:
     """d̄ for the atoms of ``frames`` (concatenated, as ``nearest``)."""
+    if not cutoff > 0:
+        raise LtauError(f"the neighbourhood distance needs a cutoff > 0 Å, not {cutoff:g}")
     n_atoms = sum(len(atoms) for atoms in frames)
     if n_atoms != len(nearest):
         raise LtauError(f"{len(nearest)} distances for {n_atoms} atoms in the frames")

@@ -74,6 +74,7 @@ def test_calibration_fits_s_the_error_model_and_distributions_and_saves_them(art
 
 def test_the_error_model_form_follows_the_data():
     from ltau_md.error_model import fit_species_error_model
+    from ltau_md.errors import LtauError
 
     rng = np.random.default_rng(3)
     u, d = rng.gamma(3.0, 0.02, 3000), rng.gamma(2.0, 0.1, 3000)
@@ -83,6 +84,8 @@ def test_the_error_model_form_follows_the_data():
     assert only_u.form in ("ltau", "power", "additive") and only_u.heldout_nll["ltau"] < only_u.heldout_nll["distance"]
     assert only_d.heldout_nll["distance"] < only_d.heldout_nll["ltau"]
     assert min(only_u.heldout_nll, key=only_u.heldout_nll.get) == only_u.form
+    with pytest.raises(LtauError, match=r"\['cubic'\] unknown; choose among ltau, distance"):
+        fit_species_error_model(u, d, sps.maxwell.rvs(scale=0.8 * u, random_state=rng), frame, forms=("cubic", "ltau"))
 
 
 def test_every_form_round_trips_through_its_stored_record_with_its_parameter_count():
@@ -158,6 +161,32 @@ def test_known_environments_are_training_atoms_and_queued_flagged_atoms(tmp_path
     assert not known.check(far, z, np.array([False, False, True, False])).duplicate  # that atom was not queued
 
 
+def test_queued_latents_of_another_model_are_not_known_environments(tmp_path):
+    from ase.build import bulk
+
+    from ltau_md.dedup import KnownEnvironments
+    from ltau_md.queue import CandidateQueue
+
+    stats, desc, _ = synthetic_training(tmp_path)
+    art = Artifact.create(stats, desc, model_fingerprint="ab" * 32, k=3)
+    calibrate_artifact(art, validation(art))
+    atoms = bulk("Li", "bcc", a=3.5, cubic=True)  # 2 atoms
+    rng = np.random.default_rng(5)
+    far = 50.0 + rng.normal(size=(2, art.meta["descriptor_dim"])).astype(np.float32)  # far from every training atom
+    q = CandidateQueue(tmp_path / "q.db")
+    error = np.array([1.0, 0.0])  # atom 0 flagged
+    for model, shift in (("ab" * 32, 0.0), ("cd" * 32, 20.0)):  # this model's frame; an earlier model's, elsewhere
+        q.add(atoms, error=error, p=np.zeros(2), run=f"r_{model[:2]}", step=0, reason="lo", lo=0.5, latent=far + shift,
+              model_fingerprint=model)  # fmt: skip
+    known = KnownEnvironments(art)
+    assert known.add_queue(q) == 1
+    flagged = np.array([True, False])
+    assert known.check(far, atoms.numbers, flagged).duplicate
+    assert not known.check(far + 20.0, atoms.numbers, flagged).duplicate  # the other model's latents taught nothing
+    unknown_model = KnownEnvironments(Artifact.create(stats, desc, k=3))  # no fingerprint: no stored latents trusted
+    assert unknown_model.add_queue(q) == 0
+
+
 def test_neighbourhood_mean_is_over_the_atom_and_its_neighbours_leaving_unknown_out():
     from ltau_md.error_model import neighbourhood_mean
 
@@ -185,6 +214,8 @@ def test_frame_pairs_index_into_the_frames_concatenation():
     np.testing.assert_allclose(dn[3:], neighbourhood_mean(d[3:], *neighbour_pairs(b, 4.0)))
     with pytest.raises(LtauError, match="4 distances for 5 atoms"):
         neighbourhood_distance([a, b], d[:4], 4.0)
+    with pytest.raises(LtauError, match="cutoff > 0"):
+        neighbourhood_distance([a, b], d, 0.0)
 
 
 def _neighbourhood_data(n: int = 3000, seed: int = 4):

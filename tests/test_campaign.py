@@ -15,7 +15,7 @@ import yaml
 from ase.build import bulk
 
 from ltau_app.engine import Engine, mpi_command, parsl_config, threads_per_task, workers_of
-from ltau_app.loop import Ledger, _harvest, load_config, run_loop
+from ltau_app.loop import Ledger, _check_queue_is_free, _harvest, load_config, run_loop
 from ltau_md.errors import LtauError
 from ltau_md.queue import CandidateQueue
 
@@ -237,11 +237,12 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
 
         try:
             p = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+            orphan_alive = _running(orphan)  # before the clean-up below kills whatever is left
         finally:
             _kill_all(_leftovers(tmp_path))  # what outlived both (idle engine workers wait out a heartbeat)
         assert p.returncode == 0, p.stderr[-3000:]
         assert "finished before; kept" in p.stderr
-        assert not _running(orphan), "the resume left the killed campaign's MD of the long walker running"
+        assert not orphan_alive, "the resume left the killed campaign's MD of the long walker running"
         # nothing finished was done again
         assert json.loads((run / "ltau" / "iter00" / "state.json").read_text())["row"] == before["iter00"]
         assert {p.parent.name: p.stat().st_mtime_ns for p in (it1 / "model").glob("seed*/best.ckpt")} == before["members"]
@@ -268,9 +269,11 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
         md = [t for t in tasks if t["stage"] == "md"]
         assert {t["name"] for t in md} == {"ltau 1 long"}  # the resumed run ran only the unfinished walker
         assert not [t for t in tasks if t["stage"] == "train"]
-        # a second, new campaign on the same database would delete these rows: refused before any work
+        # a second, new campaign on the same database would delete these rows: refused before any work;
+        # this campaign starting over in its own directory (same queue, no --resume) is not
         n_rows = q.count()
-        with pytest.raises(LtauError, match=r"already holds another campaign's rows \(run ltau_iter00_.*--resume") as exc:
+        with pytest.raises(LtauError, match=rf"already holds {n_rows} rows .*an empty database of its own.*--resume") as exc:
             run_loop(load_config(tmp_path / "loop.yaml"), tmp_path / "other")
         assert "\n" not in str(exc.value)
         assert q.count() == n_rows and not (tmp_path / "other").exists()
+        _check_queue_is_free(load_config(tmp_path / "loop.yaml"), run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ltau_app.arguments import input_file, int_at_least, output_dir, positive_int
-from ltau_md.error_model import FORMS
+from ltau_md.error_model import DEFAULT_FORMS, FORMS, NEIGHBOURHOOD_FORMS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-scale", action="store_true", help="keep s = 1 (only fit distributions)")
     p.add_argument("--plots", type=output_dir, metavar="DIR", help="write calibration, distribution, F1-map and parity plots")
     p.add_argument("--error-model", nargs="+", metavar="FORM", choices=FORMS,
-                   help="candidate forms of the calibrated predictor, chosen by held-out likelihood: ltau, distance, "
-                   "additive, power, exponential (the default set), neighbourhood (opt-in: uses d averaged over the "
-                   "atom's neighbours)")
+                   help=f"candidate forms of the calibrated predictor, chosen by held-out likelihood: {', '.join(DEFAULT_FORMS)} "
+                   f"(the default set), {', '.join(NEIGHBOURHOOD_FORMS)} (opt-in: weighs d and d averaged over the atom's "
+                   "neighbours freely)")
     p.add_argument("--distance", choices=("environment", "nearest"), default="environment",
                    help="the latent distance the forms read: environment = (d + d̄)/2, the atom's own and its "
                    "neighbourhood's (default), or nearest = the atom's own d")
