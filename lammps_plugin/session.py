@@ -414,10 +414,10 @@ class Session:
             two_phase = st.neighbourhood_cutoff > 0
             # two phases: every local atom's distance (d̄ is over the physical neighbourhood, group or
             # not); phase 1 finishes once the fix has averaged them over each atom's neighbours
-            searched = np.ones(n, dtype=bool) if two_phase else sel
-            if not searched.any():
+            if not two_phase and not sel.any():
                 return
-            numbers, dist, ids = st.artifact.search(features[searched], st.numbers[types[searched]], k=st.k)
+            searched_features, searched_types = (features, types) if two_phase else (features[sel], types[sel])  # no copy of all
+            numbers, dist, ids = st.artifact.search(searched_features, st.numbers[searched_types], k=st.k)
             if two_phase:
                 bridge.view(a.dist, (n,))[:] = dist[:, 0]
                 st.search = (a.step, sel, numbers[sel], dist[sel], ids[sel])
