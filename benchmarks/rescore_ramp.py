@@ -27,7 +27,7 @@ from ase.io import read
 from ltau_app.loop import walkers_of
 from ltau_md.artifact import Artifact
 from ltau_md.cutoffs import best_recall_at_precision, classification_scores, fit_maxwell, fit_uncertainty
-from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, neighbourhood_distance
+from ltau_md.error_model import fit_species_error_model, neighbourhood_distance
 from ltau_md.lammps_dump import read_dump
 from ltau_md.nequip.model import NequIPModel
 from ltau_md.relabel import make_calculator
@@ -57,8 +57,8 @@ def scores(val: dict, md: dict, distance: str, n: int, r_max: float) -> dict:
         model = fit_species_error_model(val["u"][v], val["d"][v], val["e"][v], val["frame"][v], neighbourhood=val["dn"][v],
                                         cutoff=r_max, distance=distance)  # fmt: skip
         forms[str(sp)] = model.form
-        lo = fit_uncertainty(MEAN_PER_SIGMA * model.sigma(val["u"][v], val["d"][v], val["dn"][v]))[0].cutoff(n)
-        ratio_u[m] = MEAN_PER_SIGMA * model.sigma(md["u"][m], md["d"][m], md["dn"][m]) / lo
+        lo = fit_uncertainty(model.mean_per_sigma * model.sigma(val["u"][v], val["d"][v], val["dn"][v]))[0].cutoff(n)
+        ratio_u[m] = model.mean_per_sigma * model.sigma(md["u"][m], md["d"][m], md["dn"][m]) / lo
         ratio_e[m] = md["e"][m] / fit_maxwell(val["e"][v]).cutoff(n)
     c = classification_scores(ratio_e, ratio_u, 1.0, 1.0)
     best, _ = best_recall_at_precision(ratio_e, ratio_u, 0.5)

@@ -26,7 +26,8 @@ Predictors of member 0's per-atom force error (each calibrated on the calibratio
 
 Scores per set and pooled: AUROC of high-error atoms (true error above the in-domain 99th
 percentile), Spearman ρ, miscalibration area (observed fraction with error ≤ atol against each
-predictor's P(error ≤ atol)), mean predicted / mean true, precision / recall / F1 at the statistical
+predictor's P(error ≤ atol)) and its sampling floor (the area a perfectly calibrated predictor with
+the same P's shows on as many atoms), mean predicted / mean true, precision / recall / F1 at the statistical
 cutoffs (seed 003: CDF 1 − 1/N of the validation fits, N = atoms in the set) and cost per atom.
 Ranges are over the training seeds. Writes JSON, prints a table, plots AUROC per set.
 """
@@ -124,6 +125,17 @@ def auroc(score: np.ndarray, positive: np.ndarray) -> float:
     return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def calibration_floor(prob: np.ndarray, draws: int = 20, seed: int = 0) -> float:
+    """Miscalibration area a perfectly calibrated predictor still shows on this many atoms: the
+    mean area when each atom's outcome (error ≤ atol) is drawn with its own predicted P. An area
+    near this floor is sampling noise of the set, not miscalibration."""
+    from ltau_md.calibration import calibration_curve
+
+    rng = np.random.default_rng(seed)
+    areas = [calibration_curve(prob, (rng.random(len(prob)) >= prob).astype(np.float64) * 2.0, 1.0).area for _ in range(draws)]
+    return float(np.mean(areas))
+
+
 def member_forces(models, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Member 0's forces and latents, the ensemble's per-atom spread √Σ_c var_c, and seconds per
     atom of one forward+forces."""
@@ -191,12 +203,13 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
             sig_d = dist_model[sp].sigma(u, d)
             sig_n = nbr_model[sp].sigma(u, d, a["dn"][sel])
             s = art.scale(sp)
-            for name, pred, prob in (
-                ("calibrated", MEAN_PER_SIGMA * sig, maxwell_cdf(art.atol, sig)),
-                ("neighbourhood", MEAN_PER_SIGMA * sig_n, maxwell_cdf(art.atol, sig_n)),
+            cal, nbr, dst = art.error_model.species[sp], nbr_model[sp], dist_model[sp]
+            for name, pred, prob in (  # each fitted model with its own error shape (Maxwell unless fitted)
+                ("calibrated", cal.mean_per_sigma * sig, cal.cdf(art.atol, sig)),
+                ("neighbourhood", nbr.mean_per_sigma * sig_n, nbr.cdf(art.atol, sig_n)),
                 ("ltau", s * u, a["p"][sel]),
                 ("ensemble", MEAN_PER_SIGMA * sig_e, maxwell_cdf(art.atol, sig_e)),
-                ("distance", MEAN_PER_SIGMA * sig_d, maxwell_cdf(art.atol, sig_d)),
+                ("distance", dst.mean_per_sigma * sig_d, dst.cdf(art.atol, sig_d)),
             ):
                 out[name][0][sel], out[name][1][sel] = pred, prob
             out["ltau"][2][sel] = art.atol * s  # LTAU's p is calibrated against errors ≤ atol·s
@@ -243,6 +256,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
                 "auroc": auroc(pred, high),
                 "spearman": float(sps.spearmanr(pred, e).statistic),
                 "miscalibration_area": area,
+                "miscalibration_area_floor": calibration_floor(prob),
                 "mean_predicted_over_true": float(pred.mean() / e.mean()),
                 "precision": prec,
                 "recall": rec,
@@ -296,7 +310,7 @@ def table(summary: dict) -> str:
         return f"{v[0]:.3f}" if abs(v[1] - v[0]) < 5e-4 else f"{v[0]:.3f}–{v[1]:.3f}"
 
     lines = []
-    for metric in ("auroc", "spearman", "miscalibration_area", "mean_predicted_over_true", "precision", "recall"):
+    for metric in ("auroc", "spearman", "miscalibration_area", "miscalibration_area_floor", "mean_predicted_over_true", "precision", "recall"):
         lines.append(f"\n{metric} (range over training seeds)")
         lines.append(f"{'set':16s}" + "".join(f"{p:>16s}" for p in PREDICTORS))
         for group, rows in summary.items():

@@ -37,7 +37,7 @@ from ltau_md import __version__, atomic_write
 from ltau_md.cutoffs import FittedDistribution
 from ltau_md.error_distribution import ErrorDistribution
 from ltau_md.error_log import AtomTable
-from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, SpeciesErrorModel, maxwell_cdf, neighbourhood_mean
+from ltau_md.error_model import ErrorModel, SpeciesErrorModel, neighbourhood_mean
 from ltau_md.errors import ArtifactError, LtauError
 from ltau_md.latent_index import INDEX_TYPES, LatentIndex, ProgressFn, SpeciesIndex
 from ltau_md.pvalues import TrainingStatistics
@@ -86,7 +86,7 @@ PREDICTORS = ("calibrated", "ltau")
 class AtomUncertainty:
     """LTAU output for a set of atoms (one row each)."""
 
-    p: np.ndarray  # chance the error is ≤ atol (calibrated: Maxwell CDF; ltau: neighbours' mean μ_M(p_i))
+    p: np.ndarray  # chance the error is ≤ atol (calibrated: the error model's CDF, Maxwell unless a shape was fitted; ltau: neighbours' mean μ_M(p_i))
     p_std: np.ndarray  # mean of the neighbours' σ_M(p_i)
     error: np.ndarray  # predicted force error, eV/Å
     distance: np.ndarray  # (n, k) Euclidean latent distances to the neighbours
@@ -430,7 +430,7 @@ class Artifact:
         if predictor == "calibrated":
             s = np.full(len(numbers), float(scale) if scale is not None else 1.0)
             sigma = s * self.error_model.sigma(u, dist[:, 0], numbers, neighbourhood)
-            error, p = MEAN_PER_SIGMA * sigma, maxwell_cdf(self.atol, sigma)
+            error, p = self.error_model.predict(sigma, numbers, self.atol)
         else:
             s = np.full(len(numbers), float(scale)) if scale is not None else self.scales_for(numbers)
             error, p = s * u, self.train["p_mean"][ids].mean(axis=1)

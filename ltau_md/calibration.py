@@ -313,7 +313,7 @@ def calibrate_artifact(
     ``distance``: the latent distance they read (``error_model.DISTANCES``; default ``environment``
     where ``val`` has each atom's neighbourhood distance)."""
     from ltau_md.cutoffs import fit_uncertainty
-    from ltau_md.error_model import DEFAULT_FORMS, MEAN_PER_SIGMA, ErrorModel, fit_species_error_model, maxwell_cdf
+    from ltau_md.error_model import DEFAULT_FORMS, ErrorModel, fit_species_error_model
 
     species, nearest, true_err, raw = val.species, val.nearest, val.true_error, val.ltau_error
     n = int(n or len(true_err))
@@ -330,7 +330,7 @@ def calibrate_artifact(
                                         neighbourhood=dn, cutoff=val.cutoff, distance=distance)  # fmt: skip
         sigma = model.sigma(u, d, dn)
         plain = _predictor_scores(e, g.scale * u, val.p[sel], artifact.atol, g.scale, n)
-        calibrated = _predictor_scores(e, MEAN_PER_SIGMA * sigma, maxwell_cdf(artifact.atol, sigma), artifact.atol, 1.0, n)
+        calibrated = _predictor_scores(e, model.mean_per_sigma * sigma, model.cdf(artifact.atol, sigma), artifact.atol, 1.0, n)
         err_fit = plain["fits"][0]
         positive = d[d > 0]
         scales[sp], models[sp] = g.scale, model

@@ -197,7 +197,9 @@ def test_k_beyond_the_smallest_species_is_refused(tmp_path):
 
 
 def test_the_calibrated_predictor_grows_with_latent_distance_where_plain_ltau_cannot(built):
-    from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, SpeciesErrorModel, maxwell_cdf
+    from scipy import stats as sps
+
+    from ltau_md.error_model import MEAN_PER_SIGMA, ErrorModel, SpeciesErrorModel, maxwell_cdf, shape_mean
 
     art, stats, desc, path = built
     sp = stats.atoms.species
@@ -218,6 +220,18 @@ def test_the_calibrated_predictor_grows_with_latent_distance_where_plain_ltau_ca
     assert far.error.min() > near.error.max()  # out of domain the error grows with d ...
     assert plain_far.error.max() <= art.errors.mean.max() * art.scales_for(art.species_numbers(sp)).max() + 1e-9  # ... LTAU's cannot
     np.testing.assert_allclose(art.query(desc + 10.0, sp, k=3, scale=2.0).error, 2 * far.error)
+    # a fitted error shape (Li only): its mean and CDF give Li's error and p, Mg keeps Maxwell's
+    shape = (2.0, 1.6, 1.1)
+    heavy = SpeciesErrorModel("additive", additive.theta, 0.0, {}, 100, shape=shape)
+    art.set_calibration(error_model=ErrorModel({"Li": heavy, "Mg": additive}))
+    u = art.query(desc + 1e-3, sp, k=3)
+    sigma = 1.2 * u.mixture + 0.5 * u.distance[:, 0] + 0.01
+    li = art.species_numbers(sp) == 3
+    assert li.any() and (~li).any()
+    np.testing.assert_allclose(u.error[li], shape_mean(shape) * sigma[li])
+    np.testing.assert_allclose(u.p[li], sps.gengamma.cdf(art.atol / sigma[li], shape[0], shape[1], scale=shape[2]))
+    np.testing.assert_allclose(u.error[~li], MEAN_PER_SIGMA * sigma[~li])
+    np.testing.assert_allclose(u.p[~li], maxwell_cdf(art.atol, sigma[~li]))
 
 
 def test_an_error_model_with_a_bad_form_is_a_one_line_artifact_error(built):

@@ -12,7 +12,7 @@ from conftest import ltau_md  # noqa: E402
 
 from ltau_md.artifact import Artifact  # noqa: E402
 from ltau_md.error_log import ErrorLog  # noqa: E402
-from ltau_md.error_model import FORMS  # noqa: E402
+from ltau_md.error_model import FORMS, MAXWELL_SHAPE  # noqa: E402
 from ltau_md.nequip.calculator import LtauCalculator  # noqa: E402
 from ltau_md.nequip.model import NequIPModel  # noqa: E402
 from ltau_md.nequip.predict import predict  # noqa: E402
@@ -88,6 +88,8 @@ def test_calibrate_stores_scale_and_distributions_and_prints_the_table(fitted, l
     assert art.distribution("Li", "uncertainty_calibrated").family in ("maxwell", "gamma", "gengamma")
     rep = art.meta["calibration"]["species"]["Li"]
     assert rep["error_model"]["form"] in FORMS and art.resolve_predictor(None) == "calibrated"
+    fitted_shape = rep["error_model"]["shape"] != list(MAXWELL_SHAPE)  # Maxwell unless held out a fit beats it
+    assert ("Li: error shape generalised gamma" in p.stdout) == fitted_shape
     for predictor in ("ltau", "calibrated"):
         r = rep[predictor]
         assert -1 <= r["spearman_rho"] <= 1 and 0 <= r["miscalibration_area"] <= 0.5

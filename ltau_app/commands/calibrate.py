@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ltau_app.arguments import input_file, int_at_least, output_dir, positive_int
-from ltau_md.error_model import DEFAULT_FORMS, FORMS, NEIGHBOURHOOD_FORMS
+from ltau_md.error_model import DEFAULT_FORMS, FORMS, MAXWELL_SHAPE, NEIGHBOURHOOD_FORMS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,8 +57,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{sp:7s} {r['n_atoms']:6d} {r['force_mae_component']:7.4f} {r['error_cutoff']:8.4f} {name:>10s} {form:>9s} "
                   f"{q['spearman_rho']:6.3f} {q['miscalibration_area']:6.3f} {q['uncertainty_fit']['family']:>10s} "
                   f"{q['uncertainty_cutoff']:8.4f} {prf:>14s}")  # fmt: skip
+    for sp, r in rep["species"].items():
+        em = r["error_model"]
+        if "shape" in em and em["shape"] != list(MAXWELL_SHAPE):
+            a, c, s = em["shape"]
+            nll = em["shape_heldout_nll"]
+            print(f"{sp}: error shape generalised gamma a={a:.3f} c={c:.3f} s={s:.3f} (held-out -log L per atom "
+                  f"{nll['fitted']:.4f}, Maxwell {nll['maxwell']:.4f})")  # fmt: skip
     print("F MAE: force-component MAE (eV/Å); err cut, unc cut: CDF = 1 - 1/N (eV/Å); ltau: plain LTAU × s (form / s: "
-          "s by miscalibration area); calibrated: σ(u, d[, d̄]) by held-out Maxwell likelihood, used by default "
+          "s by miscalibration area); calibrated: σ(u, d[, d̄]) by held-out Maxwell likelihood, used by default, its error "
+          "shape Maxwell unless named above "
           f"(d: the {args.distance} latent distance); "
           "rho: Spearman, predicted vs true per-atom error; area: miscalibration area")
     if args.plots:
