@@ -27,6 +27,8 @@ A task that fails raises its error in the campaign (an ``LtauError`` naming the 
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,13 +150,15 @@ class Engine:
     engine: dict[str, Any]
     run_dir: Path
     records: list[TaskRecord] = field(default_factory=list)
+    # called with ``records`` whenever a task is submitted or ends (from Parsl's thread, under a
+    # lock): the loop keeps tasks.json current, so a killed campaign's tasks are not lost
+    journal: Callable[[list[TaskRecord]], None] | None = None
     _dfk: Any = None
     _app: Any = None
+    _journal_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __enter__(self) -> Engine:
         config = parsl_config(self.engine, self.run_dir)  # one line, not a traceback, without Parsl
-        import sys
-
         import parsl
         from parsl.app.app import python_app
 
@@ -185,6 +189,15 @@ class Engine:
         """Threads per task when a stage runs ``n_tasks`` tasks (fewer tasks than workers: more each)."""
         return threads_per_task(self.engine, n_tasks)
 
+    def _write_journal(self) -> None:
+        if self.journal is None:
+            return
+        with self._journal_lock:
+            try:
+                self.journal(self.records)
+            except Exception as exc:  # a record of timings must never stop the campaign
+                print(f"ltau-md: could not record the tasks ({type(exc).__name__}: {exc})", file=sys.stderr)
+
     def submit(self, stage: str, name: str, fn: Callable, *args: Any, threads: int | None = None, **kwargs: Any):
         rec = TaskRecord(stage, name)
         self.records.append(rec)
@@ -196,8 +209,10 @@ class Engine:
                 _, rec.start, rec.end = f.result()
             except Exception:
                 rec.ok, rec.end = False, time.time()
+            self._write_journal()
 
         fut.add_done_callback(done)
+        self._write_journal()
         return fut
 
     @staticmethod

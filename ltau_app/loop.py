@@ -23,6 +23,7 @@ iteration's directory, so a finished run can be moved or copied.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ltau_app.engine import ENGINE_DEFAULTS, ENGINE_TYPES, MPI_LAUNCHERS, Engine, mpi_command
+from ltau_app.engine import ENGINE_DEFAULTS, ENGINE_TYPES, MPI_LAUNCHERS, Engine, mpi_command, workers_of
 from ltau_md import atomic_write, pidfile
 from ltau_md.errors import LtauError
 from ltau_md.user_input import read_yaml_mapping
@@ -651,6 +652,32 @@ def _check_queue_is_free(cfg: dict[str, Any], out: Path) -> None:
                         "an empty database of its own, or continue that campaign with 'ltau-md loop CONFIG -o ITS_DIR --resume'")  # fmt: skip
 
 
+class TaskJournal:
+    """``tasks.json``: every engine task of the campaign (stage, name, start and end in seconds
+    since the campaign's first session began, ok, session), rewritten as tasks start and end, so a
+    killed campaign keeps what it ran; a resumed one adds its tasks as the next session."""
+
+    def __init__(self, path: Path, engine: str, workers: int, resume: bool, now: float) -> None:
+        self.path, self.engine, self.workers = path, engine, workers
+        self.earlier: list[dict[str, Any]] = []
+        self.started = now
+        if resume and path.exists():
+            try:
+                old = json.loads(path.read_text())
+                started, earlier = float(old["started"]), list(old["tasks"])
+            except (ValueError, KeyError, TypeError):  # unreadable, or written before sessions were kept
+                started, earlier = now, []
+            self.started, self.earlier = started, earlier
+        self.session = 1 + max((int(t.get("session", 0)) for t in self.earlier), default=-1)
+
+    def write(self, records: list) -> list[dict[str, Any]]:
+        fin = lambda x: round(x - self.started, 3) if np.isfinite(x) else None
+        tasks = self.earlier + [{"stage": r.stage, "name": r.name, "start": fin(r.start), "end": fin(r.end), "ok": r.ok,
+                                 "session": self.session} for r in list(records)]  # fmt: skip
+        atomic_write.write_json(self.path, {"engine": self.engine, "workers": self.workers, "started": self.started, "tasks": tasks})
+        return tasks
+
+
 def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
     """Run every strategy's iterations in ``out`` (resolved against the caller's working
     directory: the MD subprocesses run inside it) on the configured engine; writes and returns
@@ -684,7 +711,8 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
         signal.signal(signal.SIGTERM, stop)
     except ValueError:  # not the main thread: leave signals to the caller
         pass
-    with Engine(cfg["engine"], out / "runinfo") as engine:
+    journal = TaskJournal(out / "tasks.json", cfg["engine"]["type"], workers_of(cfg["engine"]), resume, t0)
+    with Engine(cfg["engine"], out / "runinfo", journal=journal.write) as engine:
         for strategy in cfg["strategies"]:
             files, frames = [initial_file], list(data.initial)
             for k in range(int(cfg["iterations"])):
@@ -700,9 +728,7 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
                 if new_file is not None:
                     files, frames = files + [new_file], frames + added
                 atomic_write.write_json(out / "report.json", {"config": cfg, "rows": rows})
-        fin = lambda x: round(x - t0, 3) if np.isfinite(x) else None
-        tasks = [{"stage": r.stage, "name": r.name, "start": fin(r.start), "end": fin(r.end), "ok": r.ok} for r in engine.records]
-    atomic_write.write_json(out / "tasks.json", {"engine": cfg["engine"]["type"], "workers": engine.workers, "tasks": tasks})
+        tasks = journal.write(engine.records)
     text = write_report(rows, out)
     plot_campaign(rows, tasks, out / "campaign.png")
     return {"config": cfg, "rows": rows, "text": text}

@@ -211,10 +211,12 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
         walkers = it1 / "walkers"
         q = CandidateQueue(url, writable=True)
         long_rows = lambda: any(True for _ in q.rows(run_prefix="ltau_iter01_long@"))
+        short_recorded = lambda: any(t["name"] == "ltau 1 short" and t["end"] is not None
+                                     for t in json.loads((run / "tasks.json").read_text())["tasks"])  # fmt: skip
         try:
             # kill -9 in iteration 1: its members trained, the short walker finished, the long one running and queueing
-            _wait_for(lambda: (walkers / "short" / "walker.json").exists() and long_rows(), proc, 900,
-                      "iteration 1's short walker finished and the long one queued a frame")  # fmt: skip
+            _wait_for(lambda: (walkers / "short" / "walker.json").exists() and long_rows() and short_recorded(), proc, 900,
+                      "iteration 1's short walker finished (and tasks.json says so) and the long one queued a frame")  # fmt: skip
             assert not (walkers / "long" / "walker.json").exists(), "the long walker finished too soon for the test"
         finally:
             os.killpg(proc.pid, signal.SIGKILL)  # the loop's process group; its engine workers and their MD run on
@@ -266,9 +268,16 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
         assert "ltau iteration 1: walkers" in text and "wall time per stage" in text
         assert (run / "campaign.png").read_bytes()[:4] == b"\x89PNG"
         tasks = json.loads((run / "tasks.json").read_text())["tasks"]
-        md = [t for t in tasks if t["stage"] == "md"]
-        assert {t["name"] for t in md} == {"ltau 1 long"}  # the resumed run ran only the unfinished walker
-        assert not [t for t in tasks if t["stage"] == "train"]
+        resumed = [t for t in tasks if t["session"] == 1]
+        assert {t["name"] for t in resumed if t["stage"] == "md"} == {"ltau 1 long"}  # the resumed run ran only the unfinished walker
+        assert not [t for t in resumed if t["stage"] == "train"]
+        # the killed session's tasks were kept: all of iteration 0, iteration 1's members and short
+        # walker (ended), and its long walker, killed while running (no end)
+        killed = {(t["stage"], t["name"]): t for t in tasks if t["session"] == 0}
+        assert {("md", "ltau 0 long"), ("md", "ltau 0 short"), ("md", "ltau 1 short")} <= set(killed)
+        assert sum(stage == "train" and name.startswith("ltau 1 ") for stage, name in killed) == 2
+        assert killed[("md", "ltau 1 short")]["end"] is not None and killed[("md", "ltau 1 long")]["end"] is None
+        assert min(t["start"] for t in resumed if t["start"] is not None) > 0  # one clock: the campaign's first start
         # a second, new campaign on the same database would delete these rows: refused before any work;
         # this campaign starting over in its own directory (same queue, no --resume) is not
         n_rows = q.count()
