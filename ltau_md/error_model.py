@@ -40,14 +40,15 @@ reach that far. The chosen form is then refitted on all atoms.
 
 **The error's shape.** Given σ, the error is Maxwell-distributed unless the validation atoms say
 otherwise: the standardised errors r = |ΔF|/σ are fitted by a generalised gamma (density ∝
-r^(ca−1)·exp(−(r/s)^c); Maxwell is a = 3/2, c = 2, s = √2), and that shape is kept only where it
-beats Maxwell by held-out likelihood over the same two folds of frames. On the Li–Mg benchmark
-(~10⁴ Li and 2.5·10³ Mg validation atoms) it is kept, a ≈ 1.9–2.0, c ≈ 1.6 (heavier-tailed than
-Maxwell), and the in-domain miscalibration area falls from 0.036–0.051 to 0.025–0.043 (its
-sampling floor there is 0.011–0.019); out of domain, where σ itself under-predicts, it rises from
-0.069–0.084 to 0.078–0.095. On the demo's 324 Li atoms Maxwell is kept. Flags do not change: the
-statistical cutoffs are fitted to the same predictions, so the factor cancels. The predicted error is the shape's mean (2σ√(2/π) for
-Maxwell); P(error ≤ a) its CDF.
+r^(ca−1)·exp(−(r/s)^c); Maxwell is a = 3/2, c = 2, s = √2; a, c, s within ``SHAPE_BOUNDS``), and
+that shape is kept only where it beats Maxwell by held-out likelihood over the same two folds of
+frames (species with ≥ 100 validation atoms). On the Li–Mg benchmark (~10⁴ Li and 2.5·10³ Mg
+validation atoms) it is kept, a ≈ 1.9–2.0, c ≈ 1.6 (heavier-tailed than Maxwell), and the
+in-domain miscalibration area falls from 0.036–0.051 to 0.025–0.043 (its sampling floor there is
+0.011–0.019); out of domain, where σ itself under-predicts, it rises from 0.069–0.084 to
+0.078–0.095. On the demo's 324 Li atoms Maxwell is kept. Flags do not change: the statistical
+cutoffs are fitted to the same predictions, so the factor cancels. The predicted error is the
+shape's mean (2σ√(2/π) for Maxwell); P(error ≤ a) its CDF.
 """
 
 from __future__ import annotations
