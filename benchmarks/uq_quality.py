@@ -203,13 +203,12 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
             sig_d = dist_model[sp].sigma(u, d)
             sig_n = nbr_model[sp].sigma(u, d, a["dn"][sel])
             s = art.scale(sp)
-            cal, nbr, dst = art.error_model.species[sp], nbr_model[sp], dist_model[sp]
             for name, pred, prob in (  # each fitted model with its own error shape (Maxwell unless fitted)
-                ("calibrated", cal.mean_per_sigma * sig, cal.cdf(art.atol, sig)),
-                ("neighbourhood", nbr.mean_per_sigma * sig_n, nbr.cdf(art.atol, sig_n)),
+                ("calibrated", *art.error_model.species[sp].predict(sig, art.atol)),
+                ("neighbourhood", *nbr_model[sp].predict(sig_n, art.atol)),
                 ("ltau", s * u, a["p"][sel]),
                 ("ensemble", MEAN_PER_SIGMA * sig_e, maxwell_cdf(art.atol, sig_e)),
-                ("distance", dst.mean_per_sigma * sig_d, dst.cdf(art.atol, sig_d)),
+                ("distance", *dist_model[sp].predict(sig_d, art.atol)),
             ):
                 out[name][0][sel], out[name][1][sel] = pred, prob
             out["ltau"][2][sel] = art.atol * s  # LTAU's p is calibrated against errors ≤ atol·s

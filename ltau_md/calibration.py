@@ -330,7 +330,7 @@ def calibrate_artifact(
                                         neighbourhood=dn, cutoff=val.cutoff, distance=distance)  # fmt: skip
         sigma = model.sigma(u, d, dn)
         plain = _predictor_scores(e, g.scale * u, val.p[sel], artifact.atol, g.scale, n)
-        calibrated = _predictor_scores(e, model.mean_per_sigma * sigma, model.cdf(artifact.atol, sigma), artifact.atol, 1.0, n)
+        calibrated = _predictor_scores(e, *model.predict(sigma, artifact.atol), artifact.atol, 1.0, n)
         err_fit = plain["fits"][0]
         positive = d[d > 0]
         scales[sp], models[sp] = g.scale, model

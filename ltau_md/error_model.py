@@ -288,6 +288,10 @@ class SpeciesErrorModel:
         """P(|ΔF| ≤ x) at scale ``sigma``."""
         return shape_cdf(x, sigma, self.shape)
 
+    def predict(self, sigma: np.ndarray, atol: float) -> tuple[np.ndarray, np.ndarray]:
+        """At scale ``sigma``: the predicted error (the distribution's mean) and P(error ≤ atol)."""
+        return self.mean_per_sigma * sigma, self.cdf(atol, sigma)
+
     def to_dict(self) -> dict[str, Any]:
         out = {
             "form": self.form,
@@ -430,8 +434,8 @@ class ErrorModel:
         error, p = np.empty(len(sigma), dtype=np.float64), np.empty(len(sigma), dtype=np.float64)
         numbers = np.asarray(numbers)
         for z in np.unique(numbers):
-            m, sel = self.species[symbol(int(z))], numbers == z
-            error[sel], p[sel] = m.mean_per_sigma * sigma[sel], m.cdf(atol, sigma[sel])
+            sel = numbers == z
+            error[sel], p[sel] = self.species[symbol(int(z))].predict(sigma[sel], atol)
         return error, p
 
     def to_dict(self) -> dict[str, Any]:

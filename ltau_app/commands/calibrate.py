@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{q['uncertainty_cutoff']:8.4f} {prf:>14s}")  # fmt: skip
     for sp, r in rep["species"].items():
         em = r["error_model"]
-        if "shape" in em and em["shape"] != list(MAXWELL_SHAPE):
+        if em["shape"] != list(MAXWELL_SHAPE):
             a, c, s = em["shape"]
             nll = em["shape_heldout_nll"]
             print(f"{sp}: error shape generalised gamma a={a:.3f} c={c:.3f} s={s:.3f} (held-out -log L per atom "
