@@ -49,6 +49,22 @@ in-domain miscalibration area falls from 0.036–0.051 to 0.025–0.043 (its sam
 0.078–0.095. On the demo's 324 Li atoms Maxwell is kept. Flags do not change: the statistical
 cutoffs are fitted to the same predictions, so the factor cancels. The predicted error is the
 shape's mean (2σ√(2/π) for Maxwell); P(error ≤ a) its CDF.
+
+**What does not close the out-of-domain gap** (out-of-domain mean predicted/true 0.75–0.83 on
+``benchmarks/uq_quality.py``, 2 seeds; ≥ 0.85 wanted). At equal d a 1500 K liquid-Li atom errs
+~1.5× more than a 600 K validation atom (0.096 against 0.064 eV/Å at d = 0.03–0.045), and so at
+equal d̄, shortest pair distance or force magnitude; Li atoms of the LiMg validation frames sit at
+twice the pure-Li d with the same error, so one σ(d) per species cannot serve both. Measured and
+not kept (out-of-domain predicted/true, two seeds): d in the first layer's or in all layers'
+invariant features, 0.65–0.76; d over the neighbours' own spacing among training atoms,
+0.60–0.62; σ fitted per k-means region of a species' training latents (2–4 regions), 0.87–0.90
+on one seed but 0.80–0.82 on the other, pooled AUROC 0.01–0.04 lower; u from the neighbours'
+worst epochs, 0.74–0.81; u times the predicted force over the neighbours' reference forces,
+0.72–0.80 (none beats the shipped form on both seeds). The ``neighbourhood`` form reaches
+0.89–0.96, but on the extrapolation split its held-out likelihood for Li is below the additive,
+power and exponential forms' on both seeds (−log L −1.98 and −2.04 per atom against the
+exponential's −2.06 and −2.07), so the validation data do not support how steeply it
+extrapolates.
 """
 
 from __future__ import annotations
