@@ -260,8 +260,9 @@ class LatentIndex:
         """Store an HNSW index's atoms in reverse Cuthill–McKee order of its bottom-layer graph, so
         that an atom's graph neighbours lie near it in memory. Same graph, same answers (ids are
         remapped); the search's time is mostly waiting for atoms' rows from memory, and this took
-        5–30 % off it (10^5 real MD descriptors: 2.2–3.0 → 2.0–2.1 ms per 250 queries; 5·10^5:
-        3.5–4.0 → 3.1–3.8 ms). Building the order costs ~0.2 s per 10^5 atoms."""
+        3–34 % off it, ~10 % typically (1 thread, 250 queries, interleaved repeats; 10^5 real MD
+        descriptors: 2.2–3.0 → 2.0–2.1 ms; 5·10^5: 3.5–4.0 → 3.1–3.8 ms). Building the order costs
+        ~0.2 s per 10^5 atoms."""
         from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import reverse_cuthill_mckee
 
