@@ -16,8 +16,11 @@ cost), its d̄ averaged over each atom's neighbours within the model's cutoff (t
 LAMMPS's neighbour list in ``fix ltau``, so they are built outside the timing) — and plain LTAU's
 query beside it. Training sets: real descriptors of MD frames (20 steps apart, up to
 ``--real-atoms``, default 10^5); larger sets tile them with 5 % Gaussian jitter (only the index
-cost depends on N). The ensemble's UQ needs 10 forward+forces per frame (10 loaded models).
-Everything on ``--threads`` threads (1 = one MPI rank). Prints a table and writes JSON.
+cost depends on N). Each frame's forward and UQ are timed back to back, 5 rounds over the test
+frames, and UQ/forward is the median of those pairs' ratios (with its 10th–90th percentiles): the
+machine's speed drifts within a run, and a ratio of separately timed medians drifts with it. The
+ensemble's UQ needs 10 forward+forces per frame (10 loaded models). Everything on ``--threads``
+threads (1 = one MPI rank). Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -80,6 +83,26 @@ ARCHITECTURES = {
 }
 
 
+def interleaved(forward, uq, items: list, rounds: int = 5) -> dict[str, float]:
+    """Each item's forward and UQ timed back to back, ``rounds`` times over the items, so both see
+    the same state of a shared machine (its speed drifts within one run): their medians, and the
+    median and 10th/90th percentiles of the per-pair ratio UQ / forward."""
+    forward(items[0])
+    uq(items[0])  # warm-up
+    t_fwd, t_uq = [], []
+    for _ in range(rounds):
+        for item in items:
+            t0 = time.perf_counter()
+            forward(item)
+            t1 = time.perf_counter()
+            uq(item)
+            t_fwd.append(t1 - t0)
+            t_uq.append(time.perf_counter() - t1)
+    ratio = np.array(t_uq) / np.array(t_fwd)
+    return {"forward_s": float(np.median(t_fwd)), "uq_s": float(np.median(t_uq)), "ratio": float(np.median(ratio)),
+            "ratio_p10": float(np.percentile(ratio, 10)), "ratio_p90": float(np.percentile(ratio, 90))}  # fmt: skip
+
+
 def calibrate_on(art: Artifact, frames: list, results: list, cutoff: float) -> None:
     """``ltau-md calibrate``'s science on ``frames`` (the model's true errors there), so the
     query runs the calibrated predictor with the form and shape calibration would pick."""
@@ -104,16 +127,18 @@ def measure(model_dir: Path, train_frames: list, test_frames: list, sizes: list[
     t_ensemble = median_time(lambda: [m.evaluate([test_frames[0]], batch_size=1) for m in ensemble], 3)
     rows = []
     print(f"forward+forces per 250-atom frame: {1e3 * t_forward:.1f} ms; 10-model ensemble: {1e3 * t_ensemble:.1f} ms")
-    print(f"{'train atoms':>11s} {'index':>6s} {'UQ ms/frame':>12s} {'UQ/forward':>11s} {'plain LTAU ms':>14s} {'LTAU/ensemble UQ':>17s} {'recall@10':>9s}")
+    print(f"{'train atoms':>11s} {'index':>6s} {'UQ ms/frame':>12s} {'UQ/forward':>11s} {'p10–p90':>13s} {'plain LTAU ms':>14s} "
+          f"{'LTAU/ensemble UQ':>17s} {'recall@10':>9s}")
     test_res = model.evaluate(test_frames)
     numbers = test_frames[0].numbers
     for size in sizes:
         stats, x = synthetic_stats(desc, int(size), rng)
         art = Artifact.create(stats, x, k=10)
         calibrate_on(art, test_frames, test_res, model.r_max)
-        pairs = [neighbour_pairs(a, art.neighbourhood_cutoff()) for a in test_frames]
-        t_uq = float(np.median([median_time(lambda d=d, pr=pr, art=art: art.query(d, numbers, predictor="calibrated", pairs=pr), 20)
-                                for d, pr in zip(test_desc, pairs)]))  # fmt: skip
+        items = [(a, d, neighbour_pairs(a, art.neighbourhood_cutoff())) for a, d in zip(test_frames, test_desc)]
+        timed = interleaved(lambda it: model.evaluate([it[0]], batch_size=1),
+                            lambda it, art=art: art.query(it[1], numbers, predictor="calibrated", pairs=it[2]), items)  # fmt: skip
+        t_uq = timed["uq_s"]
         t_plain = float(np.median([median_time(lambda d=d, art=art: art.query(d, numbers, predictor="ltau"), 20) for d in test_desc]))
         kind = next(iter(art.index.indices.values())).kind
         queries = np.concatenate(test_desc).astype(np.float32)
@@ -126,16 +151,17 @@ def measure(model_dir: Path, train_frames: list, test_frames: list, sizes: list[
             "uq_ms_per_frame": 1e3 * t_uq,
             "error_model_form": art.error_model.species["Li"].form,
             "plain_ltau_ms_per_frame": 1e3 * t_plain,
-            "forward_ms_per_frame": 1e3 * t_forward,
-            "uq_over_forward": t_uq / t_forward,
+            "forward_ms_per_frame": 1e3 * timed["forward_s"],  # timed with the UQ, frame by frame
+            "uq_over_forward": timed["ratio"],
+            "uq_over_forward_p10_p90": [timed["ratio_p10"], timed["ratio_p90"]],
             "ensemble10_ms_per_frame": 1e3 * t_ensemble,
             "ltau_uq_over_ensemble10": t_uq / t_ensemble,
             "ltau_uq_over_ensemble_extra9": t_uq / (t_ensemble * 0.9),
             "recall_at_10_real_queries": recall,
         }
         rows.append(row)
-        print(f"{len(x):11d} {kind:>6s} {row['uq_ms_per_frame']:12.2f} {row['uq_over_forward']:11.4f} {row['plain_ltau_ms_per_frame']:14.2f} "
-              f"{row['ltau_uq_over_ensemble10']:17.5f} {recall:9.4f}")
+        print(f"{len(x):11d} {kind:>6s} {row['uq_ms_per_frame']:12.2f} {row['uq_over_forward']:11.4f} "
+              f"{timed['ratio_p10']:.4f}–{timed['ratio_p90']:.4f} {row['plain_ltau_ms_per_frame']:14.2f} {row['ltau_uq_over_ensemble10']:17.5f} {recall:9.4f}")
     return {"descriptor_dim": int(desc.shape[1]), "forward_ms_per_frame": 1e3 * t_forward, "rows": rows}
 
 
