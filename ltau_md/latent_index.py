@@ -259,7 +259,10 @@ class LatentIndex:
     def store_in_graph_order(self) -> None:
         """Store an HNSW index's atoms in reverse Cuthill–McKee order of its bottom-layer graph, so
         that an atom's graph neighbours lie near it in memory. Same graph, same answers (ids are
-        remapped); the search's time is mostly waiting for atoms' rows from memory, and this took
+        remapped), except where descriptors repeat exactly (repeated frames, perfect lattice sites):
+        ties are then met in storage order, so which of the equal atoms a search returns can change,
+        and with them, for ~1 % of queries when every descriptor came three times, a distance, as
+        with another insertion order (recall is unchanged); the search's time is mostly waiting for atoms' rows from memory, and this took
         3–34 % off it, ~10 % typically (1 thread, 250 queries, interleaved repeats; 10^5 real MD
         descriptors: 2.2–3.0 → 2.0–2.1 ms; 5·10^5: 3.5–4.0 → 3.1–3.8 ms). Finding the order takes
         0.2 s at 10^5 atoms, 5 s and 170 MB more memory at 10^6 (adding them to the graph: 30 s)."""
