@@ -64,11 +64,10 @@ worst epochs, 0.74–0.81; u times the predicted force over the neighbours' refe
 out of domain (its z-score among the training atoms': median −0.2 at 600 K, +1.2 at 1500 K), but
 it adds little on the validation atoms (log-linear fit of log e on log d, log u and that z: R²
 0.058 → 0.073) and, extrapolated, leaves Li 1500 K at true/predicted 1.58 instead of 1.69 (seed
-0). The ``neighbourhood`` form reaches
-0.89–0.96, but on the extrapolation split its held-out likelihood for Li is below the additive,
-power and exponential forms' on both seeds (−log L −1.98 and −2.04 per atom against the
-exponential's −2.06 and −2.07), so the validation data do not support how steeply it
-extrapolates.
+0). The ``neighbourhood`` form reaches 0.89–0.96, but on the extrapolation split its held-out
+likelihood for Li is below the additive, power and exponential forms' on both seeds (−log L −1.98
+and −2.04 per atom against the exponential's −2.06 and −2.07), so the validation data do not
+support how steeply it extrapolates.
 """
 
 from __future__ import annotations

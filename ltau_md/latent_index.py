@@ -262,25 +262,30 @@ class LatentIndex:
         remapped), except where descriptors repeat exactly (repeated frames, perfect lattice sites):
         ties are then met in storage order, so which of the equal atoms a search returns can change,
         and with them, for ~1 % of queries when every descriptor came three times, a distance, as
-        with another insertion order (recall is unchanged); the search's time is mostly waiting for atoms' rows from memory, and this took
-        3–34 % off it, ~10 % typically (1 thread, 250 queries, interleaved repeats; 10^5 real MD
+        with another insertion order (recall is unchanged). The search's time is mostly waiting for
+        atoms' rows from memory, and this took 3–34 % off it, ~10 % typically (1 thread, 250 queries, interleaved repeats; 10^5 real MD
         descriptors: 2.2–3.0 → 2.0–2.1 ms; 5·10^5: 3.5–4.0 → 3.1–3.8 ms). Finding the order takes
         0.2 s at 10^5 atoms, 5 s and 170 MB more memory at 10^6 (adding them to the graph: 30 s)."""
         from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-        inner, n = self._hnsw(), self.ntotal
-        graph = inner.hnsw
-        width = graph.cum_nb_neighbors(1) - graph.cum_nb_neighbors(0)  # bottom-layer slots per atom
-        offsets = faiss.vector_to_array(graph.offsets)[:n].astype(np.int64) + graph.cum_nb_neighbors(0)
-        cols = faiss.vector_to_array(graph.neighbors)[offsets[:, None] + np.arange(width)].ravel()
-        rows = np.repeat(np.arange(n), width)
-        used = cols >= 0  # empty slots hold -1
-        adjacency = csr_matrix((np.ones(int(used.sum()), dtype=np.int8), (rows[used], cols[used])), shape=(n, n))
+        n = self.ntotal
+        rows, cols = self.bottom_layer_edges()
+        adjacency = csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
         order = np.asarray(reverse_cuthill_mckee((adjacency + adjacency.T).tocsr(), symmetric_mode=True), dtype=np.int64)
-        inner.permute_entries(order)  # the new i-th atom is the old order[i]
+        self._hnsw().permute_entries(order)  # the new i-th atom is the old order[i]
         if isinstance(self.index, faiss.IndexIDMap):
             faiss.copy_array_to_vector(faiss.vector_to_array(self.index.id_map)[order], self.index.id_map)
+
+    def bottom_layer_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """An HNSW index's bottom-layer graph as (atom, neighbour) storage positions."""
+        graph = self._hnsw().hnsw
+        width = graph.cum_nb_neighbors(1) - graph.cum_nb_neighbors(0)  # bottom-layer slots per atom
+        offsets = faiss.vector_to_array(graph.offsets)[: self.ntotal].astype(np.int64) + graph.cum_nb_neighbors(0)
+        cols = faiss.vector_to_array(graph.neighbors)[offsets[:, None] + np.arange(width)].ravel()
+        rows = np.repeat(np.arange(self.ntotal), width)
+        used = cols >= 0  # empty slots hold -1
+        return rows[used], cols[used].astype(np.int64)
 
     def _hnsw(self) -> faiss.IndexHNSWFlat:
         inner = self.index.index if isinstance(self.index, faiss.IndexIDMap) else self.index

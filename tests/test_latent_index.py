@@ -111,18 +111,6 @@ def test_the_sparsest_hnsw_graph_is_kept_when_a_small_ef_search_reaches_the_reca
     assert index.params["recall_at_k"] >= 0.95
 
 
-def _bottom_layer_edges(index: LatentIndex) -> tuple[np.ndarray, np.ndarray]:
-    """(atom, neighbour) storage positions of an HNSW index's bottom-layer graph."""
-    import faiss
-
-    graph = faiss.downcast_index(index.index.index).hnsw
-    width = graph.cum_nb_neighbors(1)
-    offsets = faiss.vector_to_array(graph.offsets)[: index.ntotal].astype(np.int64)
-    nbrs = faiss.vector_to_array(graph.neighbors)[offsets[:, None] + np.arange(width)]
-    rows = np.repeat(np.arange(index.ntotal), width)
-    return rows[nbrs.ravel() >= 0], nbrs.ravel()[nbrs.ravel() >= 0]
-
-
 def test_hnsw_atoms_stored_in_graph_order_lie_near_their_neighbours_and_answer_the_same():
     import faiss
 
@@ -136,8 +124,8 @@ def test_hnsw_atoms_stored_in_graph_order_lie_near_their_neighbours_and_answer_t
     ordered.store_in_graph_order()
     for a, b in zip(insertion.search(queries, 10), ordered.search(queries, 10)):
         np.testing.assert_array_equal(a, b)  # the same graph: the same neighbours, by training position
-    spread = {name: np.median(np.abs(np.subtract(*_bottom_layer_edges(ix)))) for name, ix in (("insertion", insertion), ("ordered", ordered))}
+    spread = {name: np.median(np.abs(np.subtract(*ix.bottom_layer_edges()))) for name, ix in (("insertion", insertion), ("ordered", ordered))}
     assert spread["ordered"] < 0.5 * spread["insertion"], spread
     # LatentIndex.build stores HNSW indices that way
     built = LatentIndex.build(base, "hnsw")
-    assert np.median(np.abs(np.subtract(*_bottom_layer_edges(built)))) < 0.5 * spread["insertion"]
+    assert np.median(np.abs(np.subtract(*built.bottom_layer_edges()))) < 0.5 * spread["insertion"]
