@@ -54,14 +54,10 @@ from ltau_md.user_input import reference_forces
 LTAU_MD = Path(sys.executable).parent / "ltau-md"
 
 
-def median_time(fn, repeats: int = 5) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def elapsed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def synthetic_stats(descriptors: np.ndarray, n: int, rng: np.random.Generator) -> tuple[TrainingStatistics, np.ndarray]:
@@ -130,14 +126,16 @@ def measure(model_dir: Path, train_frames: list, test_frames: list, sizes: list[
     """Forward, 10-model ensemble and LTAU query times of one trained architecture."""
     model = NequIPModel.load(model_dir)
     desc = np.concatenate([r.node_features for r in model.evaluate(train_frames)]).astype(np.float32)
-    test_desc = [r.node_features for r in model.evaluate(test_frames, batch_size=1)]
+    test_res = model.evaluate(test_frames, batch_size=1)
+    test_desc = [r.node_features for r in test_res]
     ensemble = [NequIPModel.load(model_dir) for _ in range(10)]
     # the ensemble against one forward, timed back to back (3 pairs on one frame: 10 forwards of the
     # paper architecture take 12 s); LTAU / ensemble below is UQ/forward over this ratio
     a0 = test_frames[0]
     model.evaluate([a0], batch_size=1)
-    pairs = [(median_time(lambda: model.evaluate([a0], batch_size=1), 1),
-              median_time(lambda: [m.evaluate([a0], batch_size=1) for m in ensemble], 1)) for _ in range(3)]  # fmt: skip
+    [m.evaluate([a0], batch_size=1) for m in ensemble]  # warm-up
+    pairs = [(elapsed(lambda: model.evaluate([a0], batch_size=1)),
+              elapsed(lambda: [m.evaluate([a0], batch_size=1) for m in ensemble])) for _ in range(3)]  # fmt: skip
     t_forward, t_ensemble = (float(np.median(v)) for v in zip(*pairs))
     ensemble_over_forward = float(np.median([e / f for f, e in pairs]))
     rows = []
@@ -145,7 +143,6 @@ def measure(model_dir: Path, train_frames: list, test_frames: list, sizes: list[
           f"({ensemble_over_forward:.1f}× timed back to back)")
     print(f"{'train atoms':>11s} {'index':>6s} {'UQ ms/frame':>12s} {'UQ/forward':>11s} {'p10–p90':>13s} {'plain LTAU ms':>14s} "
           f"{'plain/forward':>13s} {'LTAU/ensemble UQ':>17s} {'recall@10':>9s}")
-    test_res = model.evaluate(test_frames)
     numbers = test_frames[0].numbers
     for size in sizes:
         stats, x = synthetic_stats(desc, int(size), rng)
