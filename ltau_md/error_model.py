@@ -74,6 +74,11 @@ Gaussian atypicality, dG), 0.76 / 0.77, and as a second, freely weighted factor 
 sets g ≈ 0; d·dG/median(dG), 0.82 / 0.86, but held-out likelihood prefers it only for Li on seed 0
 (−2.1073 against −2.1059 per atom) and rejects it on seed 1 (−2.0949 against −2.1064) and for Mg on
 both, so chosen per species as the forms are it gives 0.80 / 0.83, Li 1500 K still 0.73 / 0.68.
+The far validation Li atoms are 88–98 % Li of LiMg frames (d_env above the 75th percentile, both
+seeds), so a slope that depends on the fraction x of other-species neighbours, exp(b·d_env·(1 − x) +
+g·d_env·x), was tried: the pure-Li slope comes out 1.2–1.7× the mixed one, yet Li 1500 K only
+reaches 0.71–0.76 (out of domain 0.84 / 0.85, pooled AUROC 0.005–0.007 lower), and held-out
+likelihood rejects it for Li on both seeds (−2.1016 / −2.1032 against −2.1059 / −2.1064).
 """
 
 from __future__ import annotations
