@@ -4,7 +4,10 @@ Each iteration: train M models on the current data (concurrently) → fit the ar
 on validation frames → the walkers' LAMMPS MD (heating ramps, concurrently) with ``fix ltau``
 writing candidates to one queue → select a capped, latent-diverse set → relabel it with the
 reference (one engine task per frame, retried) → export it and add it to the data (the same
-select → relabel → export steps as ``ltau-md candidates`` / ``relabel``, marking the rows).
+select → relabel → export steps as ``ltau-md candidates`` / ``relabel``, marking the rows); with
+``harvest.calibration_share`` > 0 that share of the labelled frames is held out of training and
+added to the calibration frames of every later iteration instead (out-of-domain errors to
+calibrate on: see :mod:`ltau_md.error_model`).
 Because the reference is cheap here, every MD check is also scored against the truth: precision,
 recall and F1 of flagged (predicted error > lo) against truly high-error atoms (|ΔF| > the
 Maxwell cutoff at the same N). A ``random`` strategy (the baseline) queues the same number of
@@ -55,7 +58,9 @@ DEFAULTS: dict[str, Any] = {
     "fit": {"k": 5},
     "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "check_every": 10, "ranks": 1,
            "hi": "auto", "halt": "soft", "predictor": "calibrated", "dedup": "yes"},
-    "harvest": {"max_frames": 8, "min_distance": 0.0},
+    # calibration_share: the fraction of each iteration's labelled frames held out of training and
+    # added to the calibration frames of the later iterations (out-of-domain errors to calibrate on)
+    "harvest": {"max_frames": 8, "min_distance": 0.0, "calibration_share": 0.0},
     "queue": "auto",  # auto: a SQLite file per iteration; or a postgresql:// URL all walkers share
     "walkers": [],  # none: one walker from md (system, t_start → t_end, steps, ranks)
     "engine": ENGINE_DEFAULTS,
@@ -63,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
 # one walker: what it runs (missing keys come from md and the top level)
 WALKER_KEYS = {"name": "", "system": "", "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "ranks": 1, "seed": 0, "atoms": 54}
 # keys whose value may be 0 (every other number must be positive)
-ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries"}
+ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries", "calibration_share"}
 CHOICES = {"halt": ("no", "soft", "hard"), "strategies": ("ltau", "random"), "predictor": ("calibrated", "ltau"), "dedup": ("yes", "no"),
            "type": ENGINE_TYPES, "mpi": MPI_LAUNCHERS}  # fmt: skip
 STATE = "state.json"  # per iteration: the stages done (what --resume skips)
@@ -172,6 +177,9 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     for i, w in enumerate(cfg["walkers"]):
         if w.get("system", cfg["system"]) not in SYSTEMS:
             raise LtauError(f"{path}: 'walkers[{i}].system' must be one of {', '.join(SYSTEMS)}, got {w['system']!r}")
+    if cfg["harvest"]["calibration_share"] >= 1:
+        raise LtauError(f"{path}: 'harvest.calibration_share' must be below 1 (the share of labelled frames held out of training), "
+                        f"got {cfg['harvest']['calibration_share']!r}")  # fmt: skip
     q = cfg["queue"]
     if q != "auto" and not q.startswith(("postgresql://", "postgres://")):
         raise LtauError(f"{path}: 'queue' must be auto (a SQLite file per iteration) or a postgresql:// URL, got {q!r}")
@@ -437,10 +445,14 @@ def _merge_truths(truths: dict[str, Truth]) -> Truth:
 
 
 def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_files: list[Path], train_frames: list,
-                  data: LoopData, reference, species: list[str], engine: Engine, resume: bool) -> tuple[dict[str, Any], Path | None, list]:
-    """One iteration in ``work``; returns the report row, the exported frames' file and the frames.
-    With ``resume``, stages the ledger records as done are skipped (trained members, finished
-    walkers, labelled frames); without, the iteration starts from scratch."""
+                  data: LoopData, reference, species: list[str], engine: Engine, resume: bool,
+                  calibration_frames: list | None = None) -> tuple[dict[str, Any], Path | None, list, list]:  # fmt: skip
+    """One iteration in ``work``; returns the report row, the file and frames it adds to the
+    training data, and the labelled frames it holds out for later iterations' calibration
+    (``harvest.calibration_share``). The artifact is calibrated on the validation frames plus
+    ``calibration_frames`` (earlier iterations' held-out frames). With ``resume``, stages the
+    ledger records as done are skipped (trained members, finished walkers, labelled frames);
+    without, the iteration starts from scratch."""
     import shutil
 
     from ltau_md.artifact import Artifact
@@ -449,6 +461,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     from ltau_md.nequip.calibrate import validation_errors
     from ltau_md.nequip.fit import fit_artifact
     from ltau_md.nequip.model import NequIPModel
+    from ltau_md.nequip.predict import predict
     from ltau_md.nequip.training import member_error_logs, train
     from ltau_md.plots import plot_f1_map
     from ltau_md.queue import CandidateQueue
@@ -485,20 +498,28 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
                                      run_members=run_members, reuse_finished=True))  # fmt: skip
         ledger.mark("train", {"members": t["ensemble"]})
     model = NequIPModel.load(model_dir)
+    cal_frames = list(data.validation) + list(calibration_frames or [])
     if ledger.done("calibrate"):
         art = Artifact.load(work / "model.ltau")
         cal = ledger.get("calibrate")
     else:
         def fit_and_calibrate():
             a = fit_artifact(model, member_error_logs(model_dir), work / "model.ltau", k=cfg["fit"]["k"], progress=False)
-            return a, calibrate_artifact(a, validation_errors(a, model, data.validation, progress=False), plots=work / "calibration")
+            return a, calibrate_artifact(a, validation_errors(a, model, cal_frames, progress=False), plots=work / "calibration")
 
         art, cal = timed("fit_calibrate", fit_and_calibrate)
         cal = {"species": {sp: {"scale": r["scale"], "error_model": r["error_model"]["form"], **{p: r[p] for p in ("ltau", "calibrated") if p in r}}
                            for sp, r in cal["species"].items()}}  # fmt: skip
         ledger.mark("calibrate", cal)
-    res = model.evaluate(data.test)
-    test_mae = float(np.mean([np.abs(r.forces - a.get_forces()).mean() for a, r in zip(data.test, res)]))
+    preds = predict(model, art, data.test, predictor=md["predictor"])
+    test_mae = float(np.mean([np.abs(pr.model.forces - a.get_forces()).mean() for a, pr in zip(data.test, preds)]))
+    # out-of-domain calibration: mean predicted over mean true |ΔF| on the test frames of each temperature
+    n_test = int(cfg["test"]["frames"])
+    test_pred_over_true = {}
+    for j, temperature in enumerate(cfg["test"]["temperatures"]):
+        chunk = list(zip(data.test, preds))[j * n_test:(j + 1) * n_test]
+        true = np.concatenate([np.linalg.norm(pr.model.forces - a.get_forces(), axis=1) for a, pr in chunk])
+        test_pred_over_true[f"{temperature:g}"] = float(np.concatenate([pr.error for _, pr in chunk]).mean() / true.mean())
     _log(f"[{strategy} {k}] held-out force MAE {test_mae:.4f} eV/Å; running {len(walkers)} walker(s), {min(engine.workers, len(walkers))} at a time")
 
     # -- walkers: concurrent MD apps, one shared queue -------------------------------------------
@@ -566,6 +587,14 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     t_h = time.perf_counter()
     h_url, h_prefix = (queue_url, prefix) if strategy == "ltau" else (pick_url, pick_prefix)
     queue, labelled, new_file = _harvest(strategy, work, h_url, h_prefix, truths, cfg, k, engine, ledger)
+    held = calibration_held_out(len(labelled), float(cfg["harvest"]["calibration_share"]))
+    held_frames = [labelled[i] for i in held]
+    cal_file = None
+    if held_frames:  # the harvest's export stays whole in labelled.xyz; training gets the rest
+        added = [a for i, a in enumerate(labelled) if i not in set(held)]
+        cal_file = _write_frames(work / "calibration_held_out.xyz", held_frames)
+        new_file = _write_frames(work / "labelled_for_training.xyz", added) if added else None
+        labelled = added
     stage_s["harvest"] = stage_s.get("harvest", 0.0) + time.perf_counter() - t_h
     present = set(np.unique(truth.species).tolist())
     flagged, high = ratio_u > 1.0, ratio_e > 1.0
@@ -575,6 +604,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         "dataset_frames": len(train_frames),
         "dataset_atoms": int(sum(len(a) for a in train_frames)),
         "test_force_mae": test_mae,
+        "test_predicted_over_true": test_pred_over_true,  # per test temperature (K): the predictor's calibration out of domain
         "calibration": {sp: {"scale": r["scale"], "error_model": r["error_model"],
                              **{key: r[md["predictor"]][key] for key in ("spearman_rho", "miscalibration_area", "uncertainty_cutoff")}}
                         for sp, r in cal["species"].items()},  # fmt: skip
@@ -588,6 +618,9 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         "candidates_found": sum(r["candidates"] for r in walker_rows),
         "duplicates": sum(r["duplicates"] for r in walker_rows),
         "frames_added": len(labelled),
+        "frames_held_out": len(held_frames),  # for the calibration of later iterations
+        "calibration_frames": len(cal_frames),
+        "calibration_frames_held_out": len(calibration_frames or []),
         "queue": os.path.relpath(queue.url, work) if cfg["queue"] == "auto" else queue.url,  # where the harvest's frames are
         "nsamples": nsamples,
         "lo": cuts.lo,
@@ -605,10 +638,16 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         "max_predicted_error": float(truth.predicted.max()),
         "species": [s for s in species if int(to_numbers([s])[0]) in present],
     }
-    ledger.mark("row", {"row": row, "new_file": new_file.name if new_file else None})
+    ledger.mark("row", {"row": row, "new_file": new_file.name if new_file else None, "calibration_file": cal_file.name if cal_file else None})
     _log(f"[{strategy} {k}] {len(walkers)} walker(s), {row['md_steps_run']} MD steps{' (halted)' if row['md_halted'] else ''}, "
          f"{row['candidates_found']} candidate(s), P/R/F1 {sc['precision']:.2f}/{sc['recall']:.2f}/{sc['f1']:.2f}, +{len(labelled)} frames")  # fmt: skip
-    return row, new_file, labelled
+    return row, new_file, labelled, held_frames
+
+
+def calibration_held_out(n: int, share: float) -> list[int]:
+    """Which of ``n`` labelled frames (in harvest order) are held out for calibration: ⌊n·share⌋ of
+    them, spread evenly over the harvest."""
+    return [i for i in range(n) if int((i + 1) * share) > int(i * share)]
 
 
 def _run_member(*job: Any) -> None:
@@ -714,17 +753,20 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
     journal = TaskJournal(out / "tasks.json", cfg["engine"]["type"], workers_of(cfg["engine"]), resume, t0)
     with Engine(cfg["engine"], out / "runinfo", journal=journal.write) as engine:
         for strategy in cfg["strategies"]:
-            files, frames = [initial_file], list(data.initial)
+            files, frames, held_out = [initial_file], list(data.initial), []
             for k in range(int(cfg["iterations"])):
                 work = out / strategy / f"iter{k:02d}"
                 done = Ledger(work / STATE).get("row") if resume else None
                 if done is not None:  # finished before the campaign was stopped
                     row, new_file = done["row"], work / done["new_file"] if done["new_file"] else None
                     added = read_frames(new_file) if new_file else []
+                    held = read_frames(work / done["calibration_file"]) if done.get("calibration_file") else []
                     _log(f"[{strategy} {k}] finished before; kept")
                 else:
-                    row, new_file, added = run_iteration(cfg, strategy, k, work, files, frames, data, reference, species, engine, resume)
+                    row, new_file, added, held = run_iteration(cfg, strategy, k, work, files, frames, data, reference, species, engine,
+                                                               resume, held_out)  # fmt: skip
                 rows.append(row)
+                held_out = held_out + held
                 if new_file is not None:
                     files, frames = files + [new_file], frames + added
                 atomic_write.write_json(out / "report.json", {"config": cfg, "rows": rows})
@@ -768,6 +810,13 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> str:
             lines.append(f"  {w['name']:10s} {w['system']:6s} {w['t_start']:7.0f}→{w['t_end']:<8.0f} {w['ranks']:5d} {w['steps_run']:5d}/{w['steps']:<5d} "
                          f"{'yes' if w['halted'] else 'no':>4s} {w['candidates']:4d} {w['duplicates']:4d} {w['precision']:5.2f} {w['recall']:5.2f} "
                          f"{w['f1']:5.2f} {w['wall_s'] or float('nan'):7.1f}")  # fmt: skip
+        if r.get("test_predicted_over_true"):
+            lines.append("  test frames, mean predicted / true force error: "
+                         + ", ".join(f"{t} K {v:.2f}" for t, v in r["test_predicted_over_true"].items()))
+        if r.get("calibration_frames_held_out"):
+            lines.append(f"  calibrated on the validation frames and {r['calibration_frames_held_out']} held-out frame(s) of earlier iterations")
+        if r.get("frames_held_out"):
+            lines.append(f"  {r['frames_held_out']} labelled frame(s) held out of training for the calibration of later iterations")
         stages = r.get("stage_s", {})
         if stages:
             lines.append("  wall time per stage (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))

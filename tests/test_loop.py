@@ -11,7 +11,7 @@ pytest.importorskip("nequip")
 from ase.io import read  # noqa: E402
 from conftest import ltau_md  # noqa: E402
 
-from ltau_app.loop import load_config  # noqa: E402
+from ltau_app.loop import calibration_held_out, load_config  # noqa: E402
 from ltau_md.errors import LtauError  # noqa: E402
 from ltau_md.queue import CandidateQueue  # noqa: E402
 
@@ -41,6 +41,7 @@ def test_one_loop_iteration_trains_runs_md_harvests_and_reports(tmp_path):
     assert set(rows) == {"ltau", "random"}
     for strategy, r in rows.items():
         assert r["dataset_frames"] == 8 and r["test_force_mae"] > 0
+        assert set(r["test_predicted_over_true"]) == {"600", "2000"} and all(v > 0 for v in r["test_predicted_over_true"].values())
         assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and 0 <= r["f1"] <= 1
         assert r["checked_atoms"] >= 54 and 0 < r["md_steps_run"] <= 300
         assert r["frames_added"] <= 3
@@ -57,6 +58,7 @@ def test_one_loop_iteration_trains_runs_md_harvests_and_reports(tmp_path):
         assert q.count("labelled") == rows[strategy]["frames_added"] == len(list(q.rows(selected=True)))
     assert (tmp_path / "run" / "loop.png").read_bytes()[:4] == b"\x89PNG"
     assert "P/R/F1" in (tmp_path / "run" / "report.txt").read_text()
+    assert "test frames, mean predicted / true force error: 600 K" in (tmp_path / "run" / "report.txt").read_text()
     # the whole run directory moves (or is copied to another machine): artifact → model and
     # error log → training files are found relative to where they are now
     moved = tmp_path / "elsewhere" / "run_moved"
@@ -80,6 +82,17 @@ def test_loop_config_errors_name_the_key(tmp_path):
     bad.write_text("strategies: [ltau, greedy]\n")
     with pytest.raises(LtauError, match="greedy"):
         load_config(bad)
+    bad.write_text("harvest: {calibration_share: 1.0}\n")
+    with pytest.raises(LtauError, match=r"'harvest.calibration_share' must be below 1"):
+        load_config(bad)
     assert load_config(None)["iterations"] == 2
     np.testing.assert_equal(load_config(None)["md"]["check_every"], 10)
 
+
+
+def test_calibration_share_holds_out_that_fraction_of_the_harvest_spread_evenly():
+    assert calibration_held_out(8, 0.0) == []
+    assert calibration_held_out(8, 0.25) == [3, 7]
+    assert calibration_held_out(3, 0.34) == [2]
+    assert calibration_held_out(2, 0.34) == []  # fewer frames than one share: all train
+    assert len(calibration_held_out(10, 0.5)) == 5
