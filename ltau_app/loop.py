@@ -6,8 +6,9 @@ writing candidates to one queue → select a capped, latent-diverse set → rela
 reference (one engine task per frame, retried) → export it and add it to the data (the same
 select → relabel → export steps as ``ltau-md candidates`` / ``relabel``, marking the rows); with
 ``harvest.calibration_share`` > 0 that share of the labelled frames is held out of training and
-added to the calibration frames of every later iteration instead (out-of-domain errors to
-calibrate on: see :mod:`ltau_md.error_model`).
+added to the frames every later iteration's error model is fitted on (out-of-domain errors to
+calibrate on, see :mod:`ltau_md.error_model`; the statistical cutoffs stay fitted on the
+validation frames, which are in the training domain as their CDF 1 − 1/N assumes).
 Because the reference is cheap here, every MD check is also scored against the truth: precision,
 recall and F1 of flagged (predicted error > lo) against truly high-error atoms (|ΔF| > the
 Maxwell cutoff at the same N). A ``random`` strategy (the baseline) queues the same number of
@@ -449,8 +450,8 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
                   calibration_frames: list | None = None) -> tuple[dict[str, Any], Path | None, list, list]:  # fmt: skip
     """One iteration in ``work``; returns the report row, the file and frames it adds to the
     training data, and the labelled frames it holds out for later iterations' calibration
-    (``harvest.calibration_share``). The artifact is calibrated on the validation frames plus
-    ``calibration_frames`` (earlier iterations' held-out frames). With ``resume``, stages the
+    (``harvest.calibration_share``). The artifact is calibrated on the validation frames, its error
+    model on them and ``calibration_frames`` (earlier iterations' held-out frames) together. With ``resume``, stages the
     ledger records as done are skipped (trained members, finished walkers, labelled frames);
     without, the iteration starts from scratch."""
     import shutil
@@ -498,14 +499,16 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
                                      run_members=run_members, reuse_finished=True))  # fmt: skip
         ledger.mark("train", {"members": t["ensemble"]})
     model = NequIPModel.load(model_dir)
-    cal_frames = list(data.validation) + list(calibration_frames or [])
+    held_before = list(calibration_frames or [])
     if ledger.done("calibrate"):
         art = Artifact.load(work / "model.ltau")
         cal = ledger.get("calibrate")
     else:
         def fit_and_calibrate():
             a = fit_artifact(model, member_error_logs(model_dir), work / "model.ltau", k=cfg["fit"]["k"], progress=False)
-            return a, calibrate_artifact(a, validation_errors(a, model, cal_frames, progress=False), plots=work / "calibration")
+            extra = validation_errors(a, model, held_before, progress=False) if held_before else None
+            return a, calibrate_artifact(a, validation_errors(a, model, data.validation, progress=False), plots=work / "calibration",
+                                         error_model_extra=extra)  # fmt: skip
 
         art, cal = timed("fit_calibrate", fit_and_calibrate)
         cal = {"species": {sp: {"scale": r["scale"], "error_model": r["error_model"]["form"], **{p: r[p] for p in ("ltau", "calibrated") if p in r}}
@@ -619,8 +622,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         "duplicates": sum(r["duplicates"] for r in walker_rows),
         "frames_added": len(labelled),
         "frames_held_out": len(held_frames),  # for the calibration of later iterations
-        "calibration_frames": len(cal_frames),
-        "calibration_frames_held_out": len(calibration_frames or []),
+        "calibration_frames_held_out": len(held_before),
         "queue": os.path.relpath(queue.url, work) if cfg["queue"] == "auto" else queue.url,  # where the harvest's frames are
         "nsamples": nsamples,
         "lo": cuts.lo,
@@ -814,7 +816,7 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> str:
             lines.append("  test frames, mean predicted / true force error: "
                          + ", ".join(f"{t} K {v:.2f}" for t, v in r["test_predicted_over_true"].items()))
         if r.get("calibration_frames_held_out"):
-            lines.append(f"  calibrated on the validation frames and {r['calibration_frames_held_out']} held-out frame(s) of earlier iterations")
+            lines.append(f"  error model fitted on the validation frames and {r['calibration_frames_held_out']} held-out frame(s) of earlier iterations")
         if r.get("frames_held_out"):
             lines.append(f"  {r['frames_held_out']} labelled frame(s) held out of training for the calibration of later iterations")
         stages = r.get("stage_s", {})

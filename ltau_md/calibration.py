@@ -301,6 +301,7 @@ def calibrate_artifact(
     fit_scale: bool = True,
     forms: tuple[str, ...] | None = None,
     distance: str | None = None,
+    error_model_extra: ValidationErrors | None = None,
 ) -> dict[str, Any]:
     """Calibrate ``artifact`` (an :class:`~ltau_md.artifact.Artifact`) in place — meta.json is
     rewritten when it was loaded from disk — and return the report.
@@ -311,7 +312,10 @@ def calibrate_artifact(
     cutoffs at its own N; the Maxwell fit of the true errors; the nearest-distance family.
     ``forms``: the error model's candidate forms (default: ``error_model.DEFAULT_FORMS``);
     ``distance``: the latent distance they read (``error_model.DISTANCES``; default ``environment``
-    where ``val`` has each atom's neighbourhood distance)."""
+    where ``val`` has each atom's neighbourhood distance). ``error_model_extra``: more atoms (labelled
+    out-of-domain frames, e.g. a campaign's held-out harvest) for the error model's fit only; the
+    distributions behind the statistical cutoffs, s and the dedup distance stay fitted on ``val``,
+    whose atoms are in the training domain as the cutoffs' CDF 1 − 1/N assumes."""
     from ltau_md.cutoffs import fit_uncertainty
     from ltau_md.error_model import DEFAULT_FORMS, ErrorModel, fit_species_error_model
 
@@ -326,8 +330,11 @@ def calibrate_artifact(
         sel = species == sp
         e, u, d = true_err[sel], raw[sel], nearest[sel]
         dn = None if val.neighbourhood is None else val.neighbourhood[sel]
-        model = fit_species_error_model(u, d, e, None if val.frame is None else val.frame[sel], forms=tuple(forms or DEFAULT_FORMS),
-                                        neighbourhood=dn, cutoff=val.cutoff, distance=distance)  # fmt: skip
+        fu, fd, fe, ff, fdn = u, d, e, None if val.frame is None else val.frame[sel], dn
+        if error_model_extra is not None and np.any(error_model_extra.species == sp):
+            fu, fd, fe, ff, fdn = _with_extra(error_model_extra, sp, fu, fd, fe, ff, fdn)
+        model = fit_species_error_model(fu, fd, fe, ff, forms=tuple(forms or DEFAULT_FORMS), neighbourhood=fdn, cutoff=val.cutoff,
+                                        distance=distance)  # fmt: skip
         sigma = model.sigma(u, d, dn)
         plain = _predictor_scores(e, g.scale * u, val.p[sel], artifact.atol, g.scale, n)
         calibrated = _predictor_scores(e, *model.predict(sigma, artifact.atol), artifact.atol, 1.0, n)
@@ -362,6 +369,20 @@ def calibrate_artifact(
     if artifact.path is not None:
         artifact.save_meta()
     return report
+
+
+def _with_extra(extra: ValidationErrors, sp: str, u, d, e, frame, dn) -> tuple:
+    """One species' validation atoms with ``extra``'s appended (their frames numbered after)."""
+    x = extra.species == sp
+    if (dn is None) != (extra.neighbourhood is None):
+        raise LtauError("the error model's extra atoms need the neighbourhood distance exactly when the validation atoms have it")
+    n_val = len(e)
+    frame = np.zeros(n_val, dtype=np.int64) if frame is None else np.asarray(frame)
+    x_frame = np.zeros(int(x.sum()), dtype=np.int64) if extra.frame is None else np.asarray(extra.frame)[x]
+    x_frame = x_frame + (int(frame.max()) + 1 if n_val else 0)
+    cat = lambda a, b: np.concatenate([a, b])
+    return (cat(u, extra.ltau_error[x]), cat(d, extra.nearest[x]), cat(e, extra.true_error[x]), cat(frame, x_frame),
+            None if dn is None else cat(dn, extra.neighbourhood[x]))  # fmt: skip
 
 
 def _calibration_plots(out: Path, sp, err, atol, err_fit, n, p_ltau, group, plain, calibrated) -> None:

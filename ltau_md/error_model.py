@@ -85,7 +85,9 @@ other heating-ramp frame added to the validation frames (what an active-learning
 the other out-of-domain sets and the ramp's remaining frames go from mean predicted/true 0.78 /
 0.85 to 1.22 / 1.06 (two seeds; Li 1500 K, which no LiMg frame informs, 0.71 → 0.84 / 0.77) — the
 ensemble's 1.2–1.3. In a campaign that means holding a share of each iteration's relabelled frames
-out of training and calibrating the next model's artifact on them (not done yet).
+out of training and fitting the next models' error model on them too: ``ltau-md loop``'s
+``harvest.calibration_share`` (opt-in: on the demo's campaign it turns test-frame under-prediction
+into over-prediction, and the ramp's flags lose precision; README, "Calibrating on the harvest").
 """
 
 from __future__ import annotations

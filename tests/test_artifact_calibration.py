@@ -377,3 +377,22 @@ def test_the_environment_distance_is_the_default_and_weighs_the_atom_and_its_nei
         fit_species_error_model(u, d, true, frame, distance="environment")
     with pytest.raises(LtauError, match="give its cutoff"):
         fit_species_error_model(u, d, true, frame, neighbourhood=dn)
+
+
+def test_extra_atoms_reach_the_error_model_only_and_teach_it_the_far_slope(artifact):
+    # in domain the distance term is weak; the extra (out-of-domain) atoms lie far out, where errors
+    # grow steeply: only they can show that slope, and the cutoffs' fits must not see them
+    val = validation(artifact, n=3000, ood_slope=0.05)
+    far = validation(artifact, n=1500, seed=1, ood_slope=1.5)
+    far = ValidationErrors(**{**far.__dict__, "nearest": far.nearest + 0.5,
+                              "true_error": far.true_error + 1.5 * 0.5 / (2 * np.sqrt(2 / np.pi)) * 2})  # fmt: skip
+    plain = calibrate_artifact(artifact, val, n=10_000)
+    sigma_plain = artifact.error_model.sigma(np.full(3, 0.05), np.array([0.05, 0.6, 1.0]), np.array([3, 3, 3]))
+    dist_plain = artifact.meta["distributions"]["Li"]["uncertainty"]
+    rep = calibrate_artifact(artifact, val, n=10_000, error_model_extra=far)
+    sigma_extra = artifact.error_model.sigma(np.full(3, 0.05), np.array([0.05, 0.6, 1.0]), np.array([3, 3, 3]))
+    n_li = int(np.sum(val.species == "Li")) + int(np.sum(far.species == "Li"))
+    assert rep["species"]["Li"]["error_model"]["n_atoms"] == n_li
+    assert rep["n_atoms"] == plain["n_atoms"] == len(val.true_error)  # the report and cutoffs: validation atoms
+    assert artifact.meta["distributions"]["Li"]["uncertainty"] == dist_plain
+    assert sigma_extra[2] > 2 * sigma_plain[2]  # far out, the extra atoms' errors set σ

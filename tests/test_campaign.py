@@ -268,8 +268,12 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
             assert r["queue"].startswith("postgresql://")
         # held-out frames: out of iteration 1's training data, into its calibration (carried over the resume)
         row0, row1 = report["rows"]
-        assert row0["frames_held_out"] == int(0.34 * (row0["frames_added"] + row0["frames_held_out"])) and row0["calibration_frames"] == 4
-        assert row1["calibration_frames"] == 4 + row0["frames_held_out"] and row1["dataset_frames"] == 8 + row0["frames_added"]
+        assert row0["frames_held_out"] == int(0.34 * (row0["frames_added"] + row0["frames_held_out"])) and row0["calibration_frames_held_out"] == 0
+        assert row1["calibration_frames_held_out"] == row0["frames_held_out"] and row1["dataset_frames"] == 8 + row0["frames_added"]
+        if row0["frames_held_out"]:  # the error model saw them, the statistical cutoffs' fits did not
+            n_val = json.loads((it1 / "model.ltau" / "meta.json").read_text())["calibration"]["n_atoms"]
+            em = json.loads((it1 / "model.ltau" / "meta.json").read_text())["error_model"]["Li"]
+            assert n_val == 4 * 54 and em["n_atoms"] == (4 + row0["frames_held_out"]) * 54
         if row0["frames_held_out"]:
             it0 = run / "ltau" / "iter00"
             held = read(it0 / "calibration_held_out.xyz", ":")
