@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "check_every": 10, "ranks": 1,
            "hi": "auto", "halt": "soft", "predictor": "calibrated", "dedup": "yes"},
     # calibration_share: the fraction of each iteration's labelled frames held out of training and
-    # added to the calibration frames of the later iterations (out-of-domain errors to calibrate on)
+    # added to the frames the later iterations' error models are fitted on (out-of-domain errors)
     "harvest": {"max_frames": 8, "min_distance": 0.0, "calibration_share": 0.0},
     "queue": "auto",  # auto: a SQLite file per iteration; or a postgresql:// URL all walkers share
     "walkers": [],  # none: one walker from md (system, t_start → t_end, steps, ranks)
@@ -450,10 +450,10 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
                   calibration_frames: list | None = None) -> tuple[dict[str, Any], Path | None, list, list]:  # fmt: skip
     """One iteration in ``work``; returns the report row, the file and frames it adds to the
     training data, and the labelled frames it holds out for later iterations' calibration
-    (``harvest.calibration_share``). The artifact is calibrated on the validation frames, its error
-    model on them and ``calibration_frames`` (earlier iterations' held-out frames) together. With ``resume``, stages the
-    ledger records as done are skipped (trained members, finished walkers, labelled frames);
-    without, the iteration starts from scratch."""
+    (``harvest.calibration_share``). The artifact is calibrated on the validation frames, its
+    error model on them and ``calibration_frames`` (earlier iterations' held-out frames) together.
+    With ``resume``, stages the ledger records as done are skipped (trained members, finished
+    walkers, labelled frames); without, the iteration starts from scratch."""
     import shutil
 
     from ltau_md.artifact import Artifact
