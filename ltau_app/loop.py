@@ -649,7 +649,8 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
 def calibration_held_out(n: int, share: float) -> list[int]:
     """Which of ``n`` labelled frames (in harvest order) are held out for calibration: ⌊n·share⌋ of
     them, spread evenly over the harvest."""
-    return [i for i in range(n) if int((i + 1) * share) > int(i * share)]
+    eps = 1e-9  # 0.29 · 100 is 28.999… in floating point; ⌊n·share⌋ means 29
+    return [i for i in range(n) if int((i + 1) * share + eps) > int(i * share + eps)]
 
 
 def _run_member(*job: Any) -> None:
@@ -669,7 +670,8 @@ def _check_resumable(cfg: dict[str, Any], out: Path) -> None:
     saved = out / "config.yaml"
     if not saved.exists():
         raise LtauError(f"{out}: no campaign to resume (no config.yaml); run without --resume")
-    before = yaml.safe_load(saved.read_text())
+    # read as the loop reads a config: keys added since the campaign began take their defaults
+    before = load_config(saved)
     # where tasks run (engine) may change between the two; what they compute may not
     keys = sorted(k for k in set(before) | set(cfg) if k != "engine" and before.get(k) != cfg.get(k))
     if keys:

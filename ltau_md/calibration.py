@@ -372,13 +372,16 @@ def calibrate_artifact(
 
 
 def _with_extra(extra: ValidationErrors, sp: str, u, d, e, frame, dn) -> tuple:
-    """One species' validation atoms with ``extra``'s appended (their frames numbered after)."""
+    """One species' validation atoms with ``extra``'s appended (their frames numbered after;
+    extra atoms without frame ids count as one frame)."""
     x = extra.species == sp
     if (dn is None) != (extra.neighbourhood is None):
         raise LtauError("the error model's extra atoms need the neighbourhood distance exactly when the validation atoms have it")
     n_val = len(e)
-    # without frame ids the folds are the two halves of the atoms (error_model._folds): keep that for val's
-    frame = (np.arange(n_val) * 2 // max(n_val, 1)).astype(np.int64) if frame is None else np.asarray(frame)
+    # with fewer than two frame ids the folds are the two halves of the atoms (error_model._folds):
+    # keep that for val's, or the extra atoms alone would make one fold
+    if frame is None or len(np.unique(frame)) < 2:
+        frame = (np.arange(n_val) * 2 // max(n_val, 1)).astype(np.int64)
     x_frame = np.zeros(int(x.sum()), dtype=np.int64) if extra.frame is None else np.asarray(extra.frame)[x]
     x_frame = x_frame + (int(frame.max()) + 1 if n_val else 0)
     cat = lambda a, b: np.concatenate([a, b])

@@ -96,3 +96,4 @@ def test_calibration_share_holds_out_that_fraction_of_the_harvest_spread_evenly(
     assert calibration_held_out(3, 0.34) == [2]
     assert calibration_held_out(2, 0.34) == []  # fewer frames than one share: all train
     assert len(calibration_held_out(10, 0.5)) == 5
+    assert len(calibration_held_out(100, 0.29)) == 29  # not 28 (0.29 · 100 = 28.999… in floating point)
