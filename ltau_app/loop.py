@@ -519,8 +519,9 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     # out-of-domain calibration: mean predicted over mean true |ΔF| on the test frames of each temperature
     n_test = int(cfg["test"]["frames"])
     test_pred_over_true = {}
+    pairs = list(zip(data.test, preds))
     for j, temperature in enumerate(cfg["test"]["temperatures"]):
-        chunk = list(zip(data.test, preds))[j * n_test:(j + 1) * n_test]
+        chunk = pairs[j * n_test:(j + 1) * n_test]
         true = np.concatenate([np.linalg.norm(pr.model.forces - a.get_forces(), axis=1) for a, pr in chunk])
         test_pred_over_true[f"{temperature:g}"] = float(np.concatenate([pr.error for _, pr in chunk]).mean() / true.mean())
     _log(f"[{strategy} {k}] held-out force MAE {test_mae:.4f} eV/Å; running {len(walkers)} walker(s), {min(engine.workers, len(walkers))} at a time")
@@ -594,7 +595,8 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     held_frames = [labelled[i] for i in held]
     cal_file = None
     if held_frames:  # the harvest's export stays whole in labelled.xyz; training gets the rest
-        added = [a for i, a in enumerate(labelled) if i not in set(held)]
+        kept = set(range(len(labelled))) - set(held)
+        added = [a for i, a in enumerate(labelled) if i in kept]
         cal_file = _write_frames(work / "calibration_held_out.xyz", held_frames)
         new_file = _write_frames(work / "labelled_for_training.xyz", added) if added else None
         labelled = added

@@ -89,7 +89,6 @@ def test_loop_config_errors_name_the_key(tmp_path):
     np.testing.assert_equal(load_config(None)["md"]["check_every"], 10)
 
 
-
 def test_calibration_share_holds_out_that_fraction_of_the_harvest_spread_evenly():
     assert calibration_held_out(8, 0.0) == []
     assert calibration_held_out(8, 0.25) == [3, 7]
