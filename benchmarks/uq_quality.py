@@ -19,6 +19,12 @@ Predictors of member 0's per-atom force error (each calibrated on the calibratio
                   (``ltau_md.error_model``), u = LTAU's mixture mean, d_env = (d + d̄)/2 with d the latent
                   distance to the nearest training atom and d̄ its mean over the atom and its neighbours
                   within the model's cutoff (the default environment distance)
+* ``harvest``     the same σ(u, d_env) fitted on the calibration frames *and* a labelled harvest: another
+                  LiMg heating ramp (600 → 2500 K, new seed), as ``ltau-md loop``'s
+                  ``harvest.calibration_share`` adds held-out harvest frames to the next iteration's error
+                  model (the statistical cutoffs stay fitted on the calibration frames); scored also out of
+                  domain without the heating-ramp test set (``out_of_domain_without_ramp``), which its
+                  calibration ramp resembles
 * ``neighbourhood`` the opt-in form σ = (a·u + c)·exp(b·d + g·d̄) for every species
                   (``ltau-md calibrate --error-model neighbourhood``), fitted on the same atoms
 * ``ensemble``    the M members' force spread, √Σ_c var_c, × a Maxwell-likelihood scale
@@ -35,6 +41,7 @@ Ranges are over the training seeds. Writes JSON, prints a table, plots AUROC per
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -46,8 +53,8 @@ LTAU_MD = Path(sys.executable).parent / "ltau-md"
 
 # name: (system, make-data options, in domain?)
 SIZES = {
-    "small": {"train": 40, "val": 20, "test": 15, "ramp": 40, "li_train": 20, "li_val": 10, "cal": 20, "li_cal": 20, "epochs": 40},
-    "tiny": {"train": 6, "val": 4, "test": 3, "ramp": 4, "li_train": 3, "li_val": 2, "cal": 2, "li_cal": 2, "epochs": 3},
+    "small": {"train": 40, "val": 20, "test": 15, "ramp": 40, "li_train": 20, "li_val": 10, "cal": 20, "li_cal": 20, "harvest": 20, "epochs": 40},
+    "tiny": {"train": 6, "val": 4, "test": 3, "ramp": 4, "li_train": 3, "li_val": 2, "cal": 2, "li_cal": 2, "harvest": 2, "epochs": 3},
 }
 
 
@@ -61,6 +68,13 @@ def data_sets(size: dict) -> dict[str, tuple[str, list[str], bool]]:
         "val_Li": ("Li", ["--frames", str(size["li_val"]), "--seed", "22", *common], True),
         "cal_LiMg": ("LiMg", ["--frames", str(size["cal"]), "--seed", "25", *common], True),
         "cal_Li": ("Li", ["--frames", str(size["li_cal"]), "--seed", "26", *common], True),
+        # what a campaign's first harvest labels: another LiMg heating ramp (``harvest`` predictor)
+        "cal_harvest": (
+            "LiMg",
+            ["--frames", str(size["harvest"]), "--seed", "39", "--temperature", "600", "--temperature-end", "2500",
+             "--equilibrate", "1000", "--every", "100"],
+            False,
+        ),
         "LiMg 600 K": ("LiMg", ["--frames", t, "--seed", "31", *common], True),
         "Li 600 K": ("Li", ["--frames", t, "--seed", "32", *common], True),
         "LiMg 1200 K": ("LiMg", ["--frames", t, "--seed", "33", "--temperature", "1200", *common], False),
@@ -111,7 +125,9 @@ def prepare(work: Path, size: dict, seeds: list[int], members: int, epochs: int)
             sh([str(LTAU_MD), "fit", "--model", str(run / "model"), "--data", *train, "-o", str(run / "model.ltau")], log)
 
 
-PREDICTORS = ("calibrated", "neighbourhood", "ltau", "ensemble", "distance")
+PREDICTORS = ("calibrated", "harvest", "neighbourhood", "ltau", "ensemble", "distance")
+# out of domain without the heating ramp: the ``harvest`` predictor's calibration frames are another ramp
+OOD_WITHOUT_RAMP = "out_of_domain_without_ramp"
 
 
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -182,6 +198,16 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
     v = arrays(val_frames)
     val = ValidationErrors(v["species"], v["p"], v["u"], v["d"], v["e"], v["comp"], len(val_frames), v["frame"], v["dn"], models[0].r_max)
     calibrate_artifact(art, val)
+    # the same, with a labelled harvest (another heating ramp) added to the error model's fit only
+    # (ltau-md loop's harvest.calibration_share); a copy, as calibration rewrites meta.json
+    harvest_dir = run / "model_harvest.ltau"
+    shutil.rmtree(harvest_dir, ignore_errors=True)
+    shutil.copytree(run / "model.ltau", harvest_dir)
+    art_h = Artifact.load(harvest_dir)
+    hv = arrays(read_frames(data / file_name("cal_harvest"), need_forces=True))
+    extra = ValidationErrors(hv["species"], hv["p"], hv["u"], hv["d"], hv["e"], hv["comp"], int(hv["frame"].max()) + 1, hv["frame"],
+                             hv["dn"], models[0].r_max)  # fmt: skip
+    calibrate_artifact(art_h, val, error_model_extra=extra)
     # baselines calibrated on the same validation atoms: ensemble σ = c·spread, distance σ = a + b·d
     ens_c, dist_model, nbr_model, fams = {}, {}, {}, {}
     for sp in art.species:
@@ -199,12 +225,14 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
             sel = a["species"] == sp
             u, d = a["u"][sel], a["d"][sel]
             sig = art.error_model.species[sp].sigma(u, d, a["dn"][sel])
+            sig_h = art_h.error_model.species[sp].sigma(u, d, a["dn"][sel])
             sig_e = ens_c[sp] * np.maximum(a["spread"][sel], 1e-12)
             sig_d = dist_model[sp].sigma(u, d)
             sig_n = nbr_model[sp].sigma(u, d, a["dn"][sel])
             s = art.scale(sp)
             for name, pred, prob in (  # each fitted model with its own error shape (Maxwell unless fitted)
                 ("calibrated", *art.error_model.species[sp].predict(sig, art.atol)),
+                ("harvest", *art_h.error_model.species[sp].predict(sig_h, art.atol)),
                 ("neighbourhood", *nbr_model[sp].predict(sig_n, art.atol)),
                 ("ltau", s * u, a["p"][sel]),
                 ("ensemble", MEAN_PER_SIGMA * sig_e, maxwell_cdf(art.atol, sig_e)),
@@ -235,6 +263,9 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         "species": np.concatenate([a["species"] for n, a in tests.items() if not sets[n][2]]),
     }
     ood_pred = {k: tuple(np.concatenate([preds[n][k][i] for n in tests if not sets[n][2]]) for i in range(3)) for k in PREDICTORS}
+    far = [n for n in tests if not sets[n][2] and n != "heating ramp"]
+    ood_nr = {"e": np.concatenate([tests[n]["e"] for n in far]), "species": np.concatenate([tests[n]["species"] for n in far])}
+    ood_nr_pred = {k: tuple(np.concatenate([preds[n][k][i] for n in far]) for i in range(3)) for k in PREDICTORS}
 
     def scores(e, species, pr) -> dict:
         out = {}
@@ -269,7 +300,9 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         "sets": {n: scores(a["e"], a["species"], preds[n]) for n, a in tests.items()},
         "pooled": scores(pooled["e"], pooled["species"], pooled_pred),
         "out_of_domain": scores(ood["e"], ood["species"], ood_pred),
+        OOD_WITHOUT_RAMP: scores(ood_nr["e"], ood_nr["species"], ood_nr_pred),
         "error_model": art.meta["error_model"],
+        "error_model_harvest": art_h.meta["error_model"],
         "scale": art.meta["scale"],
         "ensemble_c": ens_c,
     }
@@ -284,6 +317,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
     result["cost_us_per_atom"] = {
         "forward": big["t_forward"] * 1e6, "calibrated": t_cal * 1e6, "ltau": big["t_query"] * 1e6,
         "ensemble": big["t_forward"] * len(models) * 1e6, "distance": big["t_query"] * 1e6, "neighbourhood": t_cal * 1e6,
+        "harvest": t_cal * 1e6,
     }  # fmt: skip
     return result
 
@@ -295,7 +329,7 @@ def summarise(per_seed: list[dict], sets: dict) -> dict:
         return [float(np.nanmin(vals)), float(np.nanmax(vals))]
 
     out = {}
-    for group in [*sets, "pooled", "out_of_domain"]:
+    for group in [*sets, "pooled", "out_of_domain", OOD_WITHOUT_RAMP]:
         pick = (lambda r, g=group: r["sets"][g]) if group in sets else (lambda r, g=group: r[g])
         out[group] = {
             name: {m: rng(lambda r, name=name, m=m, pick=pick: pick(r)[name][m]) for m in per_seed[0]["pooled"]["calibrated"]}
@@ -324,8 +358,10 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = list(summary)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    for ax, metric in zip(axes, ("auroc", "spearman")):
+    fig, axes = plt.subplots(1, 3, figsize=(19, 4.8))
+    limits = {"auroc": (0.4, 1.0), "spearman": (0.0, 1.0), "mean_predicted_over_true": (0.0, 1.8)}
+    labels = {"auroc": "AUROC of high-error atoms", "spearman": "Spearman ρ", "mean_predicted_over_true": "mean predicted / true error"}
+    for ax, metric in zip(axes, limits):
         w = 0.8 / len(PREDICTORS)
         for i, name in enumerate(PREDICTORS):
             lo = np.array([summary[g][name][metric][0] for g in groups])
@@ -334,8 +370,9 @@ def plot(summary: dict, path: Path) -> None:
             ax.bar(x, hi, w, label=name, alpha=0.85)
             ax.plot(np.c_[x - w / 2, x + w / 2].T, np.c_[lo, lo].T, color="k", lw=1)
         ax.set_xticks(np.arange(len(groups)), groups, rotation=40, ha="right")
-        ax.set_ylabel(f"{metric} (bar: best seed, line: worst)")
-        ax.set_ylim(0.0 if metric == "spearman" else 0.4, 1.0)
+        ax.set_ylabel(f"{labels[metric]} (bar: best seed, line: worst)", fontsize=9)
+        ax.set_ylim(*limits[metric])
+    axes[2].axhline(1.0, color="k", lw=0.8, ls="--")  # calibrated on average; below: under-predicts
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -356,9 +356,13 @@ class CandidateQueue:
         if status:
             sel["status"] = status
         for row in self.db.select(sort="id", **sel):  # PostgreSQL returns updated rows last unless told
-            c = self._candidate(row)
-            if (selected is None or c.selected == selected) and (run_prefix is None or c.run.startswith(run_prefix)):
-                yield c
+            # filtered on the row's keys before its atoms and arrays are built (most of a row's cost)
+            kvp = row.key_value_pairs
+            if selected is not None and bool(kvp.get("selected")) != selected:
+                continue
+            if run_prefix is not None and not str(kvp.get("run", "")).startswith(run_prefix):
+                continue
+            yield self._candidate(row)
 
     def get(self, row_id: int) -> Candidate:
         try:
