@@ -1,6 +1,7 @@
 """Re-score a finished ``ltau-md loop`` / ``ltau-md demo`` run's MD with other error-model settings.
 
     python benchmarks/rescore_ramp.py RUN_DIR [RUN_DIR ...] [--distance environment nearest]
+                                      [--calibration validation held_out]
                                       [-o benchmarks/results/rescore_ramp.json]
 
 For every iteration and walker of each run: the checked MD frames of ``traj.dump`` are embedded by
@@ -11,7 +12,9 @@ cutoff of its validation predictions and the true-error cutoff the Maxwell one, 
 N, as the loop scores them. Printed and saved: flagged / truly high-error atoms, P/R/F1 at lo and
 R@P.5 (the best recall any lo reaches at precision ≥ 0.5). The trajectory itself is the one the run
 made (its halt step came from the predictor it ran with), so this compares predictors on the same
-frames, not whole campaigns.
+frames, not whole campaigns. ``--calibration held_out`` fits the error model on the validation frames
+plus the frames earlier iterations held out of training (``harvest.calibration_share``), as the loop
+does, with lo still from the validation predictions; iterations with none are skipped for it.
 """
 
 from __future__ import annotations
@@ -48,14 +51,18 @@ def embed(model: NequIPModel, art: Artifact, frames: list, model_forces: np.ndar
     }  # fmt: skip
 
 
-def scores(val: dict, md: dict, distance: str, n: int, r_max: float) -> dict:
-    """Flagged vs truly high-error atoms, per species as ratios to its cutoffs (as the loop scores)."""
+def scores(val: dict, md: dict, distance: str, n: int, r_max: float, extra: dict | None = None) -> dict:
+    """Flagged vs truly high-error atoms, per species as ratios to its cutoffs (as the loop scores).
+    ``extra``: more atoms for the error model's fit only (held-out harvest frames)."""
     ratio_u, ratio_e = np.zeros(len(md["e"])), np.zeros(len(md["e"]))
     forms = {}
     for sp in np.unique(val["species"]):
         v, m = val["species"] == sp, md["species"] == sp
-        model = fit_species_error_model(val["u"][v], val["d"][v], val["e"][v], val["frame"][v], neighbourhood=val["dn"][v],
-                                        cutoff=r_max, distance=distance)  # fmt: skip
+        fit = {k: val[k][v] for k in ("u", "d", "e", "frame", "dn")}
+        if extra is not None:
+            x = extra["species"] == sp
+            fit = {k: np.concatenate([fit[k], extra[k][x] + (fit["frame"].max() + 1 if k == "frame" else 0)]) for k in fit}
+        model = fit_species_error_model(fit["u"], fit["d"], fit["e"], fit["frame"], neighbourhood=fit["dn"], cutoff=r_max, distance=distance)
         forms[str(sp)] = model.form
         lo = fit_uncertainty(model.mean_per_sigma * model.sigma(val["u"][v], val["d"][v], val["dn"][v]))[0].cutoff(n)
         ratio_u[m] = model.mean_per_sigma * model.sigma(md["u"][m], md["d"][m], md["dn"][m]) / lo
@@ -70,6 +77,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     ap.add_argument("--distance", nargs="+", default=["environment", "nearest"], choices=["environment", "nearest"])
+    ap.add_argument("--calibration", nargs="+", default=["validation"], choices=["validation", "held_out"])
     ap.add_argument("-o", "--output", default="benchmarks/results/rescore_ramp.json")
     args = ap.parse_args()
     rows = []
@@ -81,6 +89,11 @@ def main() -> None:
             art = Artifact.load(it / "model.ltau", verify_checksums=False)
             model = NequIPModel.load(it / "model")
             val = embed(model, art, val_frames, None, np.concatenate([reference_forces(a) for a in val_frames]))
+            held = [f for prev in sorted((run / "ltau").glob("iter*")) if prev.name < it.name
+                    for f in (read(prev / "calibration_held_out.xyz", ":") if (prev / "calibration_held_out.xyz").exists() else [])]  # fmt: skip
+            extras = {"validation": None}
+            if held:
+                extras["held_out"] = embed(model, art, held, None, np.concatenate([reference_forces(a) for a in held]))
             walkers = {w["name"]: w for w in walkers_of(cfg)}
             dumps = {name: it / "walkers" / name / "traj.dump" for name in walkers if (it / "walkers" / name / "traj.dump").exists()}
             n = 0  # the run's N: every walker's atoms × checks, as the loop set it
@@ -96,11 +109,11 @@ def main() -> None:
                     f_model.append(fr.vector("f"))
                     frames.append(atoms.copy())
                 md = embed(model, art, frames, np.concatenate(f_model), np.concatenate(f_ref))
-                for distance in args.distance:
-                    row = {"run": str(run), "iteration": it.name, "walker": name, "frames": len(frames), "n": n,
-                           "distance": distance, **scores(val, md, distance, n, model.r_max)}  # fmt: skip
+                for distance, calibration in [(d, c) for d in args.distance for c in args.calibration if c in extras]:
+                    row = {"run": str(run), "iteration": it.name, "walker": name, "frames": len(frames), "n": n, "distance": distance,
+                           "calibration": calibration, **scores(val, md, distance, n, model.r_max, extras[calibration])}  # fmt: skip
                     rows.append(row)
-                    print(f"{run}/{it.name}/{name} {distance:>11s} {str(row['forms']):28s} flagged {row['flagged']:5d} "
+                    print(f"{run}/{it.name}/{name} {distance:>11s} {calibration:>10s} {str(row['forms']):28s} flagged {row['flagged']:5d} "
                           f"high {row['high']:5d} P/R/F1 {row['precision']:.2f}/{row['recall']:.2f}/{row['f1']:.2f} "
                           f"R@P.5 {row['recall_at_precision_0.5']:.2f}", flush=True)  # fmt: skip
     results_file.save(args.output, {"benchmark": "rescore_ramp", "rows": rows})
