@@ -585,7 +585,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     # seed 003 Fig. 3 over both cutoffs (as ratios to this run's: the statistical pair sits at 1, 1)
     fmap = f1_map(ratio_e, ratio_u, np.linspace(0.25, 3.0, 45), np.linspace(0.25, 3.0, 45))
     plot_f1_map(fmap, work.parent.parent / f"f1_map_{strategy}_iter{k:02d}.png", 1.0, 1.0,
-                title=f"{strategy} iteration {k}: all walkers (cutoffs / statistical cutoffs)")  # fmt: skip
+                title=f"{strategy} iteration {k}: all walkers", relative=True)  # fmt: skip
     best_recall, best_lo = best_recall_at_precision(ratio_e, ratio_u, 0.5)  # at the statistical error cutoff
 
     t_h = time.perf_counter()

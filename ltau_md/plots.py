@@ -69,8 +69,10 @@ def plot_f1_map(
     error_cutoff: float | None = None,
     uncertainty_cutoff: float | None = None,
     title: str = "",
+    relative: bool = False,
 ) -> None:
-    """Precision, recall and F1 over (error cutoff × uncertainty cutoff), statistical cutoffs dotted."""
+    """Precision, recall and F1 over (error cutoff × uncertainty cutoff), statistical cutoffs dotted.
+    ``relative``: the map's cutoffs are ratios to the statistical ones (per species), not eV/Å."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
     extent = [fmap.uncertainty_cutoffs[0], fmap.uncertainty_cutoffs[-1], fmap.error_cutoffs[0], fmap.error_cutoffs[-1]]
     for ax, (name, arr) in zip(axes, (("precision", fmap.precision), ("recall", fmap.recall), ("F1", fmap.f1))):
@@ -80,8 +82,8 @@ def plot_f1_map(
         if uncertainty_cutoff is not None:
             ax.axvline(uncertainty_cutoff, color="k", ls=":", lw=1.2)
         ax.set_title(name)
-        ax.set_xlabel("uncertainty cutoff")
-    axes[0].set_ylabel("error cutoff (eV/Å)")
+        ax.set_xlabel("uncertainty cutoff / statistical lo" if relative else "uncertainty cutoff (eV/Å)")
+    axes[0].set_ylabel("error cutoff / statistical cutoff" if relative else "error cutoff (eV/Å)")
     fig.colorbar(im, ax=axes, shrink=0.9)
     if title:
         fig.suptitle(title)

@@ -17,3 +17,17 @@ def test_figures_are_written_as_png(tmp_path):
     plot_f1_map(f1_map(e, e * rng.lognormal(0, 0.3, 2000), 10, 10), tmp_path / "f1.png", 0.2, 0.3)
     for name in ("cal.png", "fit.png", "f1.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
+
+
+def test_f1_map_axes_say_whether_cutoffs_are_ratios_or_ev_per_angstrom(tmp_path, monkeypatch):
+    import ltau_md.plots as plots
+
+    labels = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: labels.append((fig.axes[0].get_ylabel(), fig.axes[0].get_xlabel())))
+    rng = np.random.default_rng(1)
+    e = rng.gamma(2, 0.05, 500)
+    fmap = f1_map(e, e * rng.lognormal(0, 0.3, 500), 5, 5)
+    plot_f1_map(fmap, tmp_path / "abs.png", 0.2, 0.3)
+    plot_f1_map(fmap, tmp_path / "rel.png", 1.0, 1.0, relative=True)  # what ltau-md loop draws
+    assert labels[0] == ("error cutoff (eV/Å)", "uncertainty cutoff (eV/Å)")
+    assert labels[1] == ("error cutoff / statistical cutoff", "uncertainty cutoff / statistical lo")
