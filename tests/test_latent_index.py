@@ -129,3 +129,27 @@ def test_hnsw_atoms_stored_in_graph_order_lie_near_their_neighbours_and_answer_t
     # LatentIndex.build stores HNSW indices that way
     built = LatentIndex.build(base, "hnsw")
     assert np.median(np.abs(np.subtract(*built.bottom_layer_edges()))) < 0.5 * spread["insertion"]
+
+
+def test_a_small_hnsw_index_is_prefetched_from_its_live_arrays_also_after_reordering(monkeypatch):
+    import faiss
+
+    import ltau_md.latent_index as li
+
+    base = descriptor_like(3_000, n_species=1, seed=7)
+    queries = descriptor_like(3_200, n_species=1, seed=7)[3_000:]
+    index = LatentIndex.build(base, "hnsw")
+    before = index.search(queries, 10)
+    vectors, links = index._memory  # set by the search: 3000 atoms are well under PREFETCH_MAX_BYTES
+    np.testing.assert_array_equal(vectors.reshape(len(base), -1), faiss.downcast_index(index._hnsw().storage).reconstruct_n(0, len(base)))
+    assert len(links) == index._hnsw().hnsw.neighbors.size()
+    index.store_in_graph_order()  # moves the atoms: the views are dropped, not left pointing at old memory
+    assert index._memory is None
+    after = index.search(queries, 10)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(li, "PREFETCH_MAX_BYTES", 0)  # a larger index is searched without the sweep
+    index._memory = None
+    for a, b in zip(before, index.search(queries, 10)):
+        np.testing.assert_array_equal(a, b)
+    assert index._memory == ()
