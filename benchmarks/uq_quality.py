@@ -35,7 +35,8 @@ percentile), Spearman ρ, miscalibration area (observed fraction with error ≤ 
 predictor's P(error ≤ atol)) and its sampling floor (the area a perfectly calibrated predictor with
 the same P's shows on as many atoms), mean predicted / mean true, precision / recall / F1 at the statistical
 cutoffs (seed 003: CDF 1 − 1/N of the validation fits, N = atoms in the set) and cost per atom.
-Ranges are over the training seeds. Writes JSON, prints a table, plots AUROC per set.
+Ranges are over the training seeds. Writes JSON, prints a table, plots AUROC, Spearman and mean
+predicted / true per set.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def data_sets(size: dict) -> dict[str, tuple[str, list[str], bool]]:
         "val_Li": ("Li", ["--frames", str(size["li_val"]), "--seed", "22", *common], True),
         "cal_LiMg": ("LiMg", ["--frames", str(size["cal"]), "--seed", "25", *common], True),
         "cal_Li": ("Li", ["--frames", str(size["li_cal"]), "--seed", "26", *common], True),
-        # what a campaign's first harvest labels: another LiMg heating ramp (``harvest`` predictor)
+        # what a campaign's first harvest labels: another LiMg heating ramp (``harvest`` predictor),
+        # 20 frames 100 steps apart (twice as fast as the test ramp's 40)
         "cal_harvest": (
             "LiMg",
             ["--frames", str(size["harvest"]), "--seed", "39", "--temperature", "600", "--temperature-end", "2500",
@@ -345,9 +347,9 @@ def table(summary: dict) -> str:
     lines = []
     for metric in ("auroc", "spearman", "miscalibration_area", "miscalibration_area_floor", "mean_predicted_over_true", "precision", "recall"):
         lines.append(f"\n{metric} (range over training seeds)")
-        lines.append(f"{'set':16s}" + "".join(f"{p:>16s}" for p in PREDICTORS))
+        lines.append(f"{'set':26s}" + "".join(f"{p:>16s}" for p in PREDICTORS))
         for group, rows in summary.items():
-            lines.append(f"{group:16s}" + "".join(f"{f(rows[p][metric]):>16s}" for p in PREDICTORS))
+            lines.append(f"{group:26s}" + "".join(f"{f(rows[p][metric]):>16s}" for p in PREDICTORS))
     return "\n".join(lines)
 
 
@@ -358,7 +360,7 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = list(summary)
-    fig, axes = plt.subplots(1, 3, figsize=(19, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.4))
     limits = {"auroc": (0.4, 1.0), "spearman": (0.0, 1.0), "mean_predicted_over_true": (0.0, 1.8)}
     labels = {"auroc": "AUROC of high-error atoms", "spearman": "Spearman ρ", "mean_predicted_over_true": "mean predicted / true error"}
     for ax, metric in zip(axes, limits):
@@ -370,10 +372,11 @@ def plot(summary: dict, path: Path) -> None:
             ax.bar(x, hi, w, label=name, alpha=0.85)
             ax.plot(np.c_[x - w / 2, x + w / 2].T, np.c_[lo, lo].T, color="k", lw=1)
         ax.set_xticks(np.arange(len(groups)), groups, rotation=40, ha="right")
-        ax.set_ylabel(f"{labels[metric]} (bar: best seed, line: worst)", fontsize=9)
+        ax.set_ylabel(labels[metric])
         ax.set_ylim(*limits[metric])
     axes[2].axhline(1.0, color="k", lw=0.8, ls="--")  # calibrated on average; below: under-predicts
     axes[0].legend(fontsize=8)
+    fig.suptitle("bars: the higher of the training seeds, black lines: the lower", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")

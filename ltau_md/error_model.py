@@ -26,7 +26,7 @@ purpose: the ``neighbourhood`` form, σ = (a·u + c)·exp(b·d + g·d̄), fits t
 and on the demo's small Li validation set (324 atoms) it extrapolated so steeply that its heating
 ramp flagged 1381 of 3564 atoms against 151 truly high-error ones; it stays opt-in. Measured with
 ``benchmarks/uq_quality.py`` (2 training seeds) against the nearest d: pooled AUROC 0.813–0.824 →
-0.826–0.836, Spearman 0.547–0.565 → 0.572–0.589, out-of-domain mean predicted/true 0.71–0.73 →
+0.826–0.834, Spearman 0.547–0.565 → 0.571–0.587, out-of-domain mean predicted/true 0.71–0.73 →
 0.75–0.83; on three demo ramps re-scored on the same frames (benchmarks/rescore_ramp.py), recall
 at the statistical lo 0.55–0.64 → 0.76–0.95 while precision fell from ~0.8 to ~0.5. ``fix ltau``
 finds d for every atom (its group or not) and averages over ghost atoms of other ranks too.
@@ -44,9 +44,9 @@ r^(ca−1)·exp(−(r/s)^c); Maxwell is a = 3/2, c = 2, s = √2; a, c, s within
 that shape is kept only where it beats Maxwell by held-out likelihood over the same two folds of
 frames (species with ≥ 100 validation atoms). On the Li–Mg benchmark (~10⁴ Li and 2.5·10³ Mg
 validation atoms) it is kept, a ≈ 1.9–2.0, c ≈ 1.6 (heavier-tailed than Maxwell), and the
-in-domain miscalibration area falls from 0.036–0.051 to 0.025–0.043 (its sampling floor there is
-0.011–0.019); out of domain, where σ itself under-predicts, it rises from 0.069–0.084 to
-0.078–0.095. On the demo's 324 Li atoms Maxwell is kept. Flags do not change: the statistical
+in-domain miscalibration area falls from 0.036–0.051 to 0.026–0.041 (its sampling floor there is
+0.012–0.019); out of domain, where σ itself under-predicts, it rises from 0.069–0.084 to
+0.077–0.094. On the demo's 324 Li atoms Maxwell is kept. Flags do not change: the statistical
 cutoffs are fitted to the same predictions, so the factor cancels. The predicted error is the
 shape's mean (2σ√(2/π) for Maxwell); P(error ≤ a) its CDF.
 

@@ -116,8 +116,9 @@ class LatentIndex:
     params: dict[str, Any] = field(default_factory=dict)
     _inner: Any = field(default=None, repr=False)
     # views of an HNSW index's vectors and links for _prefetch (reset whenever atoms change: the
-    # arrays behind them are reallocated), or () where the index is too large to prefetch
-    _memory: Any = field(default=None, repr=False)
+    # arrays behind them are reallocated), or () where the index is too large to prefetch; never
+    # copied with the object (a copy that adds atoms would leave the original's views dangling)
+    _memory: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def ntotal(self) -> int:

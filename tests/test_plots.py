@@ -20,10 +20,17 @@ def test_figures_are_written_as_png(tmp_path):
 
 
 def test_f1_map_axes_say_whether_cutoffs_are_ratios_or_ev_per_angstrom(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
     import ltau_md.plots as plots
 
     labels = []
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: labels.append((fig.axes[0].get_ylabel(), fig.axes[0].get_xlabel())))
+
+    def keep_labels(fig, path):
+        labels.append((fig.axes[0].get_ylabel(), fig.axes[0].get_xlabel()))
+        plt.close(fig)
+
+    monkeypatch.setattr(plots, "save_figure", keep_labels)
     rng = np.random.default_rng(1)
     e = rng.gamma(2, 0.05, 500)
     fmap = f1_map(e, e * rng.lognormal(0, 0.3, 500), 5, 5)
