@@ -86,7 +86,7 @@ def plot_f1_map(
     axes[0].set_ylabel("error cutoff / statistical cutoff" if relative else "error cutoff (eV/Å)")
     fig.colorbar(im, ax=axes, shrink=0.9)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.04)  # above the panels' titles (bbox_inches="tight" keeps it)
     save_figure(fig, path)
 
 
