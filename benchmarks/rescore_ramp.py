@@ -29,6 +29,7 @@ from ase.io import read
 
 from ltau_app.loop import walkers_of
 from ltau_md.artifact import Artifact
+from ltau_md.calibration import ValidationErrors, with_extra_atoms
 from ltau_md.cutoffs import best_recall_at_precision, classification_scores, fit_maxwell, fit_uncertainty
 from ltau_md.error_model import fit_species_error_model, neighbourhood_distance
 from ltau_md.lammps_dump import read_dump
@@ -53,16 +54,22 @@ def embed(model: NequIPModel, art: Artifact, frames: list, model_forces: np.ndar
 
 def scores(val: dict, md: dict, distance: str, n: int, r_max: float, extra: dict | None = None) -> dict:
     """Flagged vs truly high-error atoms, per species as ratios to its cutoffs (as the loop scores).
-    ``extra``: more atoms for the error model's fit only (held-out harvest frames)."""
+    ``extra``: more atoms for the error model's fit only (held-out harvest frames), joined to the
+    validation atoms as ``ltau-md loop`` joins them (:func:`ltau_md.calibration.with_extra_atoms`)."""
     ratio_u, ratio_e = np.zeros(len(md["e"])), np.zeros(len(md["e"]))
     forms = {}
+    held = None
+    if extra is not None:
+        n_x = len(extra["e"])
+        held = ValidationErrors(extra["species"], np.zeros(n_x), extra["u"], extra["d"], extra["e"], np.zeros((n_x, 3)),
+                                int(extra["frame"].max()) + 1, extra["frame"], extra["dn"], r_max)  # fmt: skip
     for sp in np.unique(val["species"]):
         v, m = val["species"] == sp, md["species"] == sp
-        fit = {k: val[k][v] for k in ("u", "d", "e", "frame", "dn")}
-        if extra is not None:
-            x = extra["species"] == sp
-            fit = {k: np.concatenate([fit[k], extra[k][x] + (fit["frame"].max() + 1 if k == "frame" else 0)]) for k in fit}
-        model = fit_species_error_model(fit["u"], fit["d"], fit["e"], fit["frame"], neighbourhood=fit["dn"], cutoff=r_max, distance=distance)
+        fit = [val[k][v] for k in ("u", "d", "e", "frame", "dn")]
+        if held is not None and np.any(held.species == sp):
+            fit = with_extra_atoms(held, sp, *fit)
+        u, d, e, frame, dn = fit
+        model = fit_species_error_model(u, d, e, frame, neighbourhood=dn, cutoff=r_max, distance=distance)
         forms[str(sp)] = model.form
         lo = fit_uncertainty(model.mean_per_sigma * model.sigma(val["u"][v], val["d"][v], val["dn"][v]))[0].cutoff(n)
         ratio_u[m] = model.mean_per_sigma * model.sigma(md["u"][m], md["d"][m], md["dn"][m]) / lo

@@ -595,8 +595,8 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     held_frames = [labelled[i] for i in held]
     cal_file = None
     if held_frames:  # the harvest's export stays whole in labelled.xyz; training gets the rest
-        kept = set(range(len(labelled))) - set(held)
-        added = [a for i, a in enumerate(labelled) if i in kept]
+        held_set = set(held)
+        added = [a for i, a in enumerate(labelled) if i not in held_set]
         cal_file = _write_frames(work / "calibration_held_out.xyz", held_frames)
         new_file = _write_frames(work / "labelled_for_training.xyz", added) if added else None
         labelled = added

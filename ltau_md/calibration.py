@@ -332,7 +332,7 @@ def calibrate_artifact(
         dn = None if val.neighbourhood is None else val.neighbourhood[sel]
         fu, fd, fe, ff, fdn = u, d, e, None if val.frame is None else val.frame[sel], dn
         if error_model_extra is not None and np.any(error_model_extra.species == sp):
-            fu, fd, fe, ff, fdn = _with_extra(error_model_extra, sp, fu, fd, fe, ff, fdn)
+            fu, fd, fe, ff, fdn = with_extra_atoms(error_model_extra, sp, fu, fd, fe, ff, fdn)
         model = fit_species_error_model(fu, fd, fe, ff, forms=tuple(forms or DEFAULT_FORMS), neighbourhood=fdn, cutoff=val.cutoff,
                                         distance=distance)  # fmt: skip
         sigma = model.sigma(u, d, dn)
@@ -371,9 +371,10 @@ def calibrate_artifact(
     return report
 
 
-def _with_extra(extra: ValidationErrors, sp: str, u, d, e, frame, dn) -> tuple:
-    """One species' validation atoms with ``extra``'s appended (their frames numbered after;
-    extra atoms without frame ids count as one frame)."""
+def with_extra_atoms(extra: ValidationErrors, sp: str, u, d, e, frame, dn) -> tuple:
+    """One species' validation atoms (u, d, e, frame ids, d̄) with ``extra``'s appended, as the
+    error model is fitted on them: their frames numbered after (extra atoms without frame ids
+    count as one frame)."""
     x = extra.species == sp
     if (dn is None) != (extra.neighbourhood is None):
         raise LtauError("the error model's extra atoms need the neighbourhood distance exactly when the validation atoms have it")

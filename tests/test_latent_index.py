@@ -141,11 +141,15 @@ def test_a_small_hnsw_index_is_prefetched_from_its_live_arrays_also_after_reorde
     index = LatentIndex.build(base, "hnsw")
     before = index.search(queries, 10)
     vectors, links = index._memory  # set by the search: 3000 atoms are well under PREFETCH_MAX_BYTES
-    np.testing.assert_array_equal(vectors.reshape(len(base), -1), faiss.downcast_index(index._hnsw().storage).reconstruct_n(0, len(base)))
+    first_order = faiss.downcast_index(index._hnsw().storage).reconstruct_n(0, len(base))
+    np.testing.assert_array_equal(vectors.reshape(len(base), -1), first_order)
     assert len(links) == index._hnsw().hnsw.neighbors.size()
     index.store_in_graph_order()  # moves the atoms: the views are dropped, not left pointing at old memory
     assert index._memory is None
     after = index.search(queries, 10)
+    stored = faiss.downcast_index(index._hnsw().storage).reconstruct_n(0, len(base))
+    assert not np.array_equal(stored, first_order)  # reordered: views kept from before would be stale
+    np.testing.assert_array_equal(index._memory[0].reshape(len(base), -1), stored)
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
     monkeypatch.setattr(li, "PREFETCH_MAX_BYTES", 0)  # a larger index is searched without the sweep
