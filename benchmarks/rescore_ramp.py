@@ -13,8 +13,9 @@ N, as the loop scores them. Printed and saved: flagged / truly high-error atoms,
 R@P.5 (the best recall any lo reaches at precision ≥ 0.5). The trajectory itself is the one the run
 made (its halt step came from the predictor it ran with), so this compares predictors on the same
 frames, not whole campaigns. ``--calibration held_out`` fits the error model on the validation frames
-plus the frames earlier iterations held out of training (``harvest.calibration_share``), as the loop
-does, with lo still from the validation predictions; iterations with none are skipped for it.
+plus the frames earlier iterations kept out of training (``harvest.calibration_frames`` and
+``calibration_share``), as the loop does, with lo still from the validation predictions; iterations
+with none are skipped for it.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def main() -> None:
             model = NequIPModel.load(it / "model")
             val = embed(model, art, val_frames, None, np.concatenate([reference_forces(a) for a in val_frames]))
             held = [f for prev in sorted((run / "ltau").glob("iter*")) if prev.name < it.name
-                    for f in (read(prev / "calibration_held_out.xyz", ":") if (prev / "calibration_held_out.xyz").exists() else [])]  # fmt: skip
+                    for name in ("calibration_held_out.xyz", "calibration_frames.xyz") if (prev / name).exists()
+                    for f in read(prev / name, ":")]  # fmt: skip
             extras = {"validation": None}
             if held:
                 extras["held_out"] = embed(model, art, held, None, np.concatenate([reference_forces(a) for a in held]))

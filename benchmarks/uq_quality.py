@@ -21,7 +21,7 @@ Predictors of member 0's per-atom force error (each calibrated on the calibratio
                   within the model's cutoff (the default environment distance)
 * ``harvest``     the same σ(u, d_env) fitted on the calibration frames *and* a labelled harvest: another
                   LiMg heating ramp (600 → 2500 K, new seed), as ``ltau-md loop``'s
-                  ``harvest.calibration_share`` adds held-out harvest frames to the next iteration's error
+                  ``harvest.calibration_frames`` adds labelled MD frames to the next iteration's error
                   model (the statistical cutoffs stay fitted on the calibration frames); scored also out of
                   domain without the heating-ramp test set (``out_of_domain_without_ramp``), which its
                   calibration ramp resembles
@@ -201,7 +201,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
     val = ValidationErrors(v["species"], v["p"], v["u"], v["d"], v["e"], v["comp"], len(val_frames), v["frame"], v["dn"], models[0].r_max)
     calibrate_artifact(art, val)
     # the same, with a labelled harvest (another heating ramp) added to the error model's fit only
-    # (ltau-md loop's harvest.calibration_share); a copy, as calibration rewrites meta.json
+    # (ltau-md loop's harvest.calibration_frames); a copy, as calibration rewrites meta.json
     harvest_dir = run / "model_harvest.ltau"
     shutil.rmtree(harvest_dir, ignore_errors=True)
     shutil.copytree(run / "model.ltau", harvest_dir)

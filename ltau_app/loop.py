@@ -5,10 +5,13 @@ on validation frames → the walkers' LAMMPS MD (heating ramps, concurrently) wi
 writing candidates to one queue → select a capped, latent-diverse set → relabel it with the
 reference (one engine task per frame, retried) → export it and add it to the data (the same
 select → relabel → export steps as ``ltau-md candidates`` / ``relabel``, marking the rows); with
-``harvest.calibration_share`` > 0 that share of the labelled frames is held out of training and
-added to the frames every later iteration's error model is fitted on (out-of-domain errors to
-calibrate on, see :mod:`ltau_md.error_model`; the statistical cutoffs stay fitted on the
-validation frames, which are in the training domain as their CDF 1 − 1/N assumes).
+``harvest.calibration_frames`` > 0 that many checked MD frames the harvest did not take, evenly
+spaced along the walkers' runs, are labelled too and added to the frames every later iteration's
+error model is fitted on (out-of-domain errors to calibrate on, see :mod:`ltau_md.error_model`;
+picked blind to the predictor, so not selected for large errors); ``harvest.calibration_share``
+> 0 instead holds that share of the harvest out of training for the same use. The statistical
+cutoffs stay fitted on the validation frames, which are in the training domain as their CDF
+1 − 1/N assumes.
 Because the reference is cheap here, every MD check is also scored against the truth: precision,
 recall and F1 of flagged (predicted error > lo) against truly high-error atoms (|ΔF| > the
 Maxwell cutoff at the same N). A ``random`` strategy (the baseline) queues the same number of
@@ -59,9 +62,11 @@ DEFAULTS: dict[str, Any] = {
     "fit": {"k": 5},
     "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "check_every": 10, "ranks": 1,
            "hi": "auto", "halt": "soft", "predictor": "calibrated", "dedup": "yes"},
-    # calibration_share: the fraction of each iteration's labelled frames held out of training and
-    # added to the frames the later iterations' error models are fitted on (out-of-domain errors)
-    "harvest": {"max_frames": 8, "min_distance": 0.0, "calibration_share": 0.0},
+    # calibration_frames: checked MD frames per iteration, evenly spaced along the walkers' runs and
+    # not harvested, labelled too but never trained on: every later iteration's error model is
+    # fitted on them with the validation frames (out-of-domain errors, unselected by the predictor).
+    # calibration_share: the fraction of each iteration's harvest held out of training, for the same use
+    "harvest": {"max_frames": 8, "min_distance": 0.0, "calibration_frames": 0, "calibration_share": 0.0},
     "queue": "auto",  # auto: a SQLite file per iteration; or a postgresql:// URL all walkers share
     "walkers": [],  # none: one walker from md (system, t_start → t_end, steps, ranks)
     "engine": ENGINE_DEFAULTS,
@@ -69,7 +74,7 @@ DEFAULTS: dict[str, Any] = {
 # one walker: what it runs (missing keys come from md and the top level)
 WALKER_KEYS = {"name": "", "system": "", "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "ranks": 1, "seed": 0, "atoms": 54}
 # keys whose value may be 0 (every other number must be positive)
-ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries", "calibration_share"}
+ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries", "calibration_frames", "calibration_share"}
 CHOICES = {"halt": ("no", "soft", "hard"), "strategies": ("ltau", "random"), "predictor": ("calibrated", "ltau"), "dedup": ("yes", "no"),
            "type": ENGINE_TYPES, "mpi": MPI_LAUNCHERS}  # fmt: skip
 STATE = "state.json"  # per iteration: the stages done (what --resume skips)
@@ -356,6 +361,31 @@ def label_frame(atoms, spec: str):
     return label(atoms, make_calculator(spec))
 
 
+def label_with_retries(frames: dict[str, Any], label: str, cfg: dict[str, Any], engine: Engine,
+                       done: Callable[[str, Any], None], fail: Callable[[str, str], None]) -> int:  # fmt: skip
+    """Reference labels of ``frames`` (key → atoms), one engine task each, retried up to
+    ``engine.retries`` times; ``done(key, labelled atoms)`` as each arrives (so a killed campaign
+    keeps what was labelled), ``fail(key, message)`` once retries are spent. Returns the failures."""
+    threads = engine.threads_for(len(frames))
+    submit = lambda key, attempt: engine.submit("relabel", f"{label} {key}" + (f" (retry {attempt})" if attempt else ""),
+                                                label_frame, frames[key], cfg["reference"], threads=threads)  # fmt: skip
+    futures = [(key, 0, submit(key, 0)) for key in frames]
+    failed = 0
+    while futures:
+        retry = []
+        for key, attempt, fut in futures:
+            try:
+                done(key, engine.result(fut))
+            except Exception as exc:  # any failure of the reference on this frame: retried, then recorded
+                if attempt < int(cfg["engine"]["retries"]):
+                    retry.append((key, attempt + 1, submit(key, attempt + 1)))
+                else:
+                    fail(key, str(exc))
+                    failed += 1
+        futures = retry
+    return failed
+
+
 class Ledger:
     """``state.json`` of an iteration: the stages done, with what they produced."""
 
@@ -401,24 +431,10 @@ def _harvest(strategy: str, work: Path, queue_url: str, prefix: str, truths: dic
         if any(True for _ in queue.rows("pending", run_prefix=prefix)):  # random: the budget, whatever the frames' distances
             queue.select(cap, cfg["harvest"]["min_distance"] if strategy == "ltau" else None, run_prefix=prefix)
         ledger.mark("select", {"selected": sum(1 for _ in queue.rows(selected=True, run_prefix=prefix))})
-    todo = [c for c in queue.rows("pending", selected=True, run_prefix=prefix)]
-    threads = engine.threads_for(len(todo))
-    submit = lambda c, attempt: engine.submit("relabel", f"{strategy} {k} row {c.id}" + (f" (retry {attempt})" if attempt else ""),
-                                              label_frame, c.atoms, cfg["reference"], threads=threads)  # fmt: skip
-    futures = [(c, 0, submit(c, 0)) for c in todo]
-    failed = 0
-    while futures:
-        retry = []
-        for c, attempt, fut in futures:
-            try:
-                queue.mark_labelled(c.id, engine.result(fut), cfg["reference"])
-            except Exception as exc:  # any failure of the reference on this frame: retried, then recorded
-                if attempt < int(cfg["engine"]["retries"]):
-                    retry.append((c, attempt + 1, submit(c, attempt + 1)))
-                else:
-                    queue.mark_failed(c.id, str(exc), cfg["reference"])
-                    failed += 1
-        futures = retry
+    todo = {f"row {c.id}": c for c in queue.rows("pending", selected=True, run_prefix=prefix)}
+    failed = label_with_retries({key: c.atoms for key, c in todo.items()}, f"{strategy} {k}", cfg, engine,
+                                done=lambda key, atoms: queue.mark_labelled(todo[key].id, atoms, cfg["reference"]),
+                                fail=lambda key, msg: queue.mark_failed(todo[key].id, msg, cfg["reference"]))  # fmt: skip
     if failed:
         _log(f"[{strategy} {k}] the reference failed on {failed} frame(s) after {cfg['engine']['retries']} retries; recorded in {queue.url}")
     labelled = queue.labelled_frames("labelled", selected_only=True, run_prefix=prefix)
@@ -591,6 +607,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     t_h = time.perf_counter()
     h_url, h_prefix = (queue_url, prefix) if strategy == "ltau" else (pick_url, pick_prefix)
     queue, labelled, new_file = _harvest(strategy, work, h_url, h_prefix, truths, cfg, k, engine, ledger)
+    picked = _label_calibration_frames(strategy, k, work, truths, labelled, h_prefix, cfg, engine, ledger)
     held = calibration_held_out(len(labelled), float(cfg["harvest"]["calibration_share"]))
     held_frames = [labelled[i] for i in held]
     cal_file = None
@@ -623,7 +640,8 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         "candidates_found": sum(r["candidates"] for r in walker_rows),
         "duplicates": sum(r["duplicates"] for r in walker_rows),
         "frames_added": len(labelled),
-        "frames_held_out": len(held_frames),  # for the calibration of later iterations
+        "calibration_frames_labelled": len(picked),  # checked MD frames labelled for later iterations' calibration
+        "frames_held_out": len(held_frames),  # of the harvest, for the calibration of later iterations
         "calibration_frames_held_out": len(held_before),
         "queue": os.path.relpath(queue.url, work) if cfg["queue"] == "auto" else queue.url,  # where the harvest's frames are
         "nsamples": nsamples,
@@ -645,7 +663,46 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     ledger.mark("row", {"row": row, "new_file": new_file.name if new_file else None, "calibration_file": cal_file.name if cal_file else None})
     _log(f"[{strategy} {k}] {len(walkers)} walker(s), {row['md_steps_run']} MD steps{' (halted)' if row['md_halted'] else ''}, "
          f"{row['candidates_found']} candidate(s), P/R/F1 {sc['precision']:.2f}/{sc['recall']:.2f}/{sc['f1']:.2f}, +{len(labelled)} frames")  # fmt: skip
-    return row, new_file, labelled, held_frames
+    return row, new_file, labelled, held_frames + picked
+
+
+def calibration_picks(n_checked: int, n: int) -> list[int]:
+    """Which of ``n_checked`` checked MD frames (in run order, harvested ones left out) are labelled
+    for calibration: ``n`` of them at the inner points of an even grid over the run — blind to the
+    predictor, unlike the harvest, so the errors they show are not selected for being large."""
+    if n >= n_checked:
+        return list(range(n_checked))
+    return sorted({int(round(x)) for x in np.linspace(0, n_checked - 1, n + 2)[1:-1]})
+
+
+def _label_calibration_frames(strategy: str, k: int, work: Path, truths: dict[str, Truth], harvested: list, h_prefix: str,
+                              cfg: dict[str, Any], engine: Engine, ledger: Ledger) -> list:  # fmt: skip
+    """``harvest.calibration_frames`` checked MD frames the harvest did not take, labelled with the
+    reference into ``calibration_frames.xyz``: out-of-domain errors for the error models of later
+    iterations, never trained on. A resumed iteration reads the file back."""
+    n = int(cfg["harvest"]["calibration_frames"])
+    path = work / "calibration_frames.xyz"
+    if n == 0:
+        return []
+    if ledger.done("calibration_frames"):
+        return read_frames(path) if path.exists() else []
+    taken = {(str(a.info.get("run", ""))[len(h_prefix):].split("@")[0], int(a.info.get("step", -1))) for a in harvested}
+    pool = [(name, int(step), atoms) for name, t in truths.items() for step, atoms in t.frames if (name, int(step)) not in taken]
+    picks = {f"{pool[i][0]} step {pool[i][1]}": pool[i] for i in calibration_picks(len(pool), n)}
+    got: dict[str, Any] = {}
+    failed = label_with_retries({key: atoms for key, (_, _, atoms) in picks.items()}, f"{strategy} {k} calibration", cfg, engine,
+                                done=got.__setitem__, fail=lambda key, msg: None)  # fmt: skip
+    frames = []
+    for key, (name, step, _) in picks.items():
+        if key in got:
+            got[key].info.update({"walker": name, "step": step, "labelled_by": cfg["reference"]})
+            frames.append(got[key])
+    if frames:
+        _write_frames(path, frames)
+    if failed:
+        _log(f"[{strategy} {k}] the reference failed on {failed} calibration frame(s) after {cfg['engine']['retries']} retries; left out")
+    ledger.mark("calibration_frames", {"picked": len(picks), "labelled": len(frames)})
+    return frames
 
 
 def calibration_held_out(n: int, share: float) -> list[int]:
@@ -767,6 +824,8 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
                     row, new_file = done["row"], work / done["new_file"] if done["new_file"] else None
                     added = read_frames(new_file) if new_file else []
                     held = read_frames(work / done["calibration_file"]) if done.get("calibration_file") else []
+                    if row.get("calibration_frames_labelled"):
+                        held = held + read_frames(work / "calibration_frames.xyz")
                     _log(f"[{strategy} {k}] finished before; kept")
                 else:
                     row, new_file, added, held = run_iteration(cfg, strategy, k, work, files, frames, data, reference, species, engine,
@@ -820,9 +879,12 @@ def write_report(rows: list[dict[str, Any]], out: Path) -> str:
             lines.append("  test frames, mean predicted / true force error: "
                          + ", ".join(f"{t} K {v:.2f}" for t, v in r["test_predicted_over_true"].items()))
         if r.get("calibration_frames_held_out"):
-            lines.append(f"  error model fitted on the validation frames and {r['calibration_frames_held_out']} held-out frame(s) of earlier iterations")
+            lines.append(f"  error model fitted on the validation frames and {r['calibration_frames_held_out']} labelled frame(s) of earlier "
+                         "iterations kept out of training")  # fmt: skip
+        if r.get("calibration_frames_labelled"):
+            lines.append(f"  {r['calibration_frames_labelled']} checked MD frame(s) labelled for the calibration of later iterations")
         if r.get("frames_held_out"):
-            lines.append(f"  {r['frames_held_out']} labelled frame(s) held out of training for the calibration of later iterations")
+            lines.append(f"  {r['frames_held_out']} harvested frame(s) held out of training for the calibration of later iterations")
         stages = r.get("stage_s", {})
         if stages:
             lines.append("  wall time per stage (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))

@@ -87,11 +87,11 @@ the other out-of-domain sets and the ramp's remaining frames go from mean predic
 ensemble's 1.2–1.3. ``benchmarks/uq_quality.py`` keeps this as its ``harvest`` predictor, with 20
 frames of another LiMg ramp added instead: out of domain 0.98–1.08, and 0.94–1.05 without the
 ramp test set (pooled AUROC 0.817–0.830, Spearman 0.56–0.58, in-domain area ≤ 0.039). In a
-campaign that means holding a share of each iteration's relabelled frames out of training and
-fitting the next models' error model on them too: ``ltau-md loop``'s ``harvest.calibration_share``
-(opt-in: on the demo's campaign it turns test-frame under-prediction into over-prediction, and the
-ramp's flags lose precision, from the smaller training set rather than the calibration; README,
-"Calibrating on the harvest").
+campaign that means labelling a few checked MD frames the harvest did not take and fitting the
+next models' error model on them too (``ltau-md loop``'s ``harvest.calibration_frames``), or
+holding a share of each harvest out of training for it (``harvest.calibration_share``). Both are
+opt-in: on the demo's campaign they bring test-frame predicted/true near 1 (or above), and the
+walkers halt sooner on the ramp (README, "Calibrating out of domain").
 """
 
 from __future__ import annotations

@@ -153,8 +153,9 @@ CAMPAIGN = {
     "train": {"ensemble": 2, "epochs": 3, "model": {"r_max": 4.0, "num_layers": 2, "num_features": 8, "l_max": 1}},
     "fit": {"k": 3},
     "md": {"check_every": 10, "halt": "no"},
-    # half of each iteration's labelled frames (one of two or three) goes to later iterations' calibration
-    "harvest": {"max_frames": 3, "calibration_share": 0.5},
+    # later iterations' calibration gets half of each iteration's harvest (one of two or three) and
+    # one more checked MD frame, labelled for it alone
+    "harvest": {"max_frames": 3, "calibration_share": 0.5, "calibration_frames": 1},
     # a long and a short walker: the campaign is killed while the long one runs
     "walkers": [{"name": "long", "t_start": 600.0, "t_end": 2500.0, "steps": 1500},
                 {"name": "short", "t_start": 600.0, "t_end": 1200.0, "steps": 40, "seed": 1}],
@@ -273,17 +274,21 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
         # held-out frames: out of iteration 1's training data, into its calibration (carried over the resume)
         row0, row1 = report["rows"]
         assert row0["frames_held_out"] == (row0["frames_added"] + row0["frames_held_out"]) // 2 >= 1 and row0["calibration_frames_held_out"] == 0
-        assert row1["calibration_frames_held_out"] == row0["frames_held_out"] and row1["dataset_frames"] == 8 + row0["frames_added"]
+        assert row0["calibration_frames_labelled"] == 1
+        n_cal = row0["frames_held_out"] + 1
+        assert row1["calibration_frames_held_out"] == n_cal and row1["dataset_frames"] == 8 + row0["frames_added"]
         # the error model saw them, the statistical cutoffs' fits did not
         n_val = json.loads((it1 / "model.ltau" / "meta.json").read_text())["calibration"]["n_atoms"]
         em = json.loads((it1 / "model.ltau" / "meta.json").read_text())["error_model"]["Li"]
-        assert n_val == 4 * 54 and em["n_atoms"] == (4 + row0["frames_held_out"]) * 54
+        assert n_val == 4 * 54 and em["n_atoms"] == (4 + n_cal) * 54
         it0 = run / "ltau" / "iter00"
         held = read(it0 / "calibration_held_out.xyz", ":")
         trained = read(it0 / "labelled_for_training.xyz", ":") if row0["frames_added"] else []
         assert len(held) == row0["frames_held_out"] and len(trained) == row0["frames_added"]
         assert len(read(it0 / "labelled.xyz", ":")) == len(held) + len(trained)  # the harvest's export stays whole
         assert not any(np.allclose(h.positions, t.positions) for h in held for t in trained)
+        (picked,) = read(it0 / "calibration_frames.xyz", ":")  # a checked frame the harvest did not take
+        assert picked.get_forces().shape == (54, 3) and not any(np.allclose(picked.positions, h.positions) for h in held + trained)
         text = (run / "report.txt").read_text()
         assert "ltau iteration 1: walkers" in text and "wall time per stage" in text
         assert (run / "campaign.png").read_bytes()[:4] == b"\x89PNG"

@@ -11,8 +11,9 @@ pytest.importorskip("nequip")
 from ase.io import read  # noqa: E402
 from conftest import ltau_md  # noqa: E402
 
-from ltau_app.loop import calibration_held_out, load_config  # noqa: E402
+from ltau_app.loop import calibration_held_out, calibration_picks, load_config  # noqa: E402
 from ltau_md.errors import LtauError  # noqa: E402
+from ltau_md.lammps_dump import read_dump  # noqa: E402
 from ltau_md.queue import CandidateQueue  # noqa: E402
 
 TINY = {
@@ -24,7 +25,7 @@ TINY = {
     "train": {"ensemble": 1, "epochs": 3, "model": {"r_max": 4.0, "num_layers": 2, "num_features": 8, "l_max": 1}},
     "fit": {"k": 3},
     "md": {"steps": 300, "check_every": 10, "t_end": 2500.0},
-    "harvest": {"max_frames": 3},
+    "harvest": {"max_frames": 3, "calibration_frames": 2},
 }
 
 
@@ -47,9 +48,16 @@ def test_one_loop_iteration_trains_runs_md_harvests_and_reports(tmp_path):
         assert r["frames_added"] <= 3
         work = tmp_path / "run" / strategy / "iter00"
         assert (work / "model.ltau" / "meta.json").exists() and (work / "walkers" / "w0" / f"log.{strategy}_iter00_w0").exists()
-        if r["frames_added"]:
-            added = read(work / "labelled.xyz", ":")
-            assert len(added) == r["frames_added"] and all(a.get_forces().shape == (54, 3) for a in added)
+        added = read(work / "labelled.xyz", ":") if r["frames_added"] else []
+        assert len(added) == r["frames_added"] and all(a.get_forces().shape == (54, 3) for a in added)
+        # checked frames the harvest did not take, labelled for later iterations' calibration (not trained on)
+        free = {fr.step for fr in read_dump(work / "walkers" / "w0" / "traj.dump")} - {int(a.info["step"]) for a in added}
+        assert r["calibration_frames_labelled"] == min(2, len(free)) and r["frames_held_out"] == 0
+        if r["calibration_frames_labelled"]:
+            cal = read(work / "calibration_frames.xyz", ":")
+            assert len(cal) == r["calibration_frames_labelled"] and all(a.get_forces().shape == (54, 3) for a in cal)
+            assert {int(a.info["step"]) for a in cal} <= free
+            assert all(a.info["walker"] == "w0" and a.info["labelled_by"] == "meam" for a in cal)
     n_checked = rows["random"]["checked_atoms"] // 54
     assert rows["random"]["frames_added"] == min(3, n_checked)  # the same budget, spent blindly
     assert rows["ltau"]["frames_added"] == min(3, rows["ltau"]["candidates_found"])
@@ -82,6 +90,9 @@ def test_loop_config_errors_name_the_key(tmp_path):
     bad.write_text("strategies: [ltau, greedy]\n")
     with pytest.raises(LtauError, match="greedy"):
         load_config(bad)
+    bad.write_text("harvest: {calibration_frames: 2.5}\n")
+    with pytest.raises(LtauError, match=r"'harvest.calibration_frames' must be an integer"):
+        load_config(bad)
     bad.write_text("harvest: {calibration_share: 1.0}\n")
     with pytest.raises(LtauError, match=r"'harvest.calibration_share' must be below 1"):
         load_config(bad)
@@ -96,3 +107,11 @@ def test_calibration_share_holds_out_that_fraction_of_the_harvest_spread_evenly(
     assert calibration_held_out(2, 0.34) == []  # fewer frames than one share: all train
     assert len(calibration_held_out(10, 0.5)) == 5
     assert len(calibration_held_out(100, 0.29)) == 29  # not 28 (0.29 · 100 = 28.999… in floating point)
+
+
+def test_calibration_frames_are_picked_evenly_inside_the_run_blind_to_the_predictor():
+    assert calibration_picks(10, 0) == []
+    assert calibration_picks(10, 1) == [4]  # mid-run: neither the in-domain start nor the last (halting) check
+    assert calibration_picks(11, 4) == [2, 4, 6, 8]
+    assert calibration_picks(3, 5) == [0, 1, 2]  # fewer checked frames than asked: all of them
+    assert calibration_picks(0, 2) == []
