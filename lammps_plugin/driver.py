@@ -33,7 +33,11 @@ def one_line(message: str) -> str:
     lines = [ln for ln in str(message).strip().splitlines() if ln.strip()]
     first = lines[0] if lines else "LAMMPS stopped without a message"
     first = re.sub(r"^ERROR(?: on proc \d+)?:\s*", "", first.strip())
-    return re.sub(r"\s*\([^()]*:\d+\)$", "", first)
+    first = re.sub(r"\s*\([^()]*:\d+\)$", "", first)
+    missing = re.search(r"Substitution for illegal variable (\w+)", first)
+    if missing:  # the shipped inputs take their files as -var MODEL / -var artifact ...
+        first += f"; pass -var {missing.group(1)} VALUE to ltau-md run (or define it in the script)"
+    return first
 
 
 def run_stem(script: str | os.PathLike, log: str | None) -> str:

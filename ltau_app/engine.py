@@ -132,6 +132,22 @@ def _timed(fn: Callable, threads: int, args: tuple, kwargs: dict) -> tuple[Any, 
     return out, start, time.time()
 
 
+def _stop_blocks(executor: Any) -> None:
+    """Cancel an executor's blocks through its provider and mark it bad, so Parsl's clean-up skips
+    its scale-in. That scale-in asks the interchange (over ZMQ, without a timeout) which blocks are
+    idle, and waits forever when the interchange is gone: ``timeout``, ``scancel`` and Ctrl-C
+    signal the whole process group, the interchange included."""
+    if getattr(executor, "provider", None) is None or executor.bad_state_is_set:
+        return
+    _, job_ids = executor._get_block_and_job_ids()
+    try:
+        executor.provider.cancel([j for j in job_ids if j is not None])
+    except Exception as exc:  # the campaign is ending anyway; say what may be left running
+        print(f"ltau-md: could not stop the Parsl worker blocks ({type(exc).__name__}: {exc}); check for leftover processes",
+              file=sys.stderr)  # fmt: skip
+    executor.set_bad_state_and_fail_all(RuntimeError("the Parsl interchange was stopped"))
+
+
 @dataclass
 class TaskRecord:
     """One task, for the report and the campaign plot (times in seconds since the epoch)."""
@@ -173,6 +189,9 @@ class Engine:
         import parsl
 
         try:
+            if exc[0] is not None:  # interrupted or failed: stop the workers, no graceful scale-in
+                for executor in self._dfk.executors.values():
+                    _stop_blocks(executor)
             self._dfk.cleanup()
         finally:
             parsl.clear()
@@ -233,6 +252,18 @@ class Engine:
         """``fn(*job)`` for every job, concurrently; their results in order."""
         futs = [self.submit(stage, (names or [str(i) for i in range(len(jobs))])[i], fn, *job, threads=threads) for i, job in enumerate(jobs)]
         return [self.result(f) for f in futs]
+
+
+def check_engine_tools(engine: dict[str, Any]) -> None:
+    """Before a campaign makes anything: the scheduler commands a ``slurm`` engine submits with
+    (else the first training task fails deep in Parsl, after the data were sampled)."""
+    import shutil
+
+    if engine["type"] == "slurm":
+        missing = [c for c in ("sbatch", "squeue", "scancel") if shutil.which(c) is None]
+        if missing:
+            raise LtauError(f"engine type slurm: {', '.join(missing)} not found on PATH; run the campaign where Slurm's "
+                            "commands are (a login node), or use engine type local")  # fmt: skip
 
 
 def mpi_command(engine: dict[str, Any], ranks: int, exe_dir: Path) -> list[str]:

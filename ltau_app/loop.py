@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ltau_app.engine import ENGINE_DEFAULTS, ENGINE_TYPES, MPI_LAUNCHERS, Engine, mpi_command, workers_of
+from ltau_app.engine import ENGINE_DEFAULTS, ENGINE_TYPES, MPI_LAUNCHERS, Engine, check_engine_tools, mpi_command, workers_of
 from ltau_md import atomic_write, pidfile
 from ltau_md.errors import LtauError
 from ltau_md.user_input import read_yaml_mapping
@@ -590,6 +590,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
             read_trajectory(wdir / f"log.{prefix}{w['name']}"),
             work.parent.parent / f"trajectory_{strategy}_iter{k:02d}_{w['name']}.png",
             candidate_steps=[c.step for c in mine if c.reason != "hi" and c.status != "duplicate"],
+            candidate_errors=[c.max_error for c in mine if c.reason != "hi" and c.status != "duplicate"],
             halt_steps=[c.step for c in mine if c.reason == "hi"],
             lo=min(cuts.lo.values()),
             hi=min(cuts.hi.values()),
@@ -788,10 +789,15 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
     from ltau_md.species import symbols
 
     out = Path(out).resolve()
+    check_engine_tools(cfg["engine"])
     if resume:
         _check_resumable(cfg, out)
-    elif cfg["queue"] != "auto":
-        _check_queue_is_free(cfg, out)
+    else:
+        if out.is_dir() and any(out.iterdir()) and not (out / "config.yaml").is_file():
+            raise LtauError(f"{out}: holds files that are not an ltau-md campaign (no config.yaml), which the campaign's "
+                            "would mix with; choose a new or empty directory")  # fmt: skip
+        if cfg["queue"] != "auto":
+            _check_queue_is_free(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write.write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
     reference = make_calculator(cfg["reference"])

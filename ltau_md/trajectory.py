@@ -19,6 +19,8 @@ import numpy as np
 from ltau_md.errors import LtauError
 
 _FIX_COL = re.compile(r"^f_([A-Za-z0-9_]+)\[(\d)\]$")
+# the lines that say a run was stopped: fix ltau's own halts and LAMMPS's fix halt
+_HALT = re.compile(r"^(?:WARNING: |ERROR: )?(?:fix ltau \S+: (?:soft|hard) halt at step (\d+)|Fix halt condition for fix-id \S+ met on step (\d+))")
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Trajectory:
     mean_error: np.ndarray
     fix_id: str
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    halt_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # where the log says a run was stopped
 
     def initial_and_maximum(self) -> dict[str, float]:
         """Seed 002 §4.3's predictors of a failing relaxation or run: the max predicted error at
@@ -38,31 +41,43 @@ class Trajectory:
 
 
 def read_thermo(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
-    """Every thermo block of a LAMMPS log as {column: values}."""
-    p = Path(path)
-    try:
-        lines = p.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        raise LtauError(f"{path}: no such LAMMPS log") from None
+    """Every thermo block of a LAMMPS log as {column: values}. A block runs from its ``Step`` header
+    to ``Loop time of`` (or the next header, or the end of a log cut short); lines in between that
+    are not rows — warnings, a halt message printed just before the halting step's row — are skipped."""
     blocks, header, rows = [], None, []
-    for line in lines:
+
+    def close() -> None:
+        if header is not None and rows:
+            blocks.append({h: np.array([r[i] for r in rows]) for i, h in enumerate(header)})
+
+    for line in _log_lines(path):
         words = line.split()
         if words and words[0] == "Step":
+            close()
             header, rows = words, []
-            continue
-        if header is not None:
-            if len(words) == len(header):
-                try:
-                    rows.append([float(w) for w in words])
-                    continue
-                except ValueError:
-                    pass
-            if rows:
-                blocks.append({h: np.array([r[i] for r in rows]) for i, h in enumerate(header)})
+        elif header is not None and line.startswith("Loop time of"):
+            close()
             header, rows = None, []
-    if header is not None and rows:
-        blocks.append({h: np.array([r[i] for r in rows]) for i, h in enumerate(header)})
+        elif header is not None and len(words) == len(header):
+            try:
+                rows.append([float(w) for w in words])
+            except ValueError:
+                pass
+    close()
     return blocks
+
+
+def halt_steps(path: str | os.PathLike) -> np.ndarray:
+    """Steps at which the log says a run was halted (fix ltau soft/hard, or LAMMPS's fix halt)."""
+    steps = [int(m.group(1) or m.group(2)) for m in map(_HALT.match, _log_lines(path)) if m]
+    return np.array(sorted(set(steps)), dtype=int)
+
+
+def _log_lines(path: str | os.PathLike) -> list[str]:
+    try:
+        return Path(path).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        raise LtauError(f"{path}: no such LAMMPS log") from None
 
 
 def read_trajectory(path: str | os.PathLike, fix_id: str | None = None) -> Trajectory:
@@ -81,7 +96,7 @@ def read_trajectory(path: str | os.PathLike, fix_id: str | None = None) -> Traje
     step = np.concatenate([b["Step"] for b in use])
     order = np.argsort(step, kind="stable")
     cols = {k: np.concatenate([b[k] for b in use])[order] for k in use[0] if all(k in b for b in use)}
-    return Trajectory(step[order], cols[f"f_{fid}[1]"], cols[f"f_{fid}[2]"], fid, cols)
+    return Trajectory(step[order], cols[f"f_{fid}[1]"], cols[f"f_{fid}[2]"], fid, cols, halt_steps(path))
 
 
 def plot_trajectory(
@@ -89,6 +104,7 @@ def plot_trajectory(
     path: str | os.PathLike,
     candidate_steps: np.ndarray | None = None,
     halt_steps: np.ndarray | None = None,
+    candidate_errors: np.ndarray | None = None,
     lo: float | None = None,
     hi: float | None = None,
     temperature: bool = True,
@@ -104,10 +120,12 @@ def plot_trajectory(
     if hi is not None:
         ax.axhline(hi, color="tab:red", ls="--", lw=1, label=f"hi {hi:.3g}")
     if candidate_steps is not None and len(candidate_steps):
-        y = np.interp(candidate_steps, traj.step, traj.max_error)
+        # each at its own max predicted error (the queue's); else read off the thermo line
+        y = candidate_errors if candidate_errors is not None else np.interp(candidate_steps, traj.step, traj.max_error)
         ax.plot(candidate_steps, y, "o", ms=5, mfc="none", color="tab:orange", label=f"candidates ({len(candidate_steps)})")
-    if halt_steps is not None and len(halt_steps):
-        for s in halt_steps:
+    halts = np.union1d(traj.halt_steps, [] if halt_steps is None else halt_steps)  # the log's and the queue's
+    if len(halts):
+        for s in halts:
             ax.axvline(s, color="tab:red", lw=1.5)
         ax.plot([], [], color="tab:red", lw=1.5, label="halt")
     marks = traj.initial_and_maximum()

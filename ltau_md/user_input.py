@@ -84,7 +84,10 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict:
     except FileNotFoundError:
         raise LtauError(f"{path}: no such {what}") from None
     except yaml.YAMLError as exc:
-        raise LtauError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        mark = getattr(exc, "problem_mark", None)  # where the parser gave up (0-based)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise LtauError(f"{path}{where}: not valid YAML ({problem}); fix that line") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

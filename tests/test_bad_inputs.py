@@ -120,6 +120,8 @@ CASES: dict[str, Case] = {
                               fix="must be", outputs=["model"]),
     "train/reweight-without-weights": C("train", "--data", "{train_a}", "--val", "{val}", "--reweight", "easy", "-o",
                                         "model", expect=["--reweight", "--weights-from"], outputs=["model"]),
+    "train/weights-from-without-reweight": C("train", "--data", "{train_a}", "--val", "{val}", "--weights-from", "{art}", "-o",
+                                             "model", expect=["--weights-from", "--reweight"], outputs=["model"]),
     "train/weights-from-missing": C("train", "--data", "{train_a}", "--val", "{val}", "--reweight", "easy",
                                     "--weights-from", "nowhere.ltau", "-o", "model", expect=["nowhere.ltau"],
                                     outputs=["model"]),
@@ -158,6 +160,8 @@ CASES: dict[str, Case] = {
                       setup=["nan_train_a"], expect=["train_a.xyz", "NaN"], fix="fix or drop", outputs=["li.ltau"]),
     "fit/o-is-file": C("fit", "--model", "{model}", "-o", "afile", files=[("afile", "x\n")], expect=["afile"],
                        fix="give a directory name"),
+    "fit/o-holds-an-artifact": C("fit", "--model", "{model}", "-o", "art", setup=["art"], expect=["-o art", "artifact"],
+                                 fix="--force"),
     "fit/index-unknown": C("fit", "--model", "{model}", "--index", "tree", "-o", "li.ltau", expect=["--index", "tree"],
                            outputs=["li.ltau"]),
     # -- calibrate ----------------------------------------------------------------------------------
@@ -327,6 +331,10 @@ CASES: dict[str, Case] = {
     "loop/config-missing": C("loop", "nowhere.yaml", "-o", "run", expect=["nowhere.yaml"], outputs=["run"]),
     "loop/config-bad-yaml": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "md: {steps: [1, 2\n")],
                               expect=["c.yaml", "YAML"], outputs=["run"]),
+    "loop/config-bad-yaml-says-the-line": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "md:\n  steps: 3\n    t_end: 900\n")],
+                                            expect=["c.yaml, line 3", "YAML"], outputs=["run"]),
+    "loop/o-holds-other-files": C("loop", "-", "-o", "sub", setup=["subdir"], files=[("sub/notes.txt", "mine\n")],
+                                  expect=["sub", "not an ltau-md campaign"], fix="choose"),
     "loop/config-list": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "- 1\n- 2\n")], expect=["c.yaml", "mapping"],
                           outputs=["run"]),
     "loop/md-steps-text": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "md: {steps: many}\n")],
@@ -377,6 +385,9 @@ CASES: dict[str, Case] = {
     "run/var-without-value": C("run", "in.x", "-var", "T", files=[("in.x", LI_BOX)], expect=["-var T"],
                                fix="give a name and at least one value"),
     "run/unknown-flag": C("run", "in.x", "-bogus", files=[("in.x", LI_BOX)], expect=["-bogus"], fix="expected -var"),
+    # a mistyped flag after a -var's values is not taken for one more value (LAMMPS would fail on it with a traceback)
+    "run/mistyped-flag-after-var": C("run", "in.x", "-var", "T", "300", "-vra", "x", "1", files=[("in.x", LI_BOX)], expect=["-vra"],
+                                     fix="expected -var"),
     "run/log-missing-dir": C("run", "in.x", "-log", "nodir/log.lammps", files=[("in.x", LI_BOX)], expect=["-log", "nodir"],
                              fix="create it", outputs=["nodir"]),
     "run/log-is-dir": C("run", "in.x", "-log", "sub", setup=["subdir"], files=[("in.x", LI_BOX)], expect=["-log sub"],
@@ -385,6 +396,9 @@ CASES: dict[str, Case] = {
                             fix="exactly one value", outputs=["a.log", "b.log"]),
     "run/screen-missing-dir": C("run", "in.x", "-screen", "nodir/screen.txt", files=[("in.x", LI_BOX)],
                                 expect=["-screen", "nodir"], fix="create it", outputs=["nodir"]),
+    # (not ${model}: scripts here are filled from the fixtures' {placeholders})
+    "run/variable-not-given": L("pair_style nequip ${potential}\npair_coeff * * Li\nrun 0\n",
+                                expect=["illegal variable potential", "-var potential"], fix="pass -var"),
     # -- LAMMPS: pair_style nequip ----------------------------------------------------------------------
     "pair/no-model": L("pair_style nequip\n", expect=["pair_style nequip", "MODEL"]),
     "pair/model-missing": L("pair_style nequip nowhere.ckpt\npair_coeff * * Li\nrun 0\n",
@@ -623,6 +637,9 @@ SETUPS = {
     "good.db": lambda d, ctx: shutil.copy(ctx["queue"], d / "good.db"),
     "other.db": _sqlite_other,
 }
+if shutil.which("sbatch") is None:  # a machine without Slurm's commands (a cluster's login node has them)
+    CASES["loop/slurm-without-its-commands"] = C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "engine: {type: slurm}\n")],
+                                                 expect=["slurm", "sbatch"], fix="use engine type local", outputs=["run"])
 
 
 # -- helpers --------------------------------------------------------------------------------------------

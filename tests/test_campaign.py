@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -143,6 +144,38 @@ def test_relabelling_fans_out_per_frame_retries_and_records_failures(tmp_path, m
         failed = list(q.rows("failed"))
         assert q.count("labelled") == 3 and len(failed) == 1 and "SCF did not converge" in failed[0].data["failure"]
         assert set(failed[0].atoms.get_chemical_symbols()) == {"Mg"}
+
+
+@pytest.mark.slow
+def test_an_engine_whose_interchange_was_killed_stops_its_workers_instead_of_hanging(tmp_path):
+    # timeout, scancel and Ctrl-C signal the whole process group: Parsl's interchange dies with the
+    # campaign, and Parsl's own clean-up would wait on it forever
+    cfg = load_config(None)
+    cfg["engine"].update(workers=1)
+    ended, errors = threading.Event(), []
+
+    def campaign() -> None:
+        try:
+            with Engine(cfg["engine"], tmp_path / "runinfo") as engine:
+                engine.result(engine.submit("relabel", "warm-up", time.sleep, 0.1))  # a worker block is up
+                interchange = next(iter(engine._dfk.executors.values())).interchange_proc
+                interchange.terminate()
+                interchange.wait(10)
+                raise KeyboardInterrupt  # what the campaign's SIGTERM handler raises
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            ended.set()
+
+    threading.Thread(target=campaign, daemon=True).start()
+    assert ended.wait(60), "the engine's clean-up hung on the dead interchange"
+    assert not errors, errors
+    deadline = time.time() + 20
+    while _leftovers(tmp_path) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _leftovers(tmp_path), "the worker block was left running"
 
 
 CAMPAIGN = {

@@ -33,6 +33,35 @@ def test_all_thermo_blocks_are_read_and_joined(tmp_path):
     assert traj.max_error[-1] == pytest.approx(1.35) and traj.mean_error[1] == pytest.approx(0.06)
 
 
+HALTED = """   Step          Temp          f_uq[1]        f_uq[2]
+         0   600            0.21           0.05
+        10   640            0.25           0.06
+WARNING: the neighbour list was rebuilt 3 times (src/neighbor.cpp:1)
+        20   700            0.31           0.07
+fix ltau uq: soft halt at step 30: 2 atoms above hi (max predicted error 2.182 eV/Å); this run ends, the script goes on
+        30   1390           2.18           0.21
+Loop time of 30.2986 on 1 procs for 30 steps with 54 atoms
+
+Performance: 1.426 ns/day, 16.833 hours/ns, 16.502 timesteps/s, 891.129 atom-step/s
+   Step          Temp          f_uq[1]        f_uq[2]
+        30   1390           2.18           0.21
+        40   1500           0.90           0.20
+WARNING: Fix halt condition for fix-id stop met on step 40 with value 30 (src/fix_halt.cpp:303)
+        40   1500           0.90           0.20
+Loop time of 1.0 on 1 procs for 10 steps with 54 atoms
+"""
+
+
+def test_the_halting_row_after_a_halt_message_is_read_and_the_halts_are_marked(tmp_path):
+    (tmp_path / "log.lammps").write_text(HALTED)
+    traj = read_trajectory(tmp_path / "log.lammps")
+    assert list(traj.step) == [0, 10, 20, 30, 30, 40, 40]  # nothing lost to the lines between rows
+    assert traj.initial_and_maximum()["maximum"] == pytest.approx(2.18) and traj.initial_and_maximum()["maximum_step"] == 30
+    assert list(traj.halt_steps) == [30, 40]  # fix ltau's soft halt and LAMMPS's fix halt
+    p = ltau_md("trajectory", tmp_path / "log.lammps", "-o", tmp_path / "t.png")
+    assert "maximum 2.1800 eV/Å at step 30; 2 halt(s)" in p.stdout
+
+
 def test_log_without_fix_columns_is_a_one_line_error(tmp_path):
     (tmp_path / "log.lammps").write_text("   Step Temp\n 0 300\n 10 310\nLoop time of 1\n")
     with pytest.raises(LtauError, match="thermo_style custom"):
@@ -50,5 +79,5 @@ def test_trajectory_command_draws_the_failure_view(tmp_path):
     for step, reason in ((10, "lo"), (30, "lo"), (40, "hi")):
         q.add(a, error=np.ones(2), p=np.ones(2) * 0.5, run="r", step=step, reason=reason)
     p = ltau_md("trajectory", tmp_path / "log.lammps", "--queue", tmp_path / "q.db", "--lo", 0.3, "--hi", 1.0, "-o", tmp_path / "t.png")
-    assert "2 candidate(s), 1 halt(s)" in p.stdout and "step 40" in p.stdout
+    assert "1 halt(s); 2 candidate(s)" in p.stdout and "step 40" in p.stdout
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="end-to-end demo: Li MEAM data, NequIP ensemble, LTAU, heating-ramp MD that finds failures, 2 loop iterations",
         description="Runs the built-in loop configuration (Li, 2 iterations) and leaves the report, the "
-        "per-iteration calibration and trajectory plots in DIR. About 10 minutes on 2 cores.",
+        "per-iteration calibration and trajectory plots in DIR. About 2-5 minutes on 2 cores (measured).",
     )
     p.add_argument("-o", "--output", default="ltau-demo", type=output_dir, metavar="DIR")
     p.add_argument("--iterations", type=positive_int, default=2)

@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", choices=("auto", "flat", "hnsw", "ivfpq"), default="auto")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("-o", "--output", required=True, type=output_dir, metavar="NAME.ltau")
+    p.add_argument("--force", action="store_true", help="replace an artifact already at -o (its calibration goes with it)")
     p.set_defaults(func=run)
 
 
@@ -37,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from ltau_md.nequip.model import NequIPModel, resolve_model_path
     from ltau_md.nequip.training import member_error_logs
 
+    meta = Path(args.output) / "meta.json"
+    if meta.is_file() and not args.force:  # as train and inputs: what is there is not replaced unasked
+        calibrated = '"error_model"' in meta.read_text(errors="replace")
+        raise LtauError(f"-o {args.output}: already holds an LTAU artifact{' with its calibration' if calibrated else ''}; "
+                        "choose another name, or add --force to replace it")  # fmt: skip
     resolve_model_path(args.model)  # a missing or malformed model is the first thing to say
     logs = args.logs
     if not logs:

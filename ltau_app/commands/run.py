@@ -17,9 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "run",
         help="run a LAMMPS script with pair_style nequip and fix ltau (also under mpiexec -n P)",
         description="LAMMPS parses SCRIPT itself (include, variables, loops, if, several runs, minimize, "
-        "restarts). Styles: 'pair_style nequip MODEL [mode auto|domain|gathered] [dtype float32|float64]' "
-        "with 'pair_coeff * * EL1 ... ELn', and 'fix ID group ltau N ARTIFACT [k K] [scale S] [lo auto|VALUE] "
-        "[hi auto|VALUE] [nsamples N] [dump FILE] [queue DB] [halt no|soft|hard]'. Exit status 0, "
+        "restarts). Styles: 'pair_style nequip MODEL [mode auto|domain|gathered] [dtype float32|float64] "
+        "[device cpu|cuda|auto]' with 'pair_coeff * * EL1 ... ELn', and 'fix ID group ltau N ARTIFACT [k K] [scale S] "
+        "[predictor calibrated|ltau] [lo auto|VALUE] [hi auto|VALUE] [nsamples N] [dump FILE] [queue DB] [dedup yes|no] "
+        "[halt no|soft|hard]'. Exit status 0, "
         "1 on an error (one line), 3 after a hard halt (a restart file <stem>.halt.restart is written).",
         usage="ltau-md run SCRIPT [-var NAME VALUE [VALUE ...]] [-log FILE] [-screen none|FILE]",
     )
@@ -34,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_lammps_args(args: list[str]) -> tuple[list[tuple[str, list[str]]], str | None, str | None]:
-    """``-var``/``-log``/``-screen`` as LAMMPS reads them: a flag takes the words up to the next flag."""
+    """``-var``/``-log``/``-screen`` as LAMMPS reads them: a flag takes the words up to the next one
+    starting with ``-`` (so a mistyped flag is not swallowed as a value and handed on to LAMMPS)."""
     variables: list[tuple[str, list[str]]] = []
     log = screen = None
     i = 0
@@ -43,7 +45,7 @@ def parse_lammps_args(args: list[str]) -> tuple[list[tuple[str, list[str]]], str
         if flag is None:
             raise LtauError(f"{args[i]!r}: unknown argument (expected -var NAME VALUE..., -log FILE or -screen none)")
         j = i + 1
-        while j < len(args) and args[j] not in FLAGS:
+        while j < len(args) and not args[j].startswith("-"):
             j += 1
         words = args[i + 1 : j]
         if flag == "-var":

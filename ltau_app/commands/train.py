@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.data and not args.config:
         raise LtauError("--data: give the training frames (or a --config that names them)")
+    if (args.weights_from or args.reweight_lambda) and not args.reweight:
+        given = "--weights-from" if args.weights_from else "--reweight-lambda"
+        raise LtauError(f"{given} does nothing without --reweight; add --reweight easy|hard (or drop {given})")
     out = train(
         args.data or [],
         args.output,

@@ -30,17 +30,19 @@ def run(args: argparse.Namespace) -> int:
     from ltau_md.trajectory import plot_trajectory, read_trajectory
 
     traj = read_trajectory(args.log, args.fix)
-    cand = halts = None
+    cand = cand_err = halts = None
     if args.queue:
         from ltau_md.queue import CandidateQueue
 
         rows = [c for c in CandidateQueue(args.queue, must_exist=True).rows() if args.run is None or c.run == args.run]
-        cand = np.array([c.step for c in rows if c.reason != "hi"])
+        flagged = [c for c in rows if c.reason != "hi"]
+        cand, cand_err = np.array([c.step for c in flagged]), np.array([c.max_error for c in flagged])
         halts = np.array([c.step for c in rows if c.reason == "hi"])
-    plot_trajectory(traj, args.output, cand, halts, args.lo, args.hi, title=str(args.log))
+    plot_trajectory(traj, args.output, cand, halts, cand_err, lo=args.lo, hi=args.hi, title=str(args.log))
     m = traj.initial_and_maximum()
+    n_halts = len(np.union1d(traj.halt_steps, [] if halts is None else halts))
     print(f"{len(traj.step)} thermo rows (fix {traj.fix_id}); max predicted error: initial {m['initial']:.4f} eV/Å "
-          f"(step {m['initial_step']}), maximum {m['maximum']:.4f} eV/Å at step {m['maximum_step']}"
-          + (f"; {len(cand)} candidate(s), {len(halts)} halt(s)" if cand is not None else ""))
+          f"(step {m['initial_step']}), maximum {m['maximum']:.4f} eV/Å at step {m['maximum_step']}; {n_halts} halt(s)"
+          + (f"; {len(cand)} candidate(s)" if cand is not None else ""))
     print(f"plot: {args.output}")
     return 0
