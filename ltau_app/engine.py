@@ -139,9 +139,10 @@ def _stop_blocks(executor: Any) -> None:
     signal the whole process group, the interchange included."""
     if getattr(executor, "provider", None) is None or executor.bad_state_is_set:
         return
-    _, job_ids = executor._get_block_and_job_ids()
+    job_ids = [j for j in executor._get_block_and_job_ids()[1] if j is not None]
     try:
-        executor.provider.cancel([j for j in job_ids if j is not None])
+        if job_ids:
+            executor.provider.cancel(job_ids)
     except Exception as exc:  # the campaign is ending anyway; say what may be left running
         print(f"ltau-md: could not stop the Parsl worker blocks ({type(exc).__name__}: {exc}); check for leftover processes",
               file=sys.stderr)  # fmt: skip
@@ -191,7 +192,10 @@ class Engine:
         try:
             if exc[0] is not None:  # interrupted or failed: stop the workers, no graceful scale-in
                 for executor in self._dfk.executors.values():
-                    _stop_blocks(executor)
+                    try:
+                        _stop_blocks(executor)
+                    except Exception as err:  # the clean-up below must still run
+                        print(f"ltau-md: stopping the Parsl workers: {type(err).__name__}: {err}", file=sys.stderr)
             self._dfk.cleanup()
         finally:
             parsl.clear()

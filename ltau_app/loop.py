@@ -465,9 +465,10 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
                   data: LoopData, reference, species: list[str], engine: Engine, resume: bool,
                   calibration_frames: list | None = None) -> tuple[dict[str, Any], Path | None, list, list]:  # fmt: skip
     """One iteration in ``work``; returns the report row, the file and frames it adds to the
-    training data, and the labelled frames it holds out for later iterations' calibration
-    (``harvest.calibration_share``). The artifact is calibrated on the validation frames, its
-    error model on them and ``calibration_frames`` (earlier iterations' held-out frames) together.
+    training data, and the labelled frames it keeps out of training for later iterations'
+    calibration (``harvest.calibration_frames`` picks and the ``calibration_share`` of the
+    harvest). The artifact is calibrated on the validation frames, its error model on them and
+    ``calibration_frames`` (those frames of earlier iterations) together.
     With ``resume``, stages the ledger records as done are skipped (trained members, finished
     walkers, labelled frames); without, the iteration starts from scratch."""
     import shutil
@@ -608,7 +609,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     t_h = time.perf_counter()
     h_url, h_prefix = (queue_url, prefix) if strategy == "ltau" else (pick_url, pick_prefix)
     queue, labelled, new_file = _harvest(strategy, work, h_url, h_prefix, truths, cfg, k, engine, ledger)
-    picked = _label_calibration_frames(strategy, k, work, truths, labelled, h_prefix, cfg, engine, ledger)
+    picked = _label_calibration_frames(strategy, k, work, truths, queue, h_prefix, cfg, engine, ledger)
     held = calibration_held_out(len(labelled), float(cfg["harvest"]["calibration_share"]))
     held_frames = [labelled[i] for i in held]
     cal_file = None
@@ -669,30 +670,34 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
 
 def calibration_picks(n_checked: int, n: int) -> list[int]:
     """Which of ``n_checked`` checked MD frames (in run order, harvested ones left out) are labelled
-    for calibration: ``n`` of them at the inner points of an even grid over the run — blind to the
-    predictor, unlike the harvest, so the errors they show are not selected for being large."""
+    for calibration: the middle frame of each of ``n`` equal stretches of the run (all ``n``
+    distinct) — blind to the predictor, unlike the harvest, so the errors they show are not
+    selected for being large."""
     if n >= n_checked:
         return list(range(n_checked))
-    return sorted({int(round(x)) for x in np.linspace(0, n_checked - 1, n + 2)[1:-1]})
+    return [int((i + 0.5) * n_checked / n) for i in range(n)]
 
 
-def _label_calibration_frames(strategy: str, k: int, work: Path, truths: dict[str, Truth], harvested: list, h_prefix: str,
+def _label_calibration_frames(strategy: str, k: int, work: Path, truths: dict[str, Truth], queue, h_prefix: str,
                               cfg: dict[str, Any], engine: Engine, ledger: Ledger) -> list:  # fmt: skip
-    """``harvest.calibration_frames`` checked MD frames the harvest did not take, labelled with the
-    reference into ``calibration_frames.xyz``: out-of-domain errors for the error models of later
-    iterations, never trained on. A resumed iteration reads the file back."""
+    """``harvest.calibration_frames`` checked MD frames the harvest did not select, labelled with
+    the reference into ``calibration_frames.xyz``: out-of-domain errors for the error models of
+    later iterations, never trained on (none in the last iteration: no later one would use them).
+    The picks spread over all walkers' checked frames, walker after walker. A resumed iteration
+    reads the file back."""
     n = int(cfg["harvest"]["calibration_frames"])
     path = work / "calibration_frames.xyz"
-    if n == 0:
+    if n == 0 or k == int(cfg["iterations"]) - 1:
         return []
     if ledger.done("calibration_frames"):
         return read_frames(path) if path.exists() else []
-    taken = {(str(a.info.get("run", ""))[len(h_prefix):].split("@")[0], int(a.info.get("step", -1))) for a in harvested}
+    taken = {(c.run[len(h_prefix):].split("@")[0], int(c.step)) for c in queue.rows(selected=True, run_prefix=h_prefix)}
     pool = [(name, int(step), atoms) for name, t in truths.items() for step, atoms in t.frames if (name, int(step)) not in taken]
     picks = {f"{pool[i][0]} step {pool[i][1]}": pool[i] for i in calibration_picks(len(pool), n)}
     got: dict[str, Any] = {}
+    errors: list[str] = []
     failed = label_with_retries({key: atoms for key, (_, _, atoms) in picks.items()}, f"{strategy} {k} calibration", cfg, engine,
-                                done=got.__setitem__, fail=lambda key, msg: None)  # fmt: skip
+                                done=got.__setitem__, fail=lambda key, msg: errors.append(f"{key}: {msg}"))  # fmt: skip
     frames = []
     for key, (name, step, _) in picks.items():
         if key in got:
@@ -701,7 +706,8 @@ def _label_calibration_frames(strategy: str, k: int, work: Path, truths: dict[st
     if frames:
         _write_frames(path, frames)
     if failed:
-        _log(f"[{strategy} {k}] the reference failed on {failed} calibration frame(s) after {cfg['engine']['retries']} retries; left out")
+        _log(f"[{strategy} {k}] the reference failed on {failed} calibration frame(s) after {cfg['engine']['retries']} retries; "
+             f"left out (first: {(errors[0].splitlines() or [''])[0]})")  # fmt: skip
     ledger.mark("calibration_frames", {"picked": len(picks), "labelled": len(frames)})
     return frames
 
@@ -793,7 +799,7 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
     if resume:
         _check_resumable(cfg, out)
     else:
-        if out.is_dir() and any(out.iterdir()) and not (out / "config.yaml").is_file():
+        if out.is_dir() and any(out.iterdir()) and not ((out / "config.yaml").is_file() and (out / "data").is_dir()):
             raise LtauError(f"{out}: holds files that are not an ltau-md campaign (no config.yaml), which the campaign's "
                             "would mix with; choose a new or empty directory")  # fmt: skip
         if cfg["queue"] != "auto":

@@ -333,6 +333,8 @@ CASES: dict[str, Case] = {
                               expect=["c.yaml", "YAML"], outputs=["run"]),
     "loop/config-bad-yaml-says-the-line": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "md:\n  steps: 3\n    t_end: 900\n")],
                                             expect=["c.yaml, line 3", "YAML"], outputs=["run"]),
+    "loop/config-inside-o": C("loop", "sub/config.yaml", "-o", "sub", setup=["subdir"], files=[("sub/config.yaml", "iterations: 1\n")],
+                              expect=["sub/config.yaml"], fix="keep your config outside"),
     "loop/o-holds-other-files": C("loop", "-", "-o", "sub", setup=["subdir"], files=[("sub/notes.txt", "mine\n")],
                                   expect=["sub", "not an ltau-md campaign"], fix="choose"),
     "loop/config-list": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "- 1\n- 2\n")], expect=["c.yaml", "mapping"],

@@ -19,6 +19,7 @@ from ase.io import read
 from ltau_app.engine import Engine, mpi_command, parsl_config, threads_per_task, workers_of
 from ltau_app.loop import Ledger, _check_queue_is_free, _check_resumable, _harvest, load_config, run_loop
 from ltau_md.errors import LtauError
+from ltau_md.lammps_dump import read_dump
 from ltau_md.queue import CandidateQueue
 
 TESTS = Path(__file__).resolve().parent
@@ -322,6 +323,10 @@ def test_two_walker_campaign_on_a_postgresql_queue_survives_kill_and_resumes(tmp
         assert not any(np.allclose(h.positions, t.positions) for h in held for t in trained)
         (picked,) = read(it0 / "calibration_frames.xyz", ":")  # a checked frame the harvest did not take
         assert picked.get_forces().shape == (54, 3) and not any(np.allclose(picked.positions, h.positions) for h in held + trained)
+        assert picked.info["labelled_by"] == "meam" and picked.info["walker"] in {"long", "short"}
+        steps = {w: {fr.step for fr in read_dump(it0 / "walkers" / w / "traj.dump")} for w in ("long", "short")}
+        assert int(picked.info["step"]) in steps[picked.info["walker"]]
+        assert row1["calibration_frames_labelled"] == 0 and not (it1 / "calibration_frames.xyz").exists()  # the last iteration
         text = (run / "report.txt").read_text()
         assert "ltau iteration 1: walkers" in text and "wall time per stage" in text
         assert (run / "campaign.png").read_bytes()[:4] == b"\x89PNG"

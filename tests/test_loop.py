@@ -13,7 +13,6 @@ from conftest import ltau_md  # noqa: E402
 
 from ltau_app.loop import calibration_held_out, calibration_picks, load_config  # noqa: E402
 from ltau_md.errors import LtauError  # noqa: E402
-from ltau_md.lammps_dump import read_dump  # noqa: E402
 from ltau_md.queue import CandidateQueue  # noqa: E402
 
 TINY = {
@@ -50,14 +49,8 @@ def test_one_loop_iteration_trains_runs_md_harvests_and_reports(tmp_path):
         assert (work / "model.ltau" / "meta.json").exists() and (work / "walkers" / "w0" / f"log.{strategy}_iter00_w0").exists()
         added = read(work / "labelled.xyz", ":") if r["frames_added"] else []
         assert len(added) == r["frames_added"] and all(a.get_forces().shape == (54, 3) for a in added)
-        # checked frames the harvest did not take, labelled for later iterations' calibration (not trained on)
-        free = {fr.step for fr in read_dump(work / "walkers" / "w0" / "traj.dump")} - {int(a.info["step"]) for a in added}
-        assert r["calibration_frames_labelled"] == min(2, len(free)) and r["frames_held_out"] == 0
-        if r["calibration_frames_labelled"]:
-            cal = read(work / "calibration_frames.xyz", ":")
-            assert len(cal) == r["calibration_frames_labelled"] and all(a.get_forces().shape == (54, 3) for a in cal)
-            assert {int(a.info["step"]) for a in cal} <= free
-            assert all(a.info["walker"] == "w0" and a.info["labelled_by"] == "meam" for a in cal)
+        # calibration frames are for later iterations: the last (here the only) one labels none
+        assert r["calibration_frames_labelled"] == 0 and not (work / "calibration_frames.xyz").exists()
     n_checked = rows["random"]["checked_atoms"] // 54
     assert rows["random"]["frames_added"] == min(3, n_checked)  # the same budget, spent blindly
     assert rows["ltau"]["frames_added"] == min(3, rows["ltau"]["candidates_found"])
@@ -109,9 +102,13 @@ def test_calibration_share_holds_out_that_fraction_of_the_harvest_spread_evenly(
     assert len(calibration_held_out(100, 0.29)) == 29  # not 28 (0.29 · 100 = 28.999… in floating point)
 
 
-def test_calibration_frames_are_picked_evenly_inside_the_run_blind_to_the_predictor():
+def test_calibration_frames_are_picked_evenly_along_the_run_blind_to_the_predictor():
     assert calibration_picks(10, 0) == []
-    assert calibration_picks(10, 1) == [4]  # mid-run: neither the in-domain start nor the last (halting) check
-    assert calibration_picks(11, 4) == [2, 4, 6, 8]
+    assert calibration_picks(10, 1) == [5]  # mid-run: neither the in-domain start nor the last (halting) check
+    assert calibration_picks(11, 4) == [1, 4, 6, 9]  # the middle of each of 4 equal stretches
     assert calibration_picks(3, 5) == [0, 1, 2]  # fewer checked frames than asked: all of them
     assert calibration_picks(0, 2) == []
+    for n_checked in range(1, 30):  # always as many distinct frames as asked (or all there are)
+        for n in range(1, n_checked + 1):
+            picks = calibration_picks(n_checked, n)
+            assert len(set(picks)) == n and picks == sorted(picks) and 0 <= picks[0] and picks[-1] < n_checked

@@ -23,8 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ltau_app.loop import load_config, run_loop
+    from pathlib import Path
 
+    from ltau_app.loop import load_config, run_loop
+    from ltau_md.errors import LtauError
+
+    if args.config != "-" and Path(args.config).resolve() == (Path(args.output) / "config.yaml").resolve():
+        raise LtauError(f"{args.config}: the campaign writes its full configuration to {args.output}/config.yaml; "
+                        "keep your config outside -o DIR (or pass it with --resume only to continue that campaign)")  # fmt: skip
     cfg = load_config(None if args.config == "-" else args.config)
     result = run_loop(cfg, args.output, resume=args.resume)
     print(result["text"])

@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def parse_lammps_args(args: list[str]) -> tuple[list[tuple[str, list[str]]], str | None, str | None]:
     """``-var``/``-log``/``-screen`` as LAMMPS reads them: a flag takes the words up to the next one
-    starting with ``-`` (so a mistyped flag is not swallowed as a value and handed on to LAMMPS)."""
+    starting with ``-`` (so a mistyped flag is not swallowed as a value and handed on to LAMMPS);
+    a ``-var``'s name and first value are taken whatever they are."""
     variables: list[tuple[str, list[str]]] = []
     log = screen = None
     i = 0
@@ -44,7 +45,8 @@ def parse_lammps_args(args: list[str]) -> tuple[list[tuple[str, list[str]]], str
         flag = FLAGS.get(args[i])
         if flag is None:
             raise LtauError(f"{args[i]!r}: unknown argument (expected -var NAME VALUE..., -log FILE or -screen none)")
-        j = i + 1
+        j = i + 3 if flag == "-var" else i + 1  # as LAMMPS: a -var's name and first value are taken as they are (-50 too)
+        j = min(j, len(args))
         while j < len(args) and not args[j].startswith("-"):
             j += 1
         words = args[i + 1 : j]
