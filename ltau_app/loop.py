@@ -799,8 +799,10 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
     if resume:
         _check_resumable(cfg, out)
     else:
-        if out.is_dir() and any(out.iterdir()) and not ((out / "config.yaml").is_file() and (out / "data").is_dir()):
-            raise LtauError(f"{out}: holds files that are not an ltau-md campaign (no config.yaml), which the campaign's "
+        entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
+        # a campaign's directory: its config.yaml and data/ (or only the config: killed before the data)
+        if entries and not ((out / "config.yaml").is_file() and ((out / "data").is_dir() or entries == {"config.yaml"})):
+            raise LtauError(f"{out}: holds files but no ltau-md campaign (config.yaml and data/), which the campaign's "
                             "would mix with; choose a new or empty directory")  # fmt: skip
         if cfg["queue"] != "auto":
             _check_queue_is_free(cfg, out)

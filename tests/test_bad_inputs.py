@@ -336,7 +336,7 @@ CASES: dict[str, Case] = {
     "loop/config-inside-o": C("loop", "sub/config.yaml", "-o", "sub", setup=["subdir"], files=[("sub/config.yaml", "iterations: 1\n")],
                               expect=["sub/config.yaml"], fix="keep your config outside"),
     "loop/o-holds-other-files": C("loop", "-", "-o", "sub", setup=["subdir"], files=[("sub/notes.txt", "mine\n")],
-                                  expect=["sub", "not an ltau-md campaign"], fix="choose"),
+                                  expect=["sub", "no ltau-md campaign"], fix="choose"),
     "loop/config-list": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "- 1\n- 2\n")], expect=["c.yaml", "mapping"],
                           outputs=["run"]),
     "loop/md-steps-text": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "md: {steps: many}\n")],
