@@ -32,6 +32,10 @@ class Trajectory:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     halt_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # where the log says a run was stopped
 
+    def halts(self, queue_halts: np.ndarray | list | None = None) -> np.ndarray:
+        """Halt steps: the log's, joined with those the candidate queue records (reason ``hi``)."""
+        return np.union1d(self.halt_steps, [] if queue_halts is None else queue_halts).astype(int)
+
     def initial_and_maximum(self) -> dict[str, float]:
         """Seed 002 §4.3's predictors of a failing relaxation or run: the max predicted error at
         the first check and the largest along the way (with its step)."""
@@ -44,13 +48,22 @@ def read_thermo(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
     """Every thermo block of a LAMMPS log as {column: values}. A block runs from its ``Step`` header
     to ``Loop time of`` (or the next header, or the end of a log cut short); lines in between that
     are not rows — warnings, a halt message printed just before the halting step's row — are skipped."""
+    return _thermo_blocks(_log_lines(path))
+
+
+def halt_steps(path: str | os.PathLike) -> np.ndarray:
+    """Steps at which the log says a run was halted (fix ltau soft/hard, or LAMMPS's fix halt)."""
+    return _halts(_log_lines(path))
+
+
+def _thermo_blocks(lines: list[str]) -> list[dict[str, np.ndarray]]:
     blocks, header, rows = [], None, []
 
     def close() -> None:
         if header is not None and rows:
             blocks.append({h: np.array([r[i] for r in rows]) for i, h in enumerate(header)})
 
-    for line in _log_lines(path):
+    for line in lines:
         words = line.split()
         if words and words[0] == "Step":
             close()
@@ -67,9 +80,8 @@ def read_thermo(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
     return blocks
 
 
-def halt_steps(path: str | os.PathLike) -> np.ndarray:
-    """Steps at which the log says a run was halted (fix ltau soft/hard, or LAMMPS's fix halt)."""
-    steps = [int(m.group(1) or m.group(2)) for m in map(_HALT.match, _log_lines(path)) if m]
+def _halts(lines: list[str]) -> np.ndarray:
+    steps = [int(m.group(1) or m.group(2)) for m in map(_HALT.match, lines) if m]
     return np.array(sorted(set(steps)), dtype=int)
 
 
@@ -81,7 +93,8 @@ def _log_lines(path: str | os.PathLike) -> list[str]:
 
 
 def read_trajectory(path: str | os.PathLike, fix_id: str | None = None) -> Trajectory:
-    blocks = read_thermo(path)
+    lines = _log_lines(path)  # read once: a long run's log is large
+    blocks = _thermo_blocks(lines)
     ids = []
     for b in blocks:
         for col in b:
@@ -96,7 +109,7 @@ def read_trajectory(path: str | os.PathLike, fix_id: str | None = None) -> Traje
     step = np.concatenate([b["Step"] for b in use])
     order = np.argsort(step, kind="stable")
     cols = {k: np.concatenate([b[k] for b in use])[order] for k in use[0] if all(k in b for b in use)}
-    return Trajectory(step[order], cols[f"f_{fid}[1]"], cols[f"f_{fid}[2]"], fid, cols, halt_steps(path))
+    return Trajectory(step[order], cols[f"f_{fid}[1]"], cols[f"f_{fid}[2]"], fid, cols, _halts(lines))
 
 
 def plot_trajectory(
@@ -123,7 +136,7 @@ def plot_trajectory(
         # each at its own max predicted error (the queue's); else read off the thermo line
         y = candidate_errors if candidate_errors is not None else np.interp(candidate_steps, traj.step, traj.max_error)
         ax.plot(candidate_steps, y, "o", ms=5, mfc="none", color="tab:orange", label=f"candidates ({len(candidate_steps)})")
-    halts = np.union1d(traj.halt_steps, [] if halt_steps is None else halt_steps)  # the log's and the queue's
+    halts = traj.halts(halt_steps)
     if len(halts):
         for s in halts:
             ax.axvline(s, color="tab:red", lw=1.5)

@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     meta = Path(args.output) / "meta.json"
     if meta.is_file() and not args.force:  # as train and inputs: what is there is not replaced unasked
-        calibrated = '"error_model"' in meta.read_text(errors="replace")
+        try:
+            calibrated = "error_model" in json.loads(meta.read_text())
+        except (ValueError, UnicodeDecodeError):  # a damaged artifact: still not replaced unasked
+            calibrated = False
         raise LtauError(f"-o {args.output}: already holds an LTAU artifact{' with its calibration' if calibrated else ''}; "
                         "choose another name, or add --force to replace it")  # fmt: skip
     resolve_model_path(args.model)  # a missing or malformed model is the first thing to say

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         halts = np.array([c.step for c in rows if c.reason == "hi"])
     plot_trajectory(traj, args.output, cand, halts, cand_err, lo=args.lo, hi=args.hi, title=str(args.log))
     m = traj.initial_and_maximum()
-    n_halts = len(np.union1d(traj.halt_steps, [] if halts is None else halts))
+    n_halts = len(traj.halts(halts))
     print(f"{len(traj.step)} thermo rows (fix {traj.fix_id}); max predicted error: initial {m['initial']:.4f} eV/Å "
           f"(step {m['initial_step']}), maximum {m['maximum']:.4f} eV/Å at step {m['maximum_step']}; {n_halts} halt(s)"
           + (f"; {len(cand)} candidate(s)" if cand is not None else ""))
