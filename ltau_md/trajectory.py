@@ -47,7 +47,8 @@ class Trajectory:
 def read_thermo(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
     """Every thermo block of a LAMMPS log as {column: values}. A block runs from its ``Step`` header
     to ``Loop time of`` (or the next header, or the end of a log cut short); lines in between that
-    are not rows — warnings, a halt message printed just before the halting step's row — are skipped."""
+    are not rows — warnings, a halt message printed just before the halting step's row, a ``fix print``'s
+    numbers — are skipped."""
     return _thermo_blocks(_log_lines(path))
 
 
@@ -73,9 +74,13 @@ def _thermo_blocks(lines: list[str]) -> list[dict[str, np.ndarray]]:
             header, rows = None, []
         elif header is not None and len(words) == len(header):
             try:
-                rows.append([float(w) for w in words])
+                row = [float(w) for w in words]
             except ValueError:
-                pass
+                continue
+            # a thermo row's step is an integer that never goes back within its block: other numeric lines
+            # of the same width (a fix print's) are not rows
+            if words[0].lstrip("-").isdigit() and (not rows or row[0] >= rows[-1][0]):
+                rows.append(row)
     close()
     return blocks
 

@@ -142,3 +142,14 @@ def test_epoch_window_parsing():
     assert parse_window(None) is None
     with pytest.raises(LtauError, match="START:STOP"):
         parse_window("3")
+
+
+def test_training_progress_shows_every_epoch_logged_since_the_last_poll(tmp_path, rng):
+    from ltau_md.nequip.training import _progress_lines
+
+    atoms = atom_table()
+    write_log(tmp_path / "log", rng.random((3, len(atoms))).astype(np.float32), atoms)
+    lines = _progress_lines(tmp_path / "log", "model 0", 5, shown=0)  # three epochs finished between two polls
+    assert [line.split(",")[0] for line in lines] == ["model 0: epoch 1/5", "model 0: epoch 2/5", "model 0: epoch 3/5"]
+    assert _progress_lines(tmp_path / "log", "model 0", 5, shown=3) == []
+    assert _progress_lines(tmp_path / "missing", "model 0", 5, shown=0) == []

@@ -178,6 +178,22 @@ def test_export_writes_labelled_frames_for_training(tmp_path):
     assert "most uncertain atoms" in ltau_md("candidates", "show", tmp_path / "q.db", 1).stdout
 
 
+def test_candidates_list_shows_whole_run_names_and_marks_frames_not_yet_selected(tmp_path, capsys):
+    from ltau_app.cli import main
+
+    q = fill(tmp_path / "q.db", 2)
+    long_run = "heating_ramp@2026-12-07T10:54:47_rank0"  # names of one campaign differ at their ends
+    q.add(frame(7), error=np.full(16, 0.5), p=np.zeros(16), run=long_run, step=70, reason="hi")
+    assert main(["candidates", "list", str(tmp_path / "q.db")]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:-1]
+    assert len(rows) == 3 and long_run in rows[2]
+    assert all(r.split()[2] == "-" for r in rows)  # before any 'select'
+    q.select(1)
+    assert main(["candidates", "list", str(tmp_path / "q.db")]) == 0
+    sel = [r.split()[2] for r in capsys.readouterr().out.splitlines()[1:-1]]
+    assert sorted(sel) == ["no", "no", "yes"]
+
+
 def test_bad_calculator_specs_are_one_line_errors(tmp_path):
     fill(tmp_path / "q.db", 1)
     for spec, needle in [("nosuch", "meam"), ("nosuchmodule:Calc", "cannot import"), ("meam:{oops", "JSON")]:

@@ -62,6 +62,12 @@ def test_the_halting_row_after_a_halt_message_is_read_and_the_halts_are_marked(t
     assert "maximum 2.1800 eV/Å at step 30; 2 halt(s)" in p.stdout
 
 
+def test_numeric_fix_print_lines_of_a_rows_width_are_not_rows(tmp_path):
+    printed = HALTED.replace("        10   640", "0.5 1.25 3.0 4.0\n-2.5 1 2 3\n        10   640")
+    (tmp_path / "log.lammps").write_text(printed.replace("        20   700", "7 1.0 2.0 3.0\n        20   700"))
+    assert list(read_trajectory(tmp_path / "log.lammps").step) == [0, 10, 20, 30, 30, 40, 40]
+
+
 def test_log_without_fix_columns_is_a_one_line_error(tmp_path):
     (tmp_path / "log.lammps").write_text("   Step Temp\n 0 300\n 10 310\nLoop time of 1\n")
     with pytest.raises(LtauError, match="thermo_style custom"):

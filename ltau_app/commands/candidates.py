@@ -39,11 +39,14 @@ def run(args: argparse.Namespace) -> int:
     queue = CandidateQueue(args.db, must_exist=True, writable=args.action == "select")
     if args.action == "list":
         rows = list(queue.rows(args.status))
-        print(f"{'id':>5s} {'status':9s} {'sel':>3s} {'run':16s} {'step':>8s} {'reason':6s} {'atoms':>6s} {'max err':>8s} {'>lo':>4s}")
+        # the run column is as wide as the longest run name: names like heating_ramp@2024-… differ at the end
+        w = max([3, *(len(c.run) for c in rows)])
+        print(f"{'id':>5s} {'status':9s} {'sel':>3s} {'run':{w}s} {'step':>8s} {'reason':6s} {'atoms':>6s} {'max err':>8s} {'>lo':>4s}")
         for c in rows:
             kv = c.key_value_pairs
-            sel = {True: "yes", False: "no"}.get(kv.get("selected"), "")
-            print(f"{c.id:5d} {c.status:9s} {sel:>3s} {c.run[:16]:16s} {c.step:8d} {c.reason:6s} {len(c.atoms):6d} "
+            # '-' until 'candidates select' has run over the frame
+            sel = {True: "yes", False: "no"}.get(kv.get("selected"), "-")
+            print(f"{c.id:5d} {c.status:9s} {sel:>3s} {c.run:{w}s} {c.step:8d} {c.reason:6s} {len(c.atoms):6d} "
                   f"{c.max_error:8.4f} {kv.get('n_above_lo', ''):>4}")
         print(f"{len(rows)} frame(s); pending {queue.count('pending')}, labelled {queue.count('labelled')}, failed {queue.count('failed')}")
         return 0

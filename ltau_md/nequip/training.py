@@ -256,16 +256,22 @@ def _tail(path: Path, n: int = 1) -> str:
     return " | ".join(lines[-n:])
 
 
-def _progress_line(log_dir: Path, label: str, epochs: int | None) -> str | None:
+def _progress_lines(log_dir: Path, label: str, epochs: int | None, shown: int) -> list[str]:
+    """One line per epoch logged after the first ``shown`` (a poll can find several finished)."""
     try:
         log = ErrorLog(log_dir)
     except ErrorLogError:
-        return None
-    if log.n_epochs == 0:
-        return None
-    err = float(np.nanmean(log.epoch_errors(log.n_epochs - 1)))
+        return []
     total = f"/{epochs}" if epochs else ""
-    return f"{label}: epoch {int(log.epochs[-1]) + 1}{total}, mean training force error {err:.4f} eV/Å"
+    return [f"{label}: epoch {int(log.epochs[i]) + 1}{total}, mean training force error "
+            f"{float(np.nanmean(log.epoch_errors(i))):.4f} eV/Å" for i in range(shown, log.n_epochs)]
+
+
+def _print_progress(log_dir: Path, label: str, epochs: int | None, shown: int) -> int:
+    lines = _progress_lines(log_dir, label, epochs, shown)
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+    return shown + len(lines)
 
 
 FINISHED = "finished.json"
@@ -284,7 +290,7 @@ def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | 
         cmd.append(f"++ckpt_path='{quoted}'")
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore")
-    last = None
+    shown = 0
     with open(run_dir / "train.log", "ab") as out:
         # in the caller's working directory: relative paths in a user's config mean what they do for nequip-train
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -292,17 +298,12 @@ def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | 
         try:
             while proc.poll() is None:
                 time.sleep(1.0)
-                line = _progress_line(run_dir / "ltau_errors", label, epochs)
-                if line and line != last:
-                    print(line, file=sys.stderr, flush=True)
-                    last = line
+                shown = _print_progress(run_dir / "ltau_errors", label, epochs, shown)
         except BaseException:  # interrupted (or the engine's worker told to stop): no orphan training
             proc.kill()
             proc.wait()
             raise
-    line = _progress_line(run_dir / "ltau_errors", label, epochs)
-    if line and line != last:
-        print(line, file=sys.stderr, flush=True)
+    _print_progress(run_dir / "ltau_errors", label, epochs, shown)
     if proc.returncode != 0:
         raise LtauError(
             f"{label}: nequip-train failed (exit {proc.returncode}); see {run_dir / 'train.log'}: {_tail(run_dir / 'train.log')[-300:]}"
