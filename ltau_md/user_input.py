@@ -65,8 +65,17 @@ def read_frames(path: str | Path, need_forces: bool = True, what: str = "frames"
     return frames
 
 
+def is_prediction(atoms) -> bool:
+    """A frame written by ``ltau-md predict``: its ``forces`` are the model's, the reference (when the
+    input had one) is in ``ref_forces``."""
+    return "ltau_error" in atoms.arrays
+
+
 def reference_forces(atoms) -> np.ndarray | None:
     """The frame's stored (reference) forces, or None."""
+    if is_prediction(atoms):
+        ref = atoms.arrays.get("ref_forces")
+        return None if ref is None else np.asarray(ref, dtype=np.float64)
     calc = atoms.calc
     if calc is not None and "forces" in getattr(calc, "results", {}):
         return np.asarray(calc.results["forces"], dtype=np.float64)

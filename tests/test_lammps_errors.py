@@ -4,6 +4,7 @@ on one rank ends every rank (no hang); the plugin in plain ``lmp``; no C++ compi
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,6 +98,28 @@ run 20
     p = ltau_run(tmp_path, script, ranks=2, timeout=60)
     assert time.monotonic() - t0 < 60
     assert_one_error_line(p, "fix ltau u: dump gone/cand.xyz: cannot write")
+
+
+def test_ctrl_c_during_a_run_is_reported_as_interrupted_not_as_an_error(tmp_path, trained):
+    script = SETUP + f"""
+velocity all create 600 4928459 loop geom
+pair_style nequip {trained}
+pair_coeff * * Li
+fix nve all nve
+thermo 1
+run 1000000
+"""
+    (tmp_path / "in.case").write_text(script)
+    p = subprocess.Popen([str(BIN / "ltau-md"), "run", "in.case", "-screen", "none"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "Step" not in ((tmp_path / "log.lammps").exists() and (tmp_path / "log.lammps").read_text() or ""):
+        time.sleep(0.2)
+    time.sleep(0.5)  # inside the MD loop: SIGINT lands in a pair_style nequip callback
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, (p.returncode, out, err)
+    assert err.strip().splitlines() == ["ltau-md: interrupted"], err
 
 
 def test_lammps_error_on_one_rank_ends_both(tmp_path, trained):

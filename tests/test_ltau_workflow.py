@@ -100,6 +100,25 @@ def test_calibrate_stores_scale_and_distributions_and_prints_the_table(fitted, l
         assert (tmp_path / "plots" / name).stat().st_size > 1000
 
 
+def test_predict_output_keeps_the_reference_as_the_reference_and_is_never_trained_on(fitted, li_data, tmp_path, capsys):
+    from ltau_app.cli import main
+    from ltau_md.errors import LtauError
+    from ltau_md.nequip.training import check_training_files
+    from ltau_md.user_input import read_frames, reference_forces
+
+    out = tmp_path / "val_pred.xyz"
+    assert main(["predict", str(fitted), str(li_data["val"]), "-o", str(out)]) == 0
+    # calibrate (and predict again) read predict's output: its reference is ref_forces, not the model's forces
+    for orig, pred in zip(read(li_data["val"], ":"), read_frames(out)):
+        np.testing.assert_allclose(reference_forces(pred), orig.get_forces(), atol=1e-7)
+        assert np.abs(pred.get_forces() - orig.get_forces()).max() > 1e-3
+    with pytest.raises(LtauError, match="'ltau-md predict' output"):  # nequip-train would read the model's forces
+        check_training_files([out])
+    capsys.readouterr()
+    assert main(["predict", str(fitted), str(out), "-o", str(out)]) == 2
+    assert "that is the input file" in capsys.readouterr().err
+
+
 def test_an_artifact_used_with_another_model_is_a_one_line_error(trained, fitted, li_data, tmp_path):
     p = ltau_md("predict", fitted, li_data["val"], "--model", trained / "seed1" / "best.ckpt", "-o", tmp_path / "x.xyz", check=False)
     assert p.returncode == 2

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ltau_app.arguments import input_file, output_file, positive_int
+from ltau_md.errors import LtauError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from ltau_md.progress import Progress
     from ltau_md.user_input import read_frames
 
+    if Path(args.output).resolve() == Path(args.frames).resolve():
+        raise LtauError(f"-o {args.output}: that is the input file; write the predictions to another file")
     art, model = load_for_artifact(args.artifact, args.model, args.dtype)
     frames = read_frames(args.frames, need_forces=False)
     bar = Progress("predicting", len(frames))

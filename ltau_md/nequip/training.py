@@ -62,13 +62,15 @@ def check_training_files(paths: Sequence[Path], species: Sequence[str] | None = 
     """Every frame has energy and finite forces (and only ``species``, when given): said now, in
     one line naming file and frame, rather than by nequip-train minutes later."""
     from ltau_md.species import symbol, to_numbers
-    from ltau_md.user_input import read_frames
+    from ltau_md.user_input import is_prediction, read_frames
 
     if species:
         to_numbers(np.asarray(species, dtype=str), "--species")
     allowed = set(species) if species else None
     for p in paths:
         for i, atoms in enumerate(read_frames(p, need_forces=True, what="training frames")):
+            if is_prediction(atoms):  # nequip-train would read the model's own forces as the labels
+                raise LtauError(f"{p}: frame {i} is 'ltau-md predict' output (its forces are the model's); train on the reference frames")
             calc = atoms.calc
             if calc is None or "energy" not in getattr(calc, "results", {}) or not np.isfinite(calc.results["energy"]):
                 raise LtauError(f"{p}: frame {i} has no reference energy (write it with the frame, e.g. extxyz energy=)")
