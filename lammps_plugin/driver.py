@@ -170,7 +170,8 @@ def lammps_session(comm, cmdargs: Sequence[str] = (), run_name: str = "lammps", 
         session = Session(plugin, rank, run_name=run_name, source=source)
         plugin.register(session.callbacks())
         plugin.clear_halt()
-        lmp.command(f'print "ltau-md run: {comm.Get_size()} MPI rank(s) x {threads} torch thread(s) ({why})"')
+        # the run name in the log: the frames this run queues carry it ('ltau-md trajectory --queue' reads it back)
+        lmp.command(f'print "ltau-md run {run_name}: {comm.Get_size()} MPI rank(s) x {threads} torch thread(s) ({why})"')
         yield lmp, plugin, session
     finally:
         lmp.close()  # destroys the fixes, which still call back into the session

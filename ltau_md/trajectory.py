@@ -22,6 +22,9 @@ _FIX_COL = re.compile(r"^f_([A-Za-z0-9_]+)\[(\d)\]$")
 # the lines that say a run was stopped: fix ltau's own halts and LAMMPS's fix halt
 _HALT = re.compile(r"^(?:WARNING: |ERROR: )?(?:fix ltau \S+: (?:soft|hard) halt at step (\d+)|Fix halt condition for fix-id \S+ met on step (\d+))")
 
+# the line 'ltau-md run' prints at start: the run name the frames it queues carry
+_RUN_NAME = re.compile(r"^ltau-md run (\S+): \d+ MPI rank")
+
 
 @dataclass
 class Trajectory:
@@ -31,6 +34,7 @@ class Trajectory:
     fix_id: str
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     halt_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # where the log says a run was stopped
+    run_names: list[str] = field(default_factory=list)  # the ltau-md runs the log records (the queue's ``run``)
 
     def halts(self, queue_halts: np.ndarray | list | None = None) -> np.ndarray:
         """Halt steps: the log's, joined with those the candidate queue records (reason ``hi``)."""
@@ -55,6 +59,15 @@ def read_thermo(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
 def halt_steps(path: str | os.PathLike) -> np.ndarray:
     """Steps at which the log says a run was halted (fix ltau soft/hard, or LAMMPS's fix halt)."""
     return _halts(_log_lines(path))
+
+
+def run_names(path: str | os.PathLike) -> list[str]:
+    """The ltau-md runs a log records (the ``run`` of the frames they queued), in order."""
+    return _run_names(_log_lines(path))
+
+
+def _run_names(lines: list[str]) -> list[str]:
+    return list(dict.fromkeys(m.group(1) for m in map(_RUN_NAME.match, lines) if m))
 
 
 def _thermo_blocks(lines: list[str]) -> list[dict[str, np.ndarray]]:
@@ -114,7 +127,7 @@ def read_trajectory(path: str | os.PathLike, fix_id: str | None = None) -> Traje
     step = np.concatenate([b["Step"] for b in use])
     order = np.argsort(step, kind="stable")
     cols = {k: np.concatenate([b[k] for b in use])[order] for k in use[0] if all(k in b for b in use)}
-    return Trajectory(step[order], cols[f"f_{fid}[1]"], cols[f"f_{fid}[2]"], fid, cols, _halts(lines))
+    return Trajectory(step[order], cols[f"f_{fid}[1]"], cols[f"f_{fid}[2]"], fid, cols, _halts(lines), _run_names(lines))
 
 
 def plot_trajectory(

@@ -190,6 +190,7 @@ def test_run_dumps_queues_and_halts(tmp_path, trained, calibrated, ranks):
 
     from ltau_md.artifact import Artifact
     from ltau_md.queue import CandidateQueue
+    from ltau_md.trajectory import run_names
 
     script = tmp_path / "in.halt"
     script.write_text(HALT_SCRIPT.format(model=trained, artifact=calibrated))
@@ -224,6 +225,7 @@ def test_run_dumps_queues_and_halts(tmp_path, trained, calibrated, ranks):
         assert np.allclose(r.data["ltau_error"], f.arrays["ltau_error"]) and r.data["latent"].shape == (54, art.meta["descriptor_dim"])
         assert np.allclose(r.atoms.positions, f.positions) and np.allclose(r.atoms.get_velocities(), f.get_velocities())
         assert r.run == f.info["run"] and r.run.startswith("halt@")
+    assert run_names(tmp_path / "log.halt") == [rows[0].run]  # what 'trajectory --queue' matches on
 
     cont = tmp_path / "in.continue"
     cont.write_text(CONTINUE_SCRIPT.format(restart=restart.name, model=trained, artifact=calibrated))

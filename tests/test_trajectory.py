@@ -87,3 +87,25 @@ def test_trajectory_command_draws_the_failure_view(tmp_path):
     p = ltau_md("trajectory", tmp_path / "log.lammps", "--queue", tmp_path / "q.db", "--lo", 0.3, "--hi", 1.0, "-o", tmp_path / "t.png")
     assert "1 halt(s); 2 candidate(s)" in p.stdout and "step 40" in p.stdout
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_trajectory_marks_only_the_frames_of_the_runs_its_log_records(tmp_path, capsys):
+    from ase.build import bulk
+
+    from ltau_app.cli import main
+    from ltau_md.queue import CandidateQueue
+
+    this, other = "ramp@20261207T110700", "ramp@20261207T110720"  # two runs of one script sharing a queue
+    (tmp_path / "log.lammps").write_text(LOG.replace("fix uq all", f"ltau-md run {this}: 1 MPI rank(s) x 1 torch thread(s) (default)\nfix uq all"))
+    q = CandidateQueue(tmp_path / "q.db")
+    a = bulk("Li", cubic=True)
+    for run, step, reason in ((this, 10, "lo"), (this, 40, "hi"), (other, 20, "lo"), (other, 30, "lo"), (other, 30, "hi")):
+        q.add(a, error=np.ones(2), p=np.ones(2) * 0.5, run=run, step=step, reason=reason)
+    args = ["trajectory", str(tmp_path / "log.lammps"), "--queue", str(tmp_path / "q.db"), "-o", str(tmp_path / "t.png")]
+    assert main(args) == 0
+    assert "1 halt(s); 1 candidate(s)" in capsys.readouterr().out
+    assert main([*args, "--run", other]) == 0
+    assert "1 halt(s); 2 candidate(s)" in capsys.readouterr().out
+    assert main([*args, "--run", "ramp@nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no frames of that run" in err and this in err and other in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ltau_app.arguments import input_file, output_file, positive_float
+from ltau_md.errors import LtauError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("log", type=input_file, metavar="LOG")
     p.add_argument("--queue", metavar="DB", help="candidate queue of the run: marks flagged frames and halts")
-    p.add_argument("--run", help="only queue rows of this run name")
+    p.add_argument("--run", help="only queue rows of this run name (default: the runs the log records)")
     p.add_argument("--fix", metavar="ID", help="fix ltau ID (default: the first found in the thermo output)")
     p.add_argument("--lo", type=positive_float, help="draw the lo cutoff (eV/Å)")
     p.add_argument("--hi", type=positive_float, help="draw the hi cutoff (eV/Å)")
@@ -34,7 +35,17 @@ def run(args: argparse.Namespace) -> int:
     if args.queue:
         from ltau_md.queue import CandidateQueue
 
-        rows = [c for c in CandidateQueue(args.queue, must_exist=True).rows() if args.run is None or c.run == args.run]
+        rows = list(CandidateQueue(args.queue, must_exist=True).rows())
+        runs = [args.run] if args.run else traj.run_names  # by default the runs this log records
+        if runs:
+            mine = [c for c in rows if c.run in runs]
+            if not mine and args.run:
+                known = sorted({c.run for c in rows})
+                raise LtauError(f"--run {args.run}: {args.queue} holds no frames of that run; its runs: "
+                                f"{', '.join(known[:6]) + (' …' if len(known) > 6 else '') or 'none'}")
+            rows = mine
+        else:
+            print(f"{args.log} names no ltau-md run: marking the frames of every run in {args.queue} (--run NAME picks one)")
         flagged = [c for c in rows if c.reason != "hi"]
         cand, cand_err = np.array([c.step for c in flagged]), np.array([c.max_error for c in flagged])
         halts = np.array([c.step for c in rows if c.reason == "hi"])
