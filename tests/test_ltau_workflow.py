@@ -130,3 +130,29 @@ def test_an_artifact_used_with_another_model_is_a_one_line_error(trained, fitted
 def test_fit_refuses_data_that_are_not_the_training_frames(trained, li_data, tmp_path):
     p = ltau_md("fit", "--model", trained, "--data", li_data["val"], "-o", tmp_path / "bad.ltau", check=False)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--data" in p.stderr
+
+
+def test_an_interrupted_train_is_refused_until_resumed_which_keeps_the_finished_models(li_data, tmp_path, capsys):
+    from conftest import TINY_MODEL
+
+    from ltau_app.cli import main
+
+    out = tmp_path / "m"
+    argv = ["train", "--data", str(li_data["train_a"]), "--val", str(li_data["val"]), "--epochs", "1", "--batch-size", "2",
+            *TINY_MODEL, "-o", str(out)]
+    assert main([*argv, "--ensemble", "1"]) == 0
+    # what Ctrl-C during the second of two models leaves: the first finished, the second part-way, no manifest
+    (out / "ensemble.json").unlink()
+    (out / "seed1").mkdir()
+    (out / "seed1" / "train.log").write_text("epoch 0 ...\n")
+    first = (out / "seed0" / "best.ckpt").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--ensemble", "2"]) == 2
+    assert "repeat its command with --resume" in capsys.readouterr().err
+    assert main(["fit", "--model", str(out), "--data", str(li_data["train_a"]), "-o", str(tmp_path / "x.ltau")]) == 2
+    assert "did not finish" in capsys.readouterr().err and not (tmp_path / "x.ltau").exists()
+    assert main([*argv, "--ensemble", "2", "--lr", "0.05", "--resume"]) == 2  # not what seed0 was trained with
+    assert "trained with other data or settings" in capsys.readouterr().err
+    assert main([*argv, "--ensemble", "2", "--resume"]) == 0
+    assert (out / "seed0" / "best.ckpt").read_bytes() == first and (out / "seed1" / "best.ckpt").is_file()
+    assert [m["name"] for m in json.loads((out / "ensemble.json").read_text())["members"]] == ["seed0", "seed1"]

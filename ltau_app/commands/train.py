@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reweight", choices=("easy", "hard"), help="per-atom loss weights from LTAU confidence (seed 002 §4.2)")
     p.add_argument("--weights-from", metavar="NAME.ltau", help="artifact whose p-values give the --reweight weights")
     p.add_argument("--reweight-lambda", type=positive_float, help="λ of the weights (default: 2.0 easy, 4.5 hard)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted train into DIR: keep the models that finished, train the others afresh")
     p.add_argument("-o", "--output", required=True, type=output_dir, metavar="DIR")
     p.set_defaults(func=run)
 
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         reweight=args.reweight,
         weights_from=args.weights_from,
         reweight_lambda=args.reweight_lambda,
+        reuse_finished=args.resume,
     )
     print(f"trained {args.ensemble} model(s) into {out}; production model: {out}/seed{args.seed}/best.ckpt")
     return 0

@@ -362,6 +362,11 @@ def train(
         if reuse_finished:
             return out
         raise LtauError(f"{out}: already holds a trained ensemble; choose another -o or remove it")
+    started = sorted(d.name for d in out.glob("seed*") if d.is_dir()) if out.is_dir() else []
+    if started and not reuse_finished:
+        done = [n for n in started if (out / n / FINISHED).is_file()]
+        raise LtauError(f"{out}: an interrupted 'ltau-md train' ({len(done)} of the started models {', '.join(started)} finished); "
+                        "repeat its command with --resume to keep the finished ones and train the rest, or choose another -o")
     if config is not None:
         base = read_yaml_mapping(config, "nequip config")
         if data_paths:  # the command line's data replace the config's
@@ -393,12 +398,15 @@ def train(
         name = f"seed{seed + m}"
         run_dir = (out / name).resolve()
         members.append({"name": name, "seed": seed + m, "checkpoint": f"{name}/best.ckpt", "error_log": f"{name}/ltau_errors"})
+        cfg = member_config(base, run_dir, seed + m, epochs, log_mode, log_dtype)
         if reuse_finished and (run_dir / FINISHED).is_file():
+            if yaml.safe_load((run_dir / "config.yaml").read_text()) != yaml.safe_load(yaml.safe_dump(cfg, sort_keys=False)):
+                raise LtauError(f"{run_dir}: trained with other data or settings than these; repeat the interrupted "
+                                f"command's arguments, or choose another -o")
             continue
         if reuse_finished and run_dir.exists():
             pidfile.stop_recorded(run_dir / PIDFILE)  # a killed campaign's training of it may still run
             shutil.rmtree(run_dir)  # a member killed part-way starts again (its error log would not continue cleanly)
-        cfg = member_config(base, run_dir, seed + m, epochs, log_mode, log_dtype)
         jobs.append((cfg, run_dir, f"model {m + 1}/{ensemble} ({name})", cfg["trainer"].get("max_epochs")))
     (run_members or run_members_serially)(jobs)
     manifest = {
