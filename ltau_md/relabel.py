@@ -107,30 +107,38 @@ def relabel(
     only_selected: bool = False,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Label pending (and optionally failed) rows of ``queue`` with ``spec`` (a calculator spec
-    string, or an ASE calculator); returns counts of labelled / failed."""
+    string, or an ASE calculator); returns counts of labelled / failed, and of the rows left out:
+    ``failed_before`` (failed rows not retried) and ``not_selected`` (pending rows ``only_selected``
+    skipped)."""
     if not isinstance(queue, CandidateQueue):
         queue = CandidateQueue(queue, must_exist=True, writable=True)
     calculator, name = (make_calculator(spec), spec) if isinstance(spec, str) else (spec, type(spec).__name__)
     todo = list(queue.rows("pending"))
+    failed_before = list(queue.rows("failed"))
     if retry_failed:
-        todo += list(queue.rows("failed"))
+        todo += failed_before
+    n_todo = len(todo)
     if only_selected:
         todo = [c for c in todo if c.selected]
     todo.sort(key=lambda c: c.id)
     if limit is not None:
         todo = todo[:limit]
-    counts = {"labelled": 0, "failed": 0}
+    counts = {"labelled": 0, "failed": 0, "failed_before": 0 if retry_failed else len(failed_before),
+              "not_selected": n_todo - len(todo) if only_selected and limit is None else 0}
+    first_failure = None
     for i, cand in enumerate(todo):
         try:
             labelled = label(cand.atoms, calculator)
         except Exception as exc:  # any calculator failure is recorded, not fatal
-            queue.mark_failed(cand.id, f"{type(exc).__name__}: {exc}", name)
+            reason = f"{type(exc).__name__}: {exc}"
+            queue.mark_failed(cand.id, reason, name)
             counts["failed"] += 1
+            first_failure = first_failure or f"frame {cand.id}: {reason.strip().splitlines()[0][:300] if reason.strip() else reason}"
         else:
             queue.mark_labelled(cand.id, labelled, name)
             counts["labelled"] += 1
         if progress is not None:
             progress(i + 1, len(todo))
-    return counts
+    return {**counts, "first_failure": first_failure}

@@ -194,6 +194,20 @@ def test_candidates_list_shows_whole_run_names_and_marks_frames_not_yet_selected
     assert sorted(sel) == ["no", "no", "yes"]
 
 
+def test_relabel_says_why_frames_failed_and_which_were_left_and_fails_when_none_labelled(tmp_path, capsys):
+    from ltau_app.cli import main
+
+    fill(tmp_path / "q.db", 3)
+    emt = ["relabel", str(tmp_path / "q.db"), "--calculator", "ase.calculators.emt:EMT"]  # EMT has no Li
+    assert main([*emt, "--limit", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "labelled 0, failed 2" in out and "first failure, frame 1: NotImplementedError: No EMT-potential for Li" in out
+    assert main([*emt, "--selected"]) == 0  # nothing selected yet: nothing tried, and it says so
+    out = capsys.readouterr().out
+    assert "1 pending frame(s) not marked by 'ltau-md candidates select'" in out
+    assert "2 frame(s) failed before and were left; --retry-failed" in out
+
+
 def test_bad_calculator_specs_are_one_line_errors(tmp_path):
     fill(tmp_path / "q.db", 1)
     for spec, needle in [("nosuch", "meam"), ("nosuchmodule:Calc", "cannot import"), ("meam:{oops", "JSON")]:
