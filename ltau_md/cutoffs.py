@@ -104,6 +104,9 @@ def _check_sample(x: np.ndarray, positive: bool) -> np.ndarray:
         raise LtauError(
             f"values must be {'> 0' if positive else '>= 0'} (magnitudes), found minimum {x.min():.4g}"
         )
+    if np.std(x) <= 1e-6 * np.mean(x):  # the likelihood fits divide by the spread
+        raise LtauError(f"all {x.size} values are (nearly) the same, {np.mean(x):.6g}: a distribution needs their spread; "
+                        "give the values of many atoms or checks")
     return x
 
 
@@ -123,7 +126,10 @@ def fit_maxwell(x: np.ndarray) -> FittedDistribution:
 
 
 def _fit_gamma(x: np.ndarray) -> FittedDistribution:
-    a, _, scale = stats.gamma.fit(x, floc=0.0)
+    try:
+        a, _, scale = stats.gamma.fit(x, floc=0.0)
+    except (RuntimeError, ValueError, FloatingPointError):
+        raise LtauError("the Gamma fit did not converge on these values") from None
     return _ks(x, "gamma", {"a": float(a), "scale": float(scale)})
 
 

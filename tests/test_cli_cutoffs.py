@@ -106,3 +106,10 @@ def test_console_script_is_installed(values):
     p = subprocess.run([str(LTAU_MD), "cutoffs", str(values / "u.npy"), "--n", "100", "--json"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "cutoff" in json.loads(p.stdout)
+
+
+def test_values_without_spread_are_a_one_line_error(tmp_path, capsys):
+    np.save(tmp_path / "c.npy", np.r_[np.ones(49), 1.0000001])  # the Gamma likelihood fit divides by the spread
+    for kind in ("uncertainty", "error"):
+        rc, out, err = run(capsys, "cutoffs", tmp_path / "c.npy", "--n", 100, "--kind", kind)
+        assert rc == 2 and out == "" and "all 50 values are (nearly) the same" in err and len(err.splitlines()) == 1
