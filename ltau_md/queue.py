@@ -125,7 +125,7 @@ class _ClosingConnection(sqlite3.Connection):
             self.close()
 
 
-def _sqlite_database(path: Path):
+def _sqlite_database(path: Path, reader: bool = False):
     """ASE's SQLite backend in WAL mode (writers do not block readers, and a commit is one append
     to the log), waiting ``BUSY_TIMEOUT_S`` for a busy database (ASE waits 20 s), creating the
     tables of a new file under a write lock (writers starting together on one new file: one
@@ -142,7 +142,8 @@ def _sqlite_database(path: Path):
                     con.execute("BEGIN IMMEDIATE")  # ASE checks again inside, then creates and commits
             super()._initialize(con)
 
-    if (not path.exists() or os.access(path, os.W_OK)) and os.access(path.parent, os.W_OK):  # a read-only queue stays as it is
+    # a read-only queue stays as it is, and so does any file a reader opens (a writer made a queue WAL already)
+    if not reader and (not path.exists() or os.access(path, os.W_OK)) and os.access(path.parent, os.W_OK):
         try:
             con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
             try:
@@ -240,7 +241,7 @@ def _connect(url: str | os.PathLike, must_exist: bool, writable: bool):
             raise LtauError(f"queue {text}: no such queue; give the .db file a run's fix ltau wrote (queue keyword)")
         if writable:
             _probe_writable(path)
-        return _sqlite_database(path)
+        return _sqlite_database(path, reader=must_exist and not writable)
     name = display_url(text)
     if not text.lower().startswith(_PG_SCHEMES):
         raise LtauError(f"queue {name}: a queue URL is postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or name a .db file)")
@@ -277,6 +278,12 @@ class CandidateQueue:
     def __init__(self, url: str | os.PathLike, must_exist: bool = False, writable: bool = False) -> None:
         self.url = display_url(url)  # passwords stay out of messages and logs
         self.db = _connect(url, must_exist, writable)
+        if must_exist:
+            with _database_errors(self.url, "read"):
+                first = next(iter(self.db.select(limit=1)), None)
+            if first is not None and not {"status", "run", "step"} <= set(first.key_value_pairs):
+                raise LtauError(f"queue {self.url}: an ase.db but not a candidate queue (its rows lack ltau-md's status/run/step keys); "
+                                "give the .db file a run's fix ltau wrote (queue keyword)")
 
     # -- rows -------------------------------------------------------------------------------
 

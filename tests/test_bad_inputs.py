@@ -261,6 +261,8 @@ CASES: dict[str, Case] = {
     "candidates/list-not-db-suffix": C("candidates", "list", "queue.txt", files=[("queue.txt", "")],
                                        expect=["queue.txt"], fix="ending in .db"),
     "candidates/list-foreign-sqlite": C("candidates", "list", "other.db", setup=["other.db"], expect=["other.db", "ase.db"]),
+    "candidates/list-plain-ase-db": C("candidates", "list", "plain.db", setup=["plain.db"], expect=["plain.db", "not a candidate queue"],
+                                      fix="fix ltau wrote"),
     "candidates/list-missing-dir": C("candidates", "list", "nodir/q.db", expect=["nodir"], outputs=["nodir"]),
     "candidates/list-bad-status": C("candidates", "list", "good.db", "--status", "done", setup=["good.db"],
                                     expect=["--status", "done"]),
@@ -610,6 +612,13 @@ def _sqlite_other(d: Path, ctx) -> None:
     con.close()
 
 
+def _plain_ase_db(d: Path, ctx) -> None:
+    import ase.db
+    from ase.build import bulk
+
+    ase.db.connect(d / "plain.db").write(bulk("Li", cubic=True), relaxed=True)  # someone's own ase.db, not a queue
+
+
 SETUPS = {
     "subdir": lambda d, ctx: (d / "sub").mkdir(),
     "subdir.xyz": lambda d, ctx: (d / "sub.xyz").mkdir(),
@@ -638,6 +647,7 @@ SETUPS = {
     "spxx.npy": lambda d, ctx: np.save(d / "spxx.npy", np.array(["Xx"] * 500)),
     "good.db": lambda d, ctx: shutil.copy(ctx["queue"], d / "good.db"),
     "other.db": _sqlite_other,
+    "plain.db": _plain_ase_db,
 }
 if shutil.which("sbatch") is None:  # a machine without Slurm's commands (a cluster's login node has them)
     CASES["loop/slurm-without-its-commands"] = C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "engine: {type: slurm}\n")],
