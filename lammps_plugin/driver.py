@@ -86,6 +86,15 @@ def launcher_rank() -> int:
     return 0
 
 
+def launcher_size() -> int:
+    """How many processes the MPI launcher started (1 outside mpiexec), before MPI starts. Only the
+    launchers' own variables: a batch job's SLURM_NTASKS is set for a single process too."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 1
+
+
 def run(
     script: str | os.PathLike,
     variables: Sequence[tuple[str, Sequence[str]]] = (),

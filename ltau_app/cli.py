@@ -64,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         getattr(args, "_parser", parser).error(f"unrecognized argument(s) {' '.join(extra)}: remove or correct them")
     try:
+        if getattr(args, "command", None) not in (None, "run"):
+            from lammps_plugin.driver import launcher_size  # stdlib only: MPI is not started for this
+
+            if launcher_size() > 1:  # each rank would do the whole job: N relabellings, N data sets, ...
+                raise LtauError(f"only 'ltau-md run' uses MPI; run 'ltau-md {args.command}' without mpiexec "
+                                f"(it would run {launcher_size()} times)")
         return int(args.func(args) or 0)
     except LtauError as exc:
         prog = f"ltau-md {args.command}" if getattr(args, "command", None) else "ltau-md"

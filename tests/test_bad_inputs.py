@@ -797,3 +797,11 @@ def test_bad_input(case_id, tmp_path, monkeypatch, capfd, li_data, trained, fitt
         assert after[k] == before[k], f"{k} changed: {set(after[k].items()) ^ set(before[k].items())}\n{shown}"
     for o in outputs:
         assert not o.exists(), f"{o} was created\n{shown}"
+
+
+def test_commands_other_than_run_refuse_to_run_once_per_mpi_rank(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("PMI_SIZE", "2")  # what mpiexec (MPICH's hydra) sets for each of 2 processes
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = _run_in_process(["make-data", "--system", "Li", "--frames", "2", "-o", "d.xyz"], capfd)
+    assert rc == 2 and not (tmp_path / "d.xyz").exists()
+    assert err.strip() == "ltau-md make-data: error: only 'ltau-md run' uses MPI; run 'ltau-md make-data' without mpiexec (it would run 2 times)"
