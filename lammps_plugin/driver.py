@@ -114,6 +114,8 @@ def run(
         return EXIT_ERROR
 
     script = Path(script)
+    if script.is_dir():
+        return fail(f"{script}: a directory, not an input script; give the script in it (e.g. {script / 'in.heating_ramp'})")
     if not script.is_file():
         return fail(f"{script}: no such input script (the shipped examples: 'ltau-md inputs -o DIR')")
 

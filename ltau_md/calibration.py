@@ -293,6 +293,17 @@ def _predictor_scores(e: np.ndarray, u: np.ndarray, p: np.ndarray, atol: float, 
     }
 
 
+def require_atoms_per_species(species: np.ndarray) -> None:
+    """Enough validation atoms of every species to fit an error model (said before any work)."""
+    from ltau_md.error_model import MIN_ATOMS
+
+    names, counts = np.unique(np.asarray(species), return_counts=True)
+    for sp, c in zip(names, counts):
+        if c < MIN_ATOMS:
+            raise LtauError(f"the validation frames hold {c} {sp} atoms; calibrating needs ≥ {MIN_ATOMS} of each species: "
+                            "give more validation frames")
+
+
 def calibrate_artifact(
     artifact: Any,
     val: ValidationErrors,
@@ -320,6 +331,7 @@ def calibrate_artifact(
     from ltau_md.error_model import DEFAULT_FORMS, ErrorModel, fit_species_error_model
 
     species, nearest, true_err, raw = val.species, val.nearest, val.true_error, val.ltau_error
+    require_atoms_per_species(species)
     n = int(n or len(true_err))
     groups = calibrate_groups(val.p, true_err, raw, artifact.atol, species, fit=fit_scale)
     report: dict[str, Any] = {

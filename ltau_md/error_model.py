@@ -116,6 +116,7 @@ PARAMETERS = {
     "neighbourhood": ("log a", "log b", "log g", "log c"),
 }
 FORMS = tuple(PARAMETERS)
+MIN_ATOMS = 20  # validation atoms of a species below which no form is fitted
 # the distance the forms use: the atom's own d, or its environment's (d + d̄)/2 (module docstring)
 DISTANCES = ("environment", "nearest")
 NEIGHBOURHOOD_FORMS = ("neighbourhood",)  # forms that need d̄
@@ -415,8 +416,8 @@ def fit_species_error_model(
             raise LtauError("the neighbourhood error model needs each validation atom's neighbourhood distance")
     if not (len(u) == len(d) == len(e)) or (dn is not None and len(dn) != len(e)):
         raise LtauError("u, d and true errors need one value per atom each")
-    if len(e) < 20:
-        raise LtauError(f"{len(e)} validation atoms of a species are too few to fit an error model (need ≥ 20)")
+    if len(e) < MIN_ATOMS:
+        raise LtauError(f"{len(e)} validation atoms of a species are too few to fit an error model (need ≥ {MIN_ATOMS})")
     distance = distance or ("environment" if dn is not None else "nearest")
     if distance not in DISTANCES:
         raise LtauError(f"error model distance {distance!r} unknown; choose one of {', '.join(DISTANCES)}")

@@ -171,6 +171,10 @@ CASES: dict[str, Case] = {
                             fix="fix or drop"),
     "calibrate/data-no-forces": C("calibrate", "art", "--data", "noforces.xyz", setup=["art", "noforces.xyz"],
                                   expect=["noforces.xyz", "forces"]),
+    "calibrate/data-other-species-in-second-file": C("calibrate", "art", "--data", "{val}", "mg_labelled.xyz",
+                                                     setup=["art", "mg_labelled.xyz"], expect=["mg_labelled.xyz: frame 0", "Mg"]),
+    "calibrate/data-too-few-atoms": C("calibrate", "art", "--data", "few.xyz", setup=["art", "few.xyz"],
+                                      expect=["12 Li atoms", "≥ 20"], fix="give more validation frames"),
     "calibrate/data-empty": C("calibrate", "art", "--data", "empty.xyz", setup=["art", "empty.xyz"], expect=["empty.xyz"]),
     "calibrate/error-model-unknown": C("calibrate", "art", "--data", "{val}", "--error-model", "cubic", setup=["art"],
                                        expect=["--error-model", "cubic"], fix="choose from"),
@@ -207,8 +211,11 @@ CASES: dict[str, Case] = {
                               outputs=["out.xyz"]),
     "predict/frames-not-xyz": C("predict", "{art}", "junk.xyz", "-o", "out.xyz", files=[("junk.xyz", "3\nnot\nextxyz\n")],
                                 expect=["junk.xyz"], outputs=["out.xyz"]),
-    "predict/frames-other-species": C("predict", "{art}", "mg.xyz", "-o", "out.xyz", setup=["mg.xyz"], expect=["Mg"],
+    "predict/frames-other-species": C("predict", "{art}", "mg.xyz", "-o", "out.xyz", setup=["mg.xyz"], expect=["mg.xyz", "Mg"],
                                       outputs=["out.xyz"]),
+    "predict/model-truncated-checkpoint": C("predict", "{art}", "{val}", "--model", "half.ckpt", "-o", "out.xyz",
+                                            setup=["half.ckpt"], expect=["half.ckpt", "cannot load the model"],
+                                            fix="give a whole nequip checkpoint", outputs=["out.xyz"]),
     "predict/model-truncated-ensemble-json": C("predict", "{art}", "{val}", "--model", "trunc_model", "-o", "out.xyz",
                                                setup=["trunc_model"], expect=["ensemble.json", "truncated"],
                                                fix="re-run 'ltau-md train'", outputs=["out.xyz"]),
@@ -385,7 +392,7 @@ CASES: dict[str, Case] = {
                             outputs=["out.xyz"]),
     # -- ltau-md run: the command line ----------------------------------------------------------------
     "run/script-missing": C("run", "in.none", expect=["in.none"], fix="no such input script", status=1),
-    "run/script-is-dir": C("run", "sub", setup=["subdir"], expect=["sub"], status=1),
+    "run/script-is-dir": C("run", "sub", setup=["subdir"], expect=["sub", "a directory, not an input script"], status=1),
     "run/var-without-value": C("run", "in.x", "-var", "T", files=[("in.x", LI_BOX)], expect=["-var T"],
                                fix="give a name and at least one value"),
     "run/unknown-flag": C("run", "in.x", "-bogus", files=[("in.x", LI_BOX)], expect=["-bogus"], fix="expected -var"),
@@ -572,11 +579,31 @@ def _nan_train_a(d: Path, ctx) -> None:
     _write(d / "train_a.xyz", frames)
 
 
+def _few_atoms(d: Path, ctx) -> None:
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    a = _frames(ctx)[0]
+    small = a[:12]  # one labelled frame of 12 atoms: too few to calibrate on
+    small.calc = SinglePointCalculator(small, energy=a.get_potential_energy() * 12 / len(a), forces=a.get_forces()[:12])
+    _write(d / "few.xyz", [small])
+
+
+def _mg_labelled(d: Path, ctx) -> None:
+    frames = _frames(ctx)[:1]
+    frames[0].numbers[:] = 12  # keeps its energy and forces: a labelled frame of a species the model lacks
+    _write(d / "mg_labelled.xyz", frames)
+
+
 def _mg(d: Path, ctx) -> None:
     frames = _frames(ctx)[:1]
     frames[0].numbers[:] = 12
     frames[0].calc = None
     _write(d / "mg.xyz", frames)
+
+
+def _trunc_ckpt(d: Path, ctx) -> None:
+    data = (Path(ctx["model"]) / "seed0" / "best.ckpt").read_bytes()
+    (d / "half.ckpt").write_bytes(data[: len(data) // 2])  # a copy cut short
 
 
 def _trunc_model(d: Path, ctx) -> None:
@@ -628,7 +655,10 @@ SETUPS = {
     "noenergy.xyz": _no_energy,
     "nan.xyz": _nan,
     "mg.xyz": _mg,
+    "mg_labelled.xyz": _mg_labelled,
+    "few.xyz": _few_atoms,
     "trunc_model": _trunc_model,
+    "half.ckpt": _trunc_ckpt,
     "model_manifest": _model_manifest,
     "art": lambda d, ctx: shutil.copytree(ctx["art"], d / "art"),  # an uncalibrated artifact to damage
     "art_nometa": lambda d, ctx: (d / "art" / "meta.json").unlink(),

@@ -36,13 +36,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ltau_md.calibration import calibrate_artifact
+    import numpy as np
+
+    from ltau_md.calibration import calibrate_artifact, require_atoms_per_species
     from ltau_md.nequip.calibrate import validation_errors
     from ltau_md.nequip.predict import load_for_artifact
+    from ltau_md.species import symbols
     from ltau_md.user_input import read_frames
 
     art, model = load_for_artifact(args.artifact, args.model, args.dtype)
-    frames = [f for path in args.data for f in read_frames(path, need_forces=True, what="validation frames")]
+    frames = []
+    for path in args.data:
+        for i, f in enumerate(read_frames(path, need_forces=True, what="validation frames")):
+            model.types_of(f.numbers, where=f"{path}: frame {i}")  # a species the model lacks, named by file and frame
+            frames.append(f)
+    require_atoms_per_species(symbols(np.concatenate([f.numbers for f in frames])))
     val = validation_errors(art, model, frames, k=args.k)
     rep = calibrate_artifact(art, val, n=args.n, plots=args.plots, fit_scale=not args.no_scale,
                              forms=tuple(args.error_model) if args.error_model else None, distance=args.distance)

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise LtauError(f"-o {args.output}: that is the input file; write the predictions to another file")
     art, model = load_for_artifact(args.artifact, args.model, args.dtype)
     frames = read_frames(args.frames, need_forces=False)
+    for i, f in enumerate(frames):
+        model.types_of(f.numbers, where=f"{args.frames}: frame {i}")  # a species the model lacks, named by file and frame
     bar = Progress("predicting", len(frames))
     art.resolve_predictor(args.predictor)  # one line now when the artifact has no error model
     preds = predict(model, art, frames, k=args.k, progress=bar.update, predictor=args.predictor)

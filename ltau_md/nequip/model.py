@@ -151,7 +151,10 @@ class NequIPModel:
         except LtauError:
             raise
         except Exception as exc:  # nequip/torch raise many types for a bad file
-            raise LtauError(f"{path}: cannot load the model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+            text = (str(exc).strip().splitlines() or [""])[0]
+            text = text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " …"  # torch's can run to paragraphs
+            raise LtauError(f"{path}: cannot load the model ({type(exc).__name__}: {text}); give a whole nequip checkpoint "
+                            "(.ckpt) or package (.nequip.zip) — a truncated copy fails this way") from None
         graph_model = graph_model.to(device).eval()
         for p in graph_model.parameters():
             p.requires_grad_(False)  # gradients are taken w.r.t. edge vectors only
