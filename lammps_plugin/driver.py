@@ -40,6 +40,48 @@ def one_line(message: str) -> str:
     return first
 
 
+_SUBSTITUTION = re.compile(r"\$\{(\w+)\}|\$([A-Za-z0-9_])")  # ${name} and $x; $(...) is an expression
+
+
+def undefined_variable(text: str, given: Sequence[str]) -> tuple[int, str] | None:
+    """(line, name) of the first ``${name}`` in a script that no ``variable`` command of it defines
+    and no ``-var`` gives, or None. LAMMPS meets such a line only when it gets there (after an
+    equilibration, say); said up front instead. No verdict for scripts that read other files
+    (``include``, ``jump FILE``), which may define variables."""
+    defined, uses = set(given), []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        start, line = i + 1, lines[i]
+        while line.rstrip().endswith("&") and i + 1 < len(lines):  # LAMMPS's continuation
+            i += 1
+            line = line.rstrip()[:-1] + " " + lines[i]
+        i += 1
+        line = _without_comment(line)
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "include" or (words[0] == "jump" and len(words) > 1 and words[1] != "SELF"):
+            return None
+        if words[0] == "variable" and len(words) > 1:
+            defined.add(words[1])
+        uses += [(start, m.group(1) or m.group(2)) for m in _SUBSTITUTION.finditer(line)]
+    return next(((n, name) for n, name in uses if name not in defined), None)
+
+
+def _without_comment(line: str) -> str:
+    """The line up to a '#' outside quotes (LAMMPS's comment rule)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            return line[:i]
+    return line
+
+
 def run_stem(script: str | os.PathLike, log: str | None) -> str:
     """The name of this run: the log file's, else the script's, without LAMMPS's ``log.``/``in.``
     prefix or else the last suffix (``in.heating_ramp`` → heating_ramp, ``run1.log`` → run1)."""
@@ -118,6 +160,13 @@ def run(
         return fail(f"{script}: a directory, not an input script; give the script in it (e.g. {script / 'in.heating_ramp'})")
     if not script.is_file():
         return fail(f"{script}: no such input script (the shipped examples: 'ltau-md inputs -o DIR')")
+    try:
+        missing = undefined_variable(script.read_text(errors="replace"), [name for name, _ in variables])
+    except OSError as exc:
+        return fail(f"{script}: cannot read it ({exc.strerror})")
+    if missing:
+        line, name = missing
+        return fail(f"{script}, line {line}: ${{{name}}} is neither defined in the script nor given; pass -var {name} VALUE")
 
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     cmdargs = []

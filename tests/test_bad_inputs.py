@@ -410,8 +410,10 @@ CASES: dict[str, Case] = {
     "run/screen-missing-dir": C("run", "in.x", "-screen", "nodir/screen.txt", files=[("in.x", LI_BOX)],
                                 expect=["-screen", "nodir"], fix="create it", outputs=["nodir"]),
     # (not ${model}: scripts here are filled from the fixtures' {placeholders})
-    "run/variable-not-given": L("pair_style nequip ${potential}\npair_coeff * * Li\nrun 0\n",
-                                expect=["illegal variable potential", "-var potential"], fix="pass -var"),
+    "run/variable-not-given": L("run 0\npair_style nequip ${potential}\npair_coeff * * Li\nrun 0\n",  # said before 'run 0'
+                                expect=["in.case, line", "${potential}", "-var potential"], fix="pass -var"),
+    "run/variable-not-given-in-included-file": L("include inc.in\n", files=[("inc.in", "pair_style nequip ${potential}\n")],
+                                                 expect=["illegal variable potential", "-var potential"], fix="pass -var"),
     # -- LAMMPS: pair_style nequip ----------------------------------------------------------------------
     "pair/no-model": L("pair_style nequip\n", expect=["pair_style nequip", "MODEL"]),
     "pair/model-missing": L("pair_style nequip nowhere.ckpt\npair_coeff * * Li\nrun 0\n",
