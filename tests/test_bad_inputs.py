@@ -93,6 +93,8 @@ CASES: dict[str, Case] = {
                              fix="create it", outputs=["nodir"]),
     "train/o-is-file": C("train", "--data", "{train_a}", "--val", "{val}", "-o", "afile", files=[("afile", "x\n")],
                          expect=["afile"], fix="give a directory name"),
+    "train/species-only-in-val": C("train", "--data", "{train_a}", "--val", "mg_labelled.xyz", "-o", "model",
+                                   setup=["mg_labelled.xyz"], expect=["mg_labelled.xyz", "Mg", "--data"], outputs=["model"]),
     "train/empty-data": C("train", "--data", "empty.xyz", "--val", "{val}", "-o", "model", setup=["empty.xyz"],
                           expect=["empty.xyz"], outputs=["model"]),
     "train/no-forces": C("train", "--data", "noforces.xyz", "--val", "{val}", "-o", "model", setup=["noforces.xyz"],
