@@ -36,18 +36,24 @@ def one_line(message: str) -> str:
     first = re.sub(r"\s*\([^()]*:\d+\)$", "", first)
     missing = re.search(r"Substitution for illegal variable (\w+)", first)
     if missing:  # the shipped inputs take their files as -var MODEL / -var artifact ...
-        first += f"; pass -var {missing.group(1)} VALUE to ltau-md run (or define it in the script)"
+        first += f"; {_var_hint(missing.group(1))}"
     return first
 
 
+def _var_hint(name: str) -> str:
+    return f"pass -var {name} VALUE to ltau-md run (or define it in the script)"
+
+
 _SUBSTITUTION = re.compile(r"\$\{(\w+)\}|\$([A-Za-z0-9_])")  # ${name} and $x; $(...) is an expression
+_DEFINITION = re.compile(r"(?:^|[\s\"'])variable\s+(\w+)")
 
 
 def undefined_variable(text: str, given: Sequence[str]) -> tuple[int, str] | None:
     """(line, name) of the first ``${name}`` in a script that no ``variable`` command of it defines
     and no ``-var`` gives, or None. LAMMPS meets such a line only when it gets there (after an
     equilibration, say); said up front instead. No verdict for scripts that read other files
-    (``include``, ``jump FILE``), which may define variables."""
+    (``include``, ``jump FILE``), which may define variables, or hold Python (``python``, triple
+    quotes), whose text LAMMPS does not substitute."""
     defined, uses = set(given), []
     lines = text.splitlines()
     i = 0
@@ -61,10 +67,9 @@ def undefined_variable(text: str, given: Sequence[str]) -> tuple[int, str] | Non
         words = line.split()
         if not words:
             continue
-        if words[0] == "include" or (words[0] == "jump" and len(words) > 1 and words[1] != "SELF"):
+        if words[0] in ("include", "python") or '"""' in line or (words[0] == "jump" and len(words) > 1 and words[1] != "SELF"):
             return None
-        if words[0] == "variable" and len(words) > 1:
-            defined.add(words[1])
+        defined.update(_DEFINITION.findall(line))  # also inside quotes: if "..." then "variable T equal 300"
         uses += [(start, m.group(1) or m.group(2)) for m in _SUBSTITUTION.finditer(line)]
     return next(((n, name) for n, name in uses if name not in defined), None)
 
@@ -88,8 +93,13 @@ def run_stem(script: str | os.PathLike, log: str | None) -> str:
     name = Path(log).name if log and log != "none" else Path(script).name
     for prefix in ("in.", "log."):
         if name.startswith(prefix) and len(name) > len(prefix):
-            return name[len(prefix) :]
-    return Path(name).stem or name
+            name = name[len(prefix) :]
+            break
+    else:
+        name = Path(name).stem or name
+    # the name goes through LAMMPS's print (which substitutes $ and ends at a quote) into the log,
+    # and 'trajectory --queue' reads it back as one word
+    return re.sub(r"[^\w.+-]", "_", name)
 
 
 def halt_restart_path(script: str | os.PathLike, log: str | None) -> Path:
@@ -118,23 +128,6 @@ def _serial_ase() -> None:
     import ase.parallel
 
     ase.parallel.world.comm = ase.parallel.DummyMPI()
-
-
-def launcher_rank() -> int:
-    """This process's rank as the MPI launcher set it (0 outside mpiexec), before MPI starts."""
-    for var in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
-
-
-def launcher_size() -> int:
-    """How many processes the MPI launcher started (1 outside mpiexec), before MPI starts. Only the
-    launchers' own variables: a batch job's SLURM_NTASKS is set for a single process too."""
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 1
 
 
 def run(
@@ -166,7 +159,7 @@ def run(
         return fail(f"{script}: cannot read it ({exc.strerror})")
     if missing:
         line, name = missing
-        return fail(f"{script}, line {line}: ${{{name}}} is neither defined in the script nor given; pass -var {name} VALUE")
+        return fail(f"{script}, line {line}: ${{{name}}} is neither defined in the script nor given; {_var_hint(name)}")
 
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     cmdargs = []
@@ -251,7 +244,7 @@ def _run_script(lmp, plugin, comm, script: Path, log: str | None, fail) -> int:
             return fail(one_line(exc.message))
         # error->one: only this rank raised; the others may be waiting in a collective that
         # will never complete, so end the whole job now (Abort can return before the kill)
-        sys.stderr.write(f"{PROG}: interrupted\n" if plugin.interrupted else f"{PROG}: ERROR: {one_line(exc.message)}\n")
+        sys.stderr.write("ltau-md: interrupted\n" if plugin.interrupted else f"{PROG}: ERROR: {one_line(exc.message)}\n")
         sys.stderr.flush()
         # mpiexec forwards each rank's output through its proxies; an abort kills them, and what
         # they had not forwarded yet is lost (seen on a loaded machine): give them a moment

@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Sequence
 
+from ltau_app.launcher import launcher_rank, launcher_size
 from ltau_md import __version__
 from ltau_md.errors import LtauError
 
@@ -65,21 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         getattr(args, "_parser", parser).error(f"unrecognized argument(s) {' '.join(extra)}: remove or correct them")
     try:
         if getattr(args, "command", None) not in (None, "run"):
-            from lammps_plugin.driver import launcher_size  # stdlib only: MPI is not started for this
-
             if launcher_size() > 1:  # each rank would do the whole job: N relabellings, N data sets, ...
                 raise LtauError(f"only 'ltau-md run' uses MPI; run 'ltau-md {args.command}' without mpiexec "
                                 f"(it would run {launcher_size()} times)")
         return int(args.func(args) or 0)
     except LtauError as exc:
         prog = f"ltau-md {args.command}" if getattr(args, "command", None) else "ltau-md"
-        from lammps_plugin.driver import launcher_rank  # stdlib only: MPI is not started for this
-
         if launcher_rank() == 0:  # under mpiexec every rank finds the same mistake: say it once
             sys.stderr.write(f"{prog}: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("ltau-md: interrupted\n")
+        if launcher_rank() == 0:  # Ctrl-C reaches every rank under mpiexec: said once
+            sys.stderr.write("ltau-md: interrupted\n")
         return 130
     except BrokenPipeError:
         # Output piped into e.g. `head`: stop quietly, as Unix tools do.

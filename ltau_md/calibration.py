@@ -331,7 +331,8 @@ def calibrate_artifact(
     from ltau_md.error_model import DEFAULT_FORMS, ErrorModel, fit_species_error_model
 
     species, nearest, true_err, raw = val.species, val.nearest, val.true_error, val.ltau_error
-    require_atoms_per_species(species)
+    # the error model is fitted on the validation atoms and any extra ones
+    require_atoms_per_species(species if error_model_extra is None else np.concatenate([species, error_model_extra.species]))
     n = int(n or len(true_err))
     groups = calibrate_groups(val.p, true_err, raw, artifact.atol, species, fit=fit_scale)
     report: dict[str, Any] = {

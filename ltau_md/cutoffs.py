@@ -129,7 +129,7 @@ def _fit_gamma(x: np.ndarray) -> FittedDistribution:
     try:
         a, _, scale = stats.gamma.fit(x, floc=0.0)
     except (RuntimeError, ValueError, FloatingPointError):
-        raise LtauError("the Gamma fit did not converge on these values") from None
+        raise LtauError("the Gamma fit did not converge on these values; look for a few extreme ones and drop them") from None
     return _ks(x, "gamma", {"a": float(a), "scale": float(scale)})
 
 

@@ -74,8 +74,9 @@ def _thermo_blocks(lines: list[str]) -> list[dict[str, np.ndarray]]:
     blocks, header, rows = [], None, []
 
     def close() -> None:
-        if header is not None and rows:
-            blocks.append({h: np.array([r[i] for r in rows]) for i, h in enumerate(header)})
+        kept = _steps_in_order(rows)
+        if header is not None and kept:
+            blocks.append({h: np.array([r[i] for r in kept]) for i, h in enumerate(header)})
 
     for line in lines:
         words = line.split()
@@ -90,12 +91,23 @@ def _thermo_blocks(lines: list[str]) -> list[dict[str, np.ndarray]]:
                 row = [float(w) for w in words]
             except ValueError:
                 continue
-            # a thermo row's step is an integer that never goes back within its block: other numeric lines
-            # of the same width (a fix print's) are not rows
-            if words[0].lstrip("-").isdigit() and (not rows or row[0] >= rows[-1][0]):
+            if words[0].lstrip("-").isdigit():  # a thermo row's step is an integer
                 rows.append(row)
     close()
     return blocks
+
+
+def _steps_in_order(rows: list[list[float]]) -> list[list[float]]:
+    """The rows of a block whose steps never go back, leaving out stray numeric lines of a row's width
+    (a ``fix print``'s) one at a time: a line whose step goes back is stray unless the lines after it
+    go back too, in which case the line before it was (its step ran ahead of the rows)."""
+    kept: list[list[float]] = []
+    for i, row in enumerate(rows):
+        if not kept or row[0] >= kept[-1][0]:
+            kept.append(row)
+        elif len(kept) >= 2 and row[0] >= kept[-2][0] and (i + 1 == len(rows) or rows[i + 1][0] < kept[-1][0]):
+            kept[-1] = row
+    return kept
 
 
 def _halts(lines: list[str]) -> np.ndarray:

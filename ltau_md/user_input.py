@@ -65,10 +65,14 @@ def read_frames(path: str | Path, need_forces: bool = True, what: str = "frames"
     return frames
 
 
+PREDICTION_TAG = "ltau_md_predict"  # info key on the frames 'ltau-md predict' writes
+
+
 def is_prediction(atoms) -> bool:
     """A frame written by ``ltau-md predict``: its ``forces`` are the model's, the reference (when the
-    input had one) is in ``ref_forces``."""
-    return "ltau_error" in atoms.arrays
+    input had one) is in ``ref_forces``. Not the queue's or fix ltau's frames, which carry
+    ``ltau_error`` too but the reference's (or no) forces."""
+    return bool(atoms.info.get(PREDICTION_TAG)) or ("ref_forces" in atoms.arrays and "force_error" in atoms.arrays)
 
 
 def reference_forces(atoms) -> np.ndarray | None:

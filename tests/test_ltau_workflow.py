@@ -156,3 +156,4 @@ def test_an_interrupted_train_is_refused_until_resumed_which_keeps_the_finished_
     assert main([*argv, "--ensemble", "2", "--resume"]) == 0
     assert (out / "seed0" / "best.ckpt").read_bytes() == first and (out / "seed1" / "best.ckpt").is_file()
     assert [m["name"] for m in json.loads((out / "ensemble.json").read_text())["members"]] == ["seed0", "seed1"]
+    assert main([*argv, "--ensemble", "2", "--resume"]) == 2 and "nothing to resume" in capsys.readouterr().err

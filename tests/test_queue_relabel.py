@@ -173,6 +173,13 @@ def test_export_writes_labelled_frames_for_training(tmp_path):
     frames = read(tmp_path / "new.xyz", ":")
     assert len(frames) == 2
     assert all(f.get_forces().shape == (16, 3) and "candidate_id" in f.info for f in frames)
+    # what train, fit and calibrate read: the relabelled forces are the reference (they carry ltau_error too)
+    from ltau_md.nequip.training import check_training_files
+    from ltau_md.user_input import read_frames, reference_forces
+
+    check_training_files([tmp_path / "new.xyz"])
+    for f, g in zip(frames, read_frames(tmp_path / "new.xyz")):
+        np.testing.assert_array_equal(reference_forces(g), f.get_forces())
     out = ltau_md("candidates", "list", tmp_path / "q.db").stdout
     assert "pending 1, labelled 2, failed 0" in out
     assert "most uncertain atoms" in ltau_md("candidates", "show", tmp_path / "q.db", 1).stdout
@@ -200,11 +207,11 @@ def test_relabel_says_why_frames_failed_and_which_were_left_and_fails_when_none_
     fill(tmp_path / "q.db", 3)
     emt = ["relabel", str(tmp_path / "q.db"), "--calculator", "ase.calculators.emt:EMT"]  # EMT has no Li
     assert main([*emt, "--limit", "2"]) == 1
-    out = capsys.readouterr().out
-    assert "labelled 0, failed 2" in out and "first failure, frame 1: NotImplementedError: No EMT-potential for Li" in out
+    out, err = capsys.readouterr()
+    assert "labelled 0, failed 2" in out and "first failure, frame 1: NotImplementedError: No EMT-potential for Li" in err
     assert main([*emt, "--selected"]) == 0  # nothing selected yet: nothing tried, and it says so
     out = capsys.readouterr().out
-    assert "1 pending frame(s) not marked by 'ltau-md candidates select'" in out
+    assert "1 frame(s) not marked by 'ltau-md candidates select'" in out
     assert "2 frame(s) failed before and were left; --retry-failed" in out
 
 

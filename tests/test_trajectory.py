@@ -66,6 +66,10 @@ def test_numeric_fix_print_lines_of_a_rows_width_are_not_rows(tmp_path):
     printed = HALTED.replace("        10   640", "0.5 1.25 3.0 4.0\n-2.5 1 2 3\n        10   640")
     (tmp_path / "log.lammps").write_text(printed.replace("        20   700", "7 1.0 2.0 3.0\n        20   700"))
     assert list(read_trajectory(tmp_path / "log.lammps").step) == [0, 10, 20, 30, 30, 40, 40]
+    # a stray line whose step runs ahead of the rows does not hide the rows after it
+    ahead = HALTED.replace("WARNING: the neighbour list", "54 1.0 2.0 3.0\nWARNING: the neighbour list")
+    (tmp_path / "log.lammps").write_text(ahead)
+    assert list(read_trajectory(tmp_path / "log.lammps").step) == [0, 10, 20, 30, 30, 40, 40]
 
 
 def test_log_without_fix_columns_is_a_one_line_error(tmp_path):

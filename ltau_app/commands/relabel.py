@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ltau_app.arguments import positive_int
 
@@ -35,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{display_url(args.db)}: labelled {counts['labelled']}, failed {counts['failed']} with {args.calculator}")
     if counts["first_failure"]:
         print(f"first failure, {counts['first_failure']} (every reason: 'ltau-md candidates show DB ID'); "
-              "after fixing the calculator, --retry-failed labels them again")
+              "after fixing the calculator, --retry-failed labels them again", file=sys.stderr)
     if counts["not_selected"]:
-        print(f"{counts['not_selected']} pending frame(s) not marked by 'ltau-md candidates select' were left (--selected)")
+        print(f"{counts['not_selected']} frame(s) not marked by 'ltau-md candidates select' were left (--selected)")
     if counts["failed_before"] and not counts["labelled"] + counts["failed"]:
         print(f"{counts['failed_before']} frame(s) failed before and were left; --retry-failed labels them again")
     # a run in which every frame failed is a failure of the command (scripts and campaigns see it)

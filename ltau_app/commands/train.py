@@ -40,7 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ltau_md.errors import LtauError
+    from ltau_md.nequip.model import MODEL_DIR_FILE
     from ltau_md.nequip.training import train
 
     if not args.data and not args.config:
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.weights_from or args.reweight_lambda) and not args.reweight:
         given = "--weights-from" if args.weights_from else "--reweight-lambda"
         raise LtauError(f"{given} does nothing without --reweight; add --reweight easy|hard (or drop {given})")
+    if args.resume and (Path(args.output) / MODEL_DIR_FILE).is_file():
+        raise LtauError(f"{args.output}: its training finished, nothing to resume; choose another -o to train anew")
     out = train(
         args.data or [],
         args.output,

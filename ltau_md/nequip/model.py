@@ -38,7 +38,8 @@ def model_dir_members(model_dir: str | os.PathLike) -> list[dict]:
     manifest = p / MODEL_DIR_FILE
     if not manifest.is_file():
         if any(d.is_dir() for d in p.glob("seed*")):  # the members' directories, not yet the manifest
-            raise LtauError(f"{p}: an 'ltau-md train' that did not finish (no {MODEL_DIR_FILE}); repeat its command with --resume")
+            raise LtauError(f"{p}: an 'ltau-md train' that did not finish (no {MODEL_DIR_FILE}); "
+                            "repeat the command that trained it (train or loop) with --resume")
         raise LtauError(f"{p}: a directory but not an 'ltau-md train' output (no {MODEL_DIR_FILE}); pass a .ckpt or .nequip.zip")
     try:
         members = json.loads(manifest.read_text())["members"]

@@ -16,7 +16,7 @@ from ltau_md import atomic_write
 from ltau_md.artifact import Artifact
 from ltau_md.error_model import frame_pairs
 from ltau_md.nequip.model import FrameResult, NequIPModel
-from ltau_md.user_input import reference_forces
+from ltau_md.user_input import PREDICTION_TAG, reference_forces
 
 
 @dataclass
@@ -79,6 +79,7 @@ def annotate(atoms, pred: FramePrediction):
     out.arrays["ltau_distance"] = pred.distance
     out.arrays["ltau_mixture"] = pred.mixture
     out.info["ltau_predictor"] = pred.predictor
+    out.info[PREDICTION_TAG] = True  # its forces are the model's: readers take ref_forces as the reference
     results = {"energy": pred.model.energy, "free_energy": pred.model.energy, "forces": pred.model.forces, "energies": pred.model.atomic_energy}
     if pred.model.stress is not None:
         results["stress"] = pred.model.stress
