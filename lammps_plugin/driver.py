@@ -244,7 +244,10 @@ def _run_script(lmp, plugin, comm, script: Path, log: str | None, fail) -> int:
             return fail(one_line(exc.message))
         # error->one: only this rank raised; the others may be waiting in a collective that
         # will never complete, so end the whole job now (Abort can return before the kill)
-        sys.stderr.write("ltau-md: interrupted\n" if plugin.interrupted else f"{PROG}: ERROR: {one_line(exc.message)}\n")
+        if not plugin.interrupted:
+            sys.stderr.write(f"{PROG}: ERROR: {one_line(exc.message)}\n")
+        elif comm.Get_rank() == 0:  # Ctrl-C reaches every rank: said once
+            sys.stderr.write("ltau-md: interrupted\n")
         sys.stderr.flush()
         # mpiexec forwards each rank's output through its proxies; an abort kills them, and what
         # they had not forwarded yet is lost (seen on a loaded machine): give them a moment
