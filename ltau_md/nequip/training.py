@@ -356,9 +356,10 @@ def train(
         if not p.is_file():
             raise LtauError(f"{p}: no such data file")
     check_training_files(data_paths + val_paths, species)
-    if not species and data_paths:
+    if not species and data_paths and val_paths:
+        trained = set(_frames_species(data_paths))  # read once, not once per validation file
         for p in val_paths:
-            only_val = sorted(set(_frames_species([p])) - set(_frames_species(data_paths)))
+            only_val = sorted(set(_frames_species([p])) - trained)
             if only_val:  # a model type with no training frame: nothing would teach it
                 raise LtauError(f"{p}: holds {', '.join(only_val)}, which no --data frame has; add frames with it to --data "
                                 f"or leave it out of --val (or name it in --species on purpose)")
