@@ -26,6 +26,7 @@ A task that fails raises its error in the campaign (an ``LtauError`` naming the 
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 import threading
@@ -252,10 +253,20 @@ class Engine:
             text = " ".join(str(exc).split()) or type(exc).__name__
             raise LtauError(f"{what} failed: {type(exc).__name__}: {text[:500]}") from None
 
+    @classmethod
+    def results(cls, futs: list[Any]) -> list[Any]:
+        """The tasks' own return values, in order. The first task to fail is raised as soon as it
+        fails, not after the tasks before it end (the caller then stops the engine and the rest)."""
+        concurrent.futures.wait(futs, return_when=concurrent.futures.FIRST_EXCEPTION)
+        for f in futs:
+            if f.done() and f.exception() is not None:
+                cls.result(f)
+        return [cls.result(f) for f in futs]
+
     def map(self, stage: str, fn: Callable, jobs: list[tuple], names: list[str] | None = None, threads: int | None = None) -> list[Any]:
-        """``fn(*job)`` for every job, concurrently; their results in order."""
+        """``fn(*job)`` for every job, concurrently; their results in order (see :meth:`results`)."""
         futs = [self.submit(stage, (names or [str(i) for i in range(len(jobs))])[i], fn, *job, threads=threads) for i, job in enumerate(jobs)]
-        return [self.result(f) for f in futs]
+        return self.results(futs)
 
 
 def check_engine_tools(engine: dict[str, Any]) -> None:

@@ -29,10 +29,10 @@ iteration's directory, so a finished run can be moved or copied.
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -78,6 +78,9 @@ ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries", "calibrati
 CHOICES = {"halt": ("no", "soft", "hard"), "strategies": ("ltau", "random"), "predictor": ("calibrated", "ltau"), "dedup": ("yes", "no"),
            "type": ENGINE_TYPES, "mpi": MPI_LAUNCHERS}  # fmt: skip
 STATE = "state.json"  # per iteration: the stages done (what --resume skips)
+SAMPLED = "sampled.json"  # in data/: how each file of reference frames was sampled
+LOCK = ".ltau-md.lock"  # in the campaign's directory: held by the one process that runs it
+TRASH = ".removing"  # an iteration's directory, renamed while it is deleted
 AUTO_INTEGERS = {"workers", "cores_per_node"}  # auto or a count
 
 
@@ -216,14 +219,24 @@ def _write_frames(path: Path, frames: list) -> Path:
     return path
 
 
-def _frames_of(path: Path, make) -> list:
-    """The frames of ``path``, sampled and written first if the file does not exist yet."""
+def _frames_of(path: Path, **sampling: Any) -> list:
+    """The frames of ``path``: read if it holds frames sampled with these settings (``_sample``'s
+    arguments, recorded in data/sampled.json), else sampled and written. A campaign started over
+    in its directory with another system, seed or sizes samples those files again."""
     from ase.io import read
 
-    if path.exists():
-        return read(path, ":")
-    frames = make()
-    _write_frames(path, frames)
+    record = path.parent / SAMPLED
+    done = _read_json(record)
+    wanted = json.loads(json.dumps(sampling))
+    if path.exists() and done.get(path.name, wanted) == wanted:  # no record: sampled before records were kept
+        frames = read(path, ":")
+    else:
+        if path.exists():
+            _log(f"{path}: sampled with other settings; sampling it again")
+        frames = _sample(**sampling)
+        _write_frames(path, frames)
+    if done.get(path.name) != wanted:
+        atomic_write.write_json(record, {**done, path.name: wanted})
     return frames
 
 
@@ -245,19 +258,20 @@ def prepare_data(cfg: dict[str, Any], data_dir: Path) -> tuple[LoopData, Path]:
     sets = {}
     for name, sub_seed in (("initial", 1), ("validation", 2)):
         c = cfg[name]
-        sets[name] = _frames_of(data_dir / f"{name}.xyz", lambda c=c, s=sub_seed: _sample(
-            system, c["frames"], c["atoms"], c["temperature"], c["equilibrate"], c["every"], seed * 100 + s))  # fmt: skip
+        sets[name] = _frames_of(data_dir / f"{name}.xyz", system=system, n_frames=c["frames"], atoms=c["atoms"], temperature=c["temperature"],
+                                equilibrate=c["equilibrate"], every=c["every"], seed=seed * 100 + sub_seed)  # fmt: skip
     test = []
     c = cfg["test"]
     for j, temperature in enumerate(c["temperatures"]):
-        test += _frames_of(data_dir / f"test_{int(temperature)}K.xyz", lambda t=temperature, j=j: _sample(
-            system, c["frames"], c["atoms"], t, c["equilibrate"], c["every"], seed * 100 + 10 + j))  # fmt: skip
+        test += _frames_of(data_dir / f"test_{int(temperature)}K.xyz", system=system, n_frames=c["frames"], atoms=c["atoms"],
+                           temperature=temperature, equilibrate=c["equilibrate"], every=c["every"], seed=seed * 100 + 10 + j)  # fmt: skip
     # each walker starts from an equilibrated reference frame (positions and velocities) of its
     # system and size at its first temperature
     starts = {}
     for w in walkers_of(cfg):
-        (starts[w["name"]],) = _frames_of(data_dir / f"md_start_{w['name']}.xyz", lambda w=w: _sample(
-            w["system"], 1, w["atoms"], w["t_start"], cfg["initial"]["equilibrate"], 1, seed * 100 + 20 + int(w["seed"])))  # fmt: skip
+        (starts[w["name"]],) = _frames_of(data_dir / f"md_start_{w['name']}.xyz", system=w["system"], n_frames=1, atoms=w["atoms"],
+                                          temperature=w["t_start"], equilibrate=cfg["initial"]["equilibrate"], every=1,
+                                          seed=seed * 100 + 20 + int(w["seed"]))  # fmt: skip
     data = LoopData(sets["initial"], sets["validation"], data_dir / "validation.xyz", test, starts)
     return data, data_dir / "initial.xyz"
 
@@ -305,24 +319,15 @@ run             {walker['steps']}
 def run_walker(work: Path, log_name: str, launcher: list[str]) -> dict[str, Any]:
     """One walker (a Parsl task): ``[mpiexec -n P] ltau-md run in.md`` in ``work``. Writes
     ``walker.json`` when it has finished (what a resumed campaign trusts)."""
-    from ltau_md import pidfile
-
     exe = Path(sys.executable).parent
     cmd = [*launcher, str(exe / "ltau-md"), "run", "in.md", "-log", log_name, "-screen", "none"]
     t0 = time.perf_counter()
-    with open(work / "run.out", "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=work, start_new_session=True)
-        pidfile.record(work / "walker.pid", proc.pid, "ltau-md")
-        try:
-            proc.wait()
-        except BaseException:  # the worker told to stop: no orphan MD
-            proc.kill()
-            proc.wait()
-            raise
-    if proc.returncode not in (0, 3):  # 3: halted hard (a restart file was written)
+    with open(work / "run.out", "w") as out:  # interrupted, or the worker told to stop: the MD is killed, not left running
+        returncode = pidfile.run_recorded(cmd, work / "walker.pid", "ltau-md", out, cwd=work)
+    if returncode not in (0, 3):  # 3: halted hard (a restart file was written)
         tail = (work / "run.out").read_text().strip().splitlines()[-1:] or ["(no output)"]
-        raise LtauError(f"MD in {work} failed (exit {proc.returncode}): {tail[0]}")
-    result = {"wall_s": time.perf_counter() - t0, "exit": proc.returncode}
+        raise LtauError(f"MD in {work} failed (exit {returncode}): {tail[0]}")
+    result = {"wall_s": time.perf_counter() - t0, "exit": returncode}
     atomic_write.write_json(work / "walker.json", result)
     return result
 
@@ -369,20 +374,23 @@ def label_with_retries(frames: dict[str, Any], label: str, cfg: dict[str, Any], 
     threads = engine.threads_for(len(frames))
     submit = lambda key, attempt: engine.submit("relabel", f"{label} {key}" + (f" (retry {attempt})" if attempt else ""),
                                                 label_frame, frames[key], cfg["reference"], threads=threads)  # fmt: skip
-    futures = [(key, 0, submit(key, 0)) for key in frames]
+    pending = {submit(key, 0): (key, 0) for key in frames}
     failed = 0
-    while futures:
-        retry = []
-        for key, attempt, fut in futures:
+    while pending:
+        # as they end, not in order: a slow frame does not hold back recording the others
+        finished, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        for fut in finished:
+            key, attempt = pending.pop(fut)
             try:
-                done(key, engine.result(fut))
+                atoms = engine.result(fut)
             except Exception as exc:  # any failure of the reference on this frame: retried, then recorded
                 if attempt < int(cfg["engine"]["retries"]):
-                    retry.append((key, attempt + 1, submit(key, attempt + 1)))
+                    pending[submit(key, attempt + 1)] = (key, attempt + 1)
                 else:
                     fail(key, str(exc))
                     failed += 1
-        futures = retry
+                continue
+            done(key, atoms)  # outside the try: a queue that cannot record the label is no failure of the reference
     return failed
 
 
@@ -488,7 +496,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     from ltau_md.trajectory import plot_trajectory, read_trajectory
 
     if not resume and work.exists():
-        shutil.rmtree(work)  # its model, MD and harvest start over
+        _remove_iteration(work)  # its model, MD and harvest start over
     work.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(work / STATE)
     stage_s: dict[str, float] = dict(ledger.get("stage_s", {}))
@@ -564,8 +572,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         launcher = mpi_command(cfg["engine"], int(w["ranks"]), Path(sys.executable).parent)
         futures[w["name"]] = engine.submit("md", f"{strategy} {k} {w['name']}", run_walker, wdir, f"log.{prefix}{w['name']}", launcher,
                                            threads=max(1, threads // int(w["ranks"])))  # fmt: skip
-    for fut in futures.values():
-        engine.result(fut)
+    engine.results(list(futures.values()))  # a walker that fails stops the campaign at once
     stage_s["md"] = stage_s.get("md", 0.0) + time.perf_counter() - t_md
     ledger.mark("stage_s", stage_s)
 
@@ -693,18 +700,28 @@ def _label_calibration_frames(strategy: str, k: int, work: Path, truths: dict[st
         return read_frames(path) if path.exists() else []
     taken = {(c.run[len(h_prefix):].split("@")[0], int(c.step)) for c in queue.rows(selected=True, run_prefix=h_prefix)}
     pool = [(name, int(step), atoms) for name, t in truths.items() for step, atoms in t.frames if (name, int(step)) not in taken]
-    picks = {f"{pool[i][0]} step {pool[i][1]}": pool[i] for i in calibration_picks(len(pool), n)}
+    key_of = lambda name, step: f"{name} step {int(step)}"
+    picks = {key_of(*pool[i][:2]): pool[i] for i in calibration_picks(len(pool), n)}
+    # the file is rewritten as each label arrives: a killed campaign keeps them, and its resume labels only the rest
     got: dict[str, Any] = {}
+    for a in read_frames(path) if path.exists() else []:
+        if key_of(a.info.get("walker"), a.info.get("step", -1)) in picks:
+            got[key_of(a.info["walker"], a.info["step"])] = a
+
+    def keep(key: str, atoms: Any) -> None:
+        name, step, _ = picks[key]
+        atoms.info.update({"walker": name, "step": step, "labelled_by": cfg["reference"]})
+        got[key] = atoms
+        _write_frames(path, [got[key] for key in picks if key in got])
+
     errors: list[str] = []
-    failed = label_with_retries({key: atoms for key, (_, _, atoms) in picks.items()}, f"{strategy} {k} calibration", cfg, engine,
-                                done=got.__setitem__, fail=lambda key, msg: errors.append(f"{key}: {msg}"))  # fmt: skip
-    frames = []
-    for key, (name, step, _) in picks.items():
-        if key in got:
-            got[key].info.update({"walker": name, "step": step, "labelled_by": cfg["reference"]})
-            frames.append(got[key])
+    failed = label_with_retries({key: atoms for key, (_, _, atoms) in picks.items() if key not in got}, f"{strategy} {k} calibration",
+                                cfg, engine, done=keep, fail=lambda key, msg: errors.append(f"{key}: {msg}"))  # fmt: skip
+    frames = [got[key] for key in picks if key in got]
     if frames:
-        _write_frames(path, frames)
+        _write_frames(path, frames)  # exactly the picks (an earlier attempt's file may hold others)
+    else:
+        path.unlink(missing_ok=True)
     if failed:
         _log(f"[{strategy} {k}] the reference failed on {failed} calibration frame(s) after {cfg['engine']['retries']} retries; "
              f"left out (first: {(errors[0].splitlines() or [''])[0]})")  # fmt: skip
@@ -787,27 +804,46 @@ class TaskJournal:
         return tasks
 
 
-def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
-    """Run every strategy's iterations in ``out`` (resolved against the caller's working
-    directory: the MD subprocesses run inside it) on the configured engine; writes and returns
-    the report. ``resume`` continues a killed campaign where it stopped."""
+def _remove_iteration(work: Path) -> None:
+    """Remove an iteration's directory, first stopping the training and MD a killed campaign may
+    have left running in it; renamed before it is deleted, so an interrupted removal leaves no
+    half-directory that a resume would read."""
+    import shutil
+
+    for rec in [*work.glob("model/*/train.pid"), *work.glob("walkers/*/walker.pid")]:
+        pidfile.stop_recorded(rec)
+    trash = work.with_name(f".{work.name}{TRASH}")
+    if trash.exists():
+        shutil.rmtree(trash)
+    work.rename(trash)
+    shutil.rmtree(trash)
+
+
+def _start_over(cfg: dict[str, Any], out: Path) -> None:
+    """A campaign run again in its directory without --resume: what the earlier run left goes first
+    (every iteration of every strategy, and its rows in a PostgreSQL queue), so that nothing of it
+    is mistaken for this run's; data/ stays where it was sampled with the same settings."""
+    import shutil
+
+    from ltau_md.queue import CandidateQueue
+
+    for trash in out.glob(f"*/.iter*{TRASH}"):  # a removal cut short
+        shutil.rmtree(trash)
+    for work in sorted(out.glob("*/iter[0-9][0-9]")):
+        _remove_iteration(work)
+    if cfg["queue"] != "auto":
+        queue = CandidateQueue(cfg["queue"], writable=True)
+        for prefix in [f"{strategy}_iter" for strategy in CHOICES["strategies"]] + ["random-pick_iter"]:
+            queue.remove(prefix)
+
+
+def _run_strategies(cfg: dict[str, Any], out: Path, resume: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The data, then every strategy's iterations on the engine; returns the report rows and tasks."""
+    import signal
+
     from ltau_md.relabel import make_calculator
     from ltau_md.species import symbols
 
-    out = Path(out).resolve()
-    check_engine_tools(cfg["engine"])
-    if resume:
-        _check_resumable(cfg, out)
-    else:
-        entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
-        # a campaign's directory: its config.yaml and data/ (or only the config: killed before the data)
-        if entries and not ((out / "config.yaml").is_file() and ((out / "data").is_dir() or entries == {"config.yaml"})):
-            raise LtauError(f"{out}: holds files but no ltau-md campaign (config.yaml and data/), which the campaign's "
-                            "would mix with; choose a new or empty directory")  # fmt: skip
-        if cfg["queue"] != "auto":
-            _check_queue_is_free(cfg, out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write.write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
     reference = make_calculator(cfg["reference"])
     data, initial_file = prepare_data(cfg, out / "data")
     species = symbols(sorted({int(z) for a in data.initial + data.validation for z in a.numbers}))
@@ -816,24 +852,34 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
         if extra:
             raise LtauError(f"walker {w['name']}: system {w['system']} holds {', '.join(extra)}, which the training data "
                             f"({cfg['system']}) lack; choose a walker system made of {', '.join(species)}")  # fmt: skip
-    rows: list[dict[str, Any]] = []
-    t0 = time.time()
-    import signal
 
     def stop(signum, frame):  # a scheduler's SIGTERM ends the campaign like Ctrl-C: the engine shuts down
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, stop)
+        previous = signal.signal(signal.SIGTERM, stop)
     except ValueError:  # not the main thread: leave signals to the caller
-        pass
-    journal = TaskJournal(out / "tasks.json", cfg["engine"]["type"], workers_of(cfg["engine"]), resume, t0)
+        previous = None
+    try:
+        return _run_iterations(cfg, out, resume, data, initial_file, reference, species)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_iterations(cfg: dict[str, Any], out: Path, resume: bool, data: LoopData, initial_file: Path, reference,
+                    species: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """Every strategy's iterations on the engine (a resume keeps those that finished before);
+    returns the report rows and the tasks."""
+    rows: list[dict[str, Any]] = []
+    journal = TaskJournal(out / "tasks.json", cfg["engine"]["type"], workers_of(cfg["engine"]), resume, time.time())
     with Engine(cfg["engine"], out / "runinfo", journal=journal.write) as engine:
         for strategy in cfg["strategies"]:
             files, frames, held_out = [initial_file], list(data.initial), []
+            continued = resume  # False once an iteration runs: the later ones' directories are an earlier attempt's
             for k in range(int(cfg["iterations"])):
                 work = out / strategy / f"iter{k:02d}"
-                done = Ledger(work / STATE).get("row") if resume else None
+                done = Ledger(work / STATE).get("row") if continued else None
                 if done is not None:  # finished before the campaign was stopped
                     row, new_file = done["row"], work / done["new_file"] if done["new_file"] else None
                     added = read_frames(new_file) if new_file else []
@@ -843,13 +889,53 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
                     _log(f"[{strategy} {k}] finished before; kept")
                 else:
                     row, new_file, added, held = run_iteration(cfg, strategy, k, work, files, frames, data, reference, species, engine,
-                                                               resume, held_out)  # fmt: skip
+                                                               continued, held_out)  # fmt: skip
+                    continued = False
                 rows.append(row)
                 held_out = held_out + held
                 if new_file is not None:
                     files, frames = files + [new_file], frames + added
                 atomic_write.write_json(out / "report.json", {"config": cfg, "rows": rows})
         tasks = journal.write(engine.records)
+    return rows, tasks
+
+
+def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
+    """Run every strategy's iterations in ``out`` (resolved against the caller's working
+    directory: the MD subprocesses run inside it) on the configured engine; writes and returns
+    the report. ``resume`` continues a killed campaign where it stopped."""
+    from contextlib import nullcontext
+
+    from ltau_md.queue import campaign_lock
+
+    out = Path(out).resolve()
+    check_engine_tools(cfg["engine"])
+    if resume:
+        _check_resumable(cfg, out)
+    else:
+        entries = {p.name for p in out.iterdir()} - {LOCK} if out.is_dir() else set()
+        # a campaign's directory: its config.yaml and data/ (or only the config: killed before the data)
+        if entries and not ((out / "config.yaml").is_file() and ((out / "data").is_dir() or entries == {"config.yaml"})):
+            raise LtauError(f"{out}: holds files but no ltau-md campaign (config.yaml and data/), which the campaign's "
+                            "would mix with; choose a new or empty directory")  # fmt: skip
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    # one process runs a campaign (a --resume started twice, a requeued job beside the first), and
+    # one campaign a PostgreSQL queue: the second is refused before it changes anything
+    busy = f"{out}: another 'ltau-md loop' (pid {{pid}}) is running this campaign; wait for it to end, or stop it first"
+    try:
+        with pidfile.exclusive(out / LOCK, busy), nullcontext() if cfg["queue"] == "auto" else campaign_lock(cfg["queue"]):
+            if not resume:
+                if cfg["queue"] != "auto":
+                    _check_queue_is_free(cfg, out)
+                _start_over(cfg, out)
+            atomic_write.write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
+            rows, tasks = _run_strategies(cfg, out, resume)
+    except LtauError:
+        if created and {p.name for p in out.iterdir()} <= {LOCK}:  # refused before anything was written: no trace
+            (out / LOCK).unlink(missing_ok=True)
+            out.rmdir()
+        raise
     text = write_report(rows, out)
     plot_campaign(rows, tasks, out / "campaign.png")
     return {"config": cfg, "rows": rows, "text": text}

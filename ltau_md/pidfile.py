@@ -3,28 +3,49 @@
 ``kill -9`` of a campaign leaves its engine's worker processes, and the subprocesses they started
 (``nequip-train``, ``ltau-md run``), running on; a resumed campaign that trains or runs that
 member or walker again would share its directory with them. Each such subprocess runs in a
-session of its own and its pid is written beside its outputs; before the directory is rebuilt,
-:func:`stop_recorded` kills that session if the process is still the one recorded.
+session of its own (so a terminal's Ctrl-C reaches only its parent, which decides) and its pid is
+written beside its outputs; before the directory is rebuilt, :func:`stop_recorded` kills that
+session if the process is still the one recorded. :func:`run_recorded` starts one and kills its
+session whenever its parent stops waiting for it: an exception, Ctrl-C, or a SIGTERM (a Parsl
+worker told to stop, a scheduler's time limit, ``timeout``), which would otherwise end the parent
+at once and leave the session running.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from ltau_md import atomic_write
+from ltau_md.errors import LtauError
+
+
+def _identity(pid: int) -> dict[str, str]:
+    """What tells this process apart from a later one with the same pid: the boot and the start
+    time (clock ticks since boot, field 22 of /proc/PID/stat). Empty where /proc lacks them."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except (OSError, IndexError):
+        return {}
+    return {"start": start, "boot": boot}
 
 
 def record(path: str | os.PathLike, pid: int, command: str) -> None:
-    """Write ``pid`` and a word of its command line (checked before killing: pids are reused)."""
-    atomic_write.write_json(path, {"pid": int(pid), "command": command})
+    """Write ``pid``, a word of its command line and when it started (checked before killing: pids
+    are reused)."""
+    atomic_write.write_json(path, {"pid": int(pid), "command": command, **_identity(int(pid))})
 
 
 def stop_recorded(path: str | os.PathLike) -> bool:
     """Kill the process group of the recorded process if it still runs; True if it did."""
-    import json
-
     path = Path(path)
     try:
         rec = json.loads(path.read_text())
@@ -34,8 +55,66 @@ def stop_recorded(path: str | os.PathLike) -> bool:
         return False
     if word not in cmdline:
         return False  # that pid is another process now
+    if "start" in rec and _identity(pid) != {"start": rec["start"], "boot": rec.get("boot")}:
+        return False  # another process, started later (or after a reboot), that happens to match the word
+    return _kill_session(pid)
+
+
+def _kill_session(pid: int) -> bool:
     try:
-        os.killpg(pid, signal.SIGKILL)  # the subprocess was started in a session of its own
+        os.killpg(pid, signal.SIGKILL)  # the subprocess leads a session (and process group) of its own
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def _terminate_as_exit(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_recorded(cmd: Sequence[str], record_path: str | os.PathLike, word: str, stdout: IO, *, cwd: str | os.PathLike | None = None,
+                 env: dict[str, str] | None = None, poll: Callable[[], None] | None = None, every: float = 1.0) -> int:  # fmt: skip
+    """Run ``cmd`` in a session of its own, its output to ``stdout``, recorded at ``record_path``
+    (see :func:`record`); ``poll()`` every ``every`` seconds while it runs. Returns its exit status.
+    If this process stops waiting (an exception in ``poll``, Ctrl-C, SIGTERM), the subprocess's
+    whole session is killed first. A SIGTERM is raised here as ``SystemExit(143)`` while it runs
+    (main thread only: signal handlers live there)."""
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_exit) if on_main else None
+    proc = None
+    try:
+        proc = subprocess.Popen(list(cmd), stdout=stdout, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
+        record(record_path, proc.pid, word)
+        while True:
+            try:
+                return proc.wait(timeout=every if poll is not None else None)
+            except subprocess.TimeoutExpired:
+                poll()
+    except BaseException:
+        if proc is not None:
+            _kill_session(proc.pid)
+            proc.wait()
+        raise
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@contextmanager
+def exclusive(path: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold ``path`` locked while the block runs (``flock``: the kernel releases it when this
+    process ends, however it ends); if another process holds it, ``LtauError(busy)`` with ``{pid}``
+    replaced by the holder's pid."""
+    import fcntl
+
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise LtauError(busy.format(pid=fh.read().strip() or "?")) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield

@@ -55,6 +55,7 @@ BUSY_TIMEOUT_S = 60.0  # SQLite: how long a writer waits for another's transacti
 CONNECT_TIMEOUT_S = 10  # PostgreSQL: a server that never answers is an error, not a hang at the first frame
 _PG_SCHEMES = ("postgresql://", "postgres://")
 _PG_INIT_LOCK = 0x6C746175  # advisory lock ("ltau") under which one opener creates a new database's tables
+_PG_CAMPAIGN_LOCK = 0x6C746163  # advisory lock ("ltac") a running campaign holds on its database
 _PG_EXTRA = 'pip install "ltau-md[postgres]"'
 
 
@@ -251,6 +252,33 @@ def _connect(url: str | os.PathLike, must_exist: bool, writable: bool):
     return db
 
 
+@contextmanager
+def campaign_lock(url: str) -> Iterator[None]:
+    """Hold a PostgreSQL queue for one campaign while the block runs: a session advisory lock, which
+    the server releases when this process's connection ends, however it ends. A second campaign
+    started on the same database meanwhile is refused (run names say only the strategy and
+    iteration, so two campaigns would select, and delete, each other's rows)."""
+    name = display_url(url)
+    try:
+        from psycopg2 import connect
+    except ImportError as exc:
+        raise LtauError(f"queue {name}: PostgreSQL queues need the postgres extra ({exc}); {_PG_EXTRA}") from None
+    with _database_errors(name, "connect"):
+        con = connect(url, **({} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT_S}))
+    try:
+        with _database_errors(name, "lock it for this campaign"):
+            cur = con.cursor()
+            cur.execute(f"SELECT pg_try_advisory_lock({_PG_CAMPAIGN_LOCK})")
+            held = bool(cur.fetchone()[0])
+            con.commit()
+        if not held:
+            raise LtauError(f"queue {name}: another ltau-md campaign is running on this database; give each campaign a database "
+                            "of its own, or wait for that one to end")  # fmt: skip
+        yield
+    finally:
+        con.close()
+
+
 @dataclass
 class Candidate:
     id: int
@@ -405,7 +433,7 @@ class CandidateQueue:
         pending = list(self.rows("pending", run_prefix=run_prefix))
         chosen = farthest_point_selection(pending, max_frames, min_distance)
         ids = {c.id for c in chosen}
-        with self.db:  # the marks change together or not at all
+        with _database_errors(self.url, "mark the selection"), self.db:  # the marks change together or not at all
             for c in pending:
                 self.db.update(c.id, selected=c.id in ids)
         for c in chosen:
@@ -417,16 +445,26 @@ class CandidateQueue:
         before it runs again), in one transaction; returns how many."""
         ids = [c.id for c in self.rows(run_prefix=run_prefix)]
         if ids:
-            with self.db:
+            with _database_errors(self.url, "remove rows"), self.db:
                 self.db.delete(ids)
         return len(ids)
 
-    def mark_labelled(self, row_id: int, labelled_atoms, calculator: str) -> None:
-        """Store the reference energy/forces/stress (``labelled_atoms.calc`` results)."""
-        self.db.update(int(row_id), atoms=labelled_atoms, status="labelled", labelled_by=str(calculator))
+    def mark_labelled(self, row_id: int, labelled_atoms, calculator: str) -> bool:
+        """Store the reference energy/forces/stress (``labelled_atoms.calc`` results); False, and
+        nothing changed, if the row was labelled meanwhile (another relabeller on this queue)."""
+        return self._mark(int(row_id), "record a label", atoms=labelled_atoms, status="labelled", labelled_by=str(calculator))
 
-    def mark_failed(self, row_id: int, error: str, calculator: str) -> None:
-        self.db.update(int(row_id), status="failed", labelled_by=str(calculator), data={"failure": str(error)[:2000]})
+    def mark_failed(self, row_id: int, error: str, calculator: str) -> bool:
+        """Record the reference's failure on a row; False, and nothing changed, if it was labelled
+        meanwhile (a failure never replaces a label)."""
+        return self._mark(int(row_id), "record a failure", status="failed", labelled_by=str(calculator), data={"failure": str(error)[:2000]})
+
+    def _mark(self, row_id: int, doing: str, **update: Any) -> bool:
+        with _database_errors(self.url, doing), self.db:  # read and write in one transaction
+            if self.db.get(id=row_id).key_value_pairs.get("status") == "labelled":
+                return False
+            self.db.update(row_id, **update)
+        return True
 
     def labelled_frames(self, status: str = "labelled", selected_only: bool = False, run_prefix: str | None = None) -> list:
         """Frames of rows with ``status`` (labelled: with their reference energy/forces/stress as a

@@ -111,7 +111,8 @@ def relabel(
     """Label pending (and optionally failed) rows of ``queue`` with ``spec`` (a calculator spec
     string, or an ASE calculator); returns counts of labelled / failed, and of the rows left out:
     ``failed_before`` (failed rows not retried) and ``not_selected`` (pending rows ``only_selected``
-    skipped)."""
+    skipped); ``labelled_elsewhere``: rows another relabeller of this queue labelled meanwhile
+    (their label kept, this one's dropped)."""
     if not isinstance(queue, CandidateQueue):
         queue = CandidateQueue(queue, must_exist=True, writable=True)
     calculator, name = (make_calculator(spec), spec) if isinstance(spec, str) else (spec, type(spec).__name__)
@@ -126,19 +127,21 @@ def relabel(
     if limit is not None:
         todo = todo[:limit]
     counts = {"labelled": 0, "failed": 0, "failed_before": 0 if retry_failed else len(failed_before),
-              "not_selected": n_todo - len(todo) if only_selected and limit is None else 0}
+              "not_selected": n_todo - len(todo) if only_selected and limit is None else 0, "labelled_elsewhere": 0}
     first_failure = None
     for i, cand in enumerate(todo):
         try:
             labelled = label(cand.atoms, calculator)
         except Exception as exc:  # any calculator failure is recorded, not fatal
             reason = f"{type(exc).__name__}: {exc}"
-            queue.mark_failed(cand.id, reason, name)
-            counts["failed"] += 1
-            first_failure = first_failure or f"frame {cand.id}: {reason.strip().splitlines()[0][:300] if reason.strip() else reason}"
+            if queue.mark_failed(cand.id, reason, name):
+                counts["failed"] += 1
+                first_failure = first_failure or f"frame {cand.id}: {reason.strip().splitlines()[0][:300] if reason.strip() else reason}"
+            else:
+                counts["labelled_elsewhere"] += 1
         else:
-            queue.mark_labelled(cand.id, labelled, name)
-            counts["labelled"] += 1
+            # another relabeller on this queue may have labelled it meanwhile: its label stays
+            counts["labelled" if queue.mark_labelled(cand.id, labelled, name) else "labelled_elsewhere"] += 1
         if progress is not None:
             progress(i + 1, len(todo))
     return {**counts, "first_failure": first_failure}

@@ -17,9 +17,11 @@ from ase.build import bulk
 from ase.io import read
 
 from ltau_app.engine import Engine, mpi_command, parsl_config, threads_per_task, workers_of
-from ltau_app.loop import Ledger, _check_queue_is_free, _check_resumable, _harvest, load_config, run_loop
+from ltau_app.loop import LOCK, Ledger, _check_queue_is_free, _check_resumable, _harvest, _start_over, load_config, run_loop
+from ltau_md import pidfile
 from ltau_md.errors import LtauError
 from ltau_md.lammps_dump import read_dump
+from ltau_md.pidfile import run_recorded
 from ltau_md.queue import CandidateQueue
 
 TESTS = Path(__file__).resolve().parent
@@ -148,6 +150,39 @@ def test_relabelling_fans_out_per_frame_retries_and_records_failures(tmp_path, m
 
 
 @pytest.mark.slow
+def test_calibration_frames_labelled_before_a_kill_are_kept_and_not_labelled_again(tmp_path, monkeypatch):
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from ltau_app.loop import Truth, _label_calibration_frames
+
+    monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # the workers import slow_calculators
+    cfg = load_config(None)
+    cfg["engine"].update(workers=1, retries=0)
+    cfg["harvest"]["calibration_frames"] = 3
+    (tmp_path / "markers").mkdir()  # one per frame the reference was asked for (each fails: retries 0)
+    cfg["reference"] = f'slow_calculators:FlakyOnce:{{"marker_dir": "{tmp_path / "markers"}"}}'
+    frames = []
+    for i in range(6):
+        atoms = bulk("Li", "bcc", a=3.5, cubic=True).repeat(2)
+        atoms.rattle(0.05, seed=i)
+        frames.append((10 * i, atoms))
+    truths = {"w0": Truth(frames, np.zeros(1), np.zeros(1), np.zeros(1))}
+    # the killed attempt had labelled the second pick (steps 10, 30, 50 are picked) into the file
+    kept = frames[3][1].copy()
+    kept.calc = SinglePointCalculator(kept, energy=-3.0, forces=np.zeros((len(kept), 3)))
+    kept.info.update(walker="w0", step=30, labelled_by=cfg["reference"])
+    write(tmp_path / "calibration_frames.xyz", [kept])
+    queue = CandidateQueue(tmp_path / "c.db", writable=True)
+    with Engine(cfg["engine"], tmp_path / "runinfo") as engine:
+        got = _label_calibration_frames("ltau", 0, tmp_path, truths, queue, "ltau_iter00_", cfg, engine, Ledger(tmp_path / "state.json"))
+    assert len(list((tmp_path / "markers").iterdir())) == 2  # steps 10 and 50 only
+    assert [int(a.info["step"]) for a in got] == [30] and got[0].get_potential_energy() == pytest.approx(-3.0)
+    assert [int(a.info["step"]) for a in read(tmp_path / "calibration_frames.xyz", ":")] == [30]
+    _kill_all(_leftovers(tmp_path))
+
+
+@pytest.mark.slow
 def test_an_engine_whose_interchange_was_killed_stops_its_workers_instead_of_hanging(tmp_path):
     # timeout, scancel and Ctrl-C signal the whole process group: Parsl's interchange dies with the
     # campaign, and Parsl's own clean-up would wait on it forever
@@ -177,6 +212,100 @@ def test_an_engine_whose_interchange_was_killed_stops_its_workers_instead_of_han
     while _leftovers(tmp_path) and time.time() < deadline:
         time.sleep(0.2)
     assert not _leftovers(tmp_path), "the worker block was left running"
+
+
+@pytest.mark.slow
+def test_a_failed_task_stops_the_campaign_at_once_and_kills_the_subprocesses_of_the_others(tmp_path):
+    # a walker that fails while another still runs its MD: the failure is reported without
+    # waiting for the long one, whose MD (in a session of its own) is killed with the engine
+    cfg = load_config(None)
+    cfg["engine"].update(workers=2)
+    rec = tmp_path / "long.pid"
+    with pytest.raises(LtauError, match="md task bad failed: ValueError"):
+        with Engine(cfg["engine"], tmp_path / "runinfo") as engine:
+            long = engine.submit("md", "long", run_recorded, ["sleep", "600"], rec, "sleep", subprocess.DEVNULL)
+            deadline = time.time() + 120
+            while not rec.exists():
+                assert time.time() < deadline and not long.done(), "the long task did not start its subprocess"
+                time.sleep(0.1)
+            bad = engine.submit("md", "bad", int, "not a number")
+            try:
+                engine.results([long, bad])  # the long task first: its result is not waited for
+            finally:
+                assert not long.done()
+    sleeper = json.loads(rec.read_text())["pid"]
+    deadline = time.time() + 30
+    while _running(sleeper) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _running(sleeper), "the long task's subprocess outlived the engine"
+    _kill_all(_leftovers(tmp_path))
+
+
+def test_a_second_loop_on_a_running_campaign_is_refused_before_it_changes_anything(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with pidfile.exclusive(out / LOCK, "held by pid {pid}"):
+        with pytest.raises(LtauError, match=rf"another 'ltau-md loop' \(pid {os.getpid()}\) is running this campaign"):
+            run_loop(load_config(None), out)
+    assert {p.name for p in out.iterdir()} == {LOCK}
+
+
+def test_starting_over_removes_every_earlier_iteration_and_stops_what_still_runs_there(tmp_path):
+    out = tmp_path / "run"
+    md = subprocess.Popen(["sleep", "600"], start_new_session=True)  # a killed campaign's MD, still running
+    try:
+        for k in (0, 1):
+            (out / "ltau" / f"iter{k:02d}").mkdir(parents=True)
+            Ledger(out / "ltau" / f"iter{k:02d}" / "state.json").mark("row", {"row": {}, "new_file": None})
+        (out / "ltau" / "iter01" / "walkers" / "w0").mkdir(parents=True)
+        pidfile.record(out / "ltau" / "iter01" / "walkers" / "w0" / "walker.pid", md.pid, "sleep")
+        (out / "ltau" / ".iter00.removing").mkdir()  # a removal cut short
+        _start_over(load_config(None), out)
+        assert md.wait(10) == -signal.SIGKILL
+        assert list((out / "ltau").iterdir()) == []
+    finally:
+        md.kill()
+
+
+class _NoEngine:
+    """In place of Parsl for the resume bookkeeping test: no task is submitted there."""
+
+    def __init__(self, *args, **kwargs):
+        self.records = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_a_resume_redoes_every_iteration_after_the_first_unfinished_one(tmp_path, monkeypatch, first):
+    # a start-over killed in iteration FIRST left the later iterations of the attempt before it:
+    # they were trained on data that no longer exists, so the resume must not keep them
+    import ltau_app.loop as loop
+
+    out = tmp_path / "run"
+    cfg = load_config(None)
+    cfg.update(iterations=3, strategies=["ltau"])
+    for k in range(3):
+        (out / "ltau" / f"iter{k:02d}").mkdir(parents=True)
+        if k != first:
+            Ledger(out / "ltau" / f"iter{k:02d}" / "state.json").mark("row", {"row": {"iteration": k, "before": True}, "new_file": None})
+    li = bulk("Li", "bcc", a=3.5, cubic=True)
+    monkeypatch.setattr(loop, "prepare_data", lambda cfg, d: (loop.LoopData([li], [li], d / "v.xyz", [], {"w0": li}), d / "i.xyz"))
+    monkeypatch.setattr(loop, "Engine", _NoEngine)
+    calls = []
+
+    def iteration(cfg, strategy, k, work, *args):
+        calls.append((k, args[-2]))  # (iteration, resume)
+        return {"iteration": k}, None, [], []
+
+    monkeypatch.setattr(loop, "run_iteration", iteration)
+    rows, _ = loop._run_strategies(cfg, out, resume=True)
+    assert calls == [(first, True)] + [(k, False) for k in range(first + 1, 3)]
+    assert [r.get("before", False) for r in rows] == [True] * first + [False] * (3 - first)
 
 
 CAMPAIGN = {

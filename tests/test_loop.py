@@ -112,3 +112,31 @@ def test_calibration_frames_are_picked_evenly_along_the_run_blind_to_the_predict
         for n in range(1, n_checked + 1):
             picks = calibration_picks(n_checked, n)
             assert len(set(picks)) == n and picks == sorted(picks) and 0 <= picks[0] and picks[-1] < n_checked
+
+
+def test_data_sampled_with_other_settings_is_sampled_again_not_reused(tmp_path):
+    # a campaign started over in its directory with another seed or size: data/ must follow the config
+    from ltau_app.loop import _frames_of
+
+    path = tmp_path / "initial.xyz"
+    args = {"system": "Li", "n_frames": 2, "atoms": 16, "temperature": 600.0, "equilibrate": 20, "every": 5, "seed": 1}
+    first = _frames_of(path, **args)
+    stamp = path.stat().st_mtime_ns
+    again = _frames_of(path, **args)
+    assert path.stat().st_mtime_ns == stamp and np.allclose(again[1].positions, first[1].positions, atol=1e-6)
+    other = _frames_of(path, **{**args, "seed": 2})
+    assert not np.allclose(other[1].positions, first[1].positions, atol=1e-3)
+    assert len(_frames_of(path, **{**args, "seed": 2, "n_frames": 3})) == len(read(path, ":")) == 3
+
+
+def test_show_config_prints_every_key_and_reads_back_as_the_same_campaign(tmp_path, capsys):
+    from ltau_app.cli import main
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("iterations: 5\nharvest: {max_frames: 3}\n")
+    assert main(["loop", str(mine), "--show-config"]) == 0
+    shown = capsys.readouterr().out
+    (tmp_path / "shown.yaml").write_text(shown)
+    assert load_config(tmp_path / "shown.yaml") == load_config(mine)
+    assert "calibration_frames: 0" in shown and "retries:" in shown  # the defaults, spelled out
+    assert main(["loop", str(mine)]) == 2 and "-o DIR is required" in capsys.readouterr().err

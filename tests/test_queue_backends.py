@@ -23,7 +23,7 @@ from conftest import ltau_md
 from postgres_server import find_bin_dir, free_port, postgres_server
 
 from ltau_md.errors import LtauError
-from ltau_md.queue import CandidateQueue, display_url
+from ltau_md.queue import CandidateQueue, campaign_lock, display_url
 
 BIN_DIR = find_bin_dir()
 NO_SERVER = "PostgreSQL server programs (initdb, pg_ctl, createdb, psql) not found in PATH or /usr/lib/postgresql/*/bin"
@@ -204,6 +204,34 @@ def test_lifecycle_add_select_label_fail_export(queue_url, tmp_path):
     np.testing.assert_allclose(out.positions, labelled.positions, atol=1e-6)
     with pytest.raises(LtauError, match="no row 999"):
         q.get(999)
+
+
+def test_a_label_is_never_replaced_by_a_later_failure_or_label(queue_url):
+    # two relabellers on one queue: the first label stays, whatever the second one then records
+    q, other = CandidateQueue(queue_url, writable=True), None
+    row = q.add(frame(0), error=np.full(16, 0.2), p=np.full(16, 0.5), run="r0", step=0, reason="lo")
+    first = frame(0)
+    first.calc = SinglePointCalculator(first, energy=-1.0, forces=np.zeros((16, 3)))
+    assert q.mark_labelled(row, first, "dft-a")
+    other = CandidateQueue(queue_url, writable=True)
+    second = frame(0)
+    second.calc = SinglePointCalculator(second, energy=-2.0, forces=np.ones((16, 3)))
+    assert not other.mark_failed(row, "SCF did not converge", "dft-b")
+    assert not other.mark_labelled(row, second, "dft-b")
+    got = CandidateQueue(queue_url, must_exist=True).get(row)
+    assert got.status == "labelled" and got.key_value_pairs["labelled_by"] == "dft-a" and "failure" not in got.data
+    assert CandidateQueue(queue_url).labelled_frames()[0].get_potential_energy() == pytest.approx(-1.0)
+
+
+def test_a_postgresql_queue_holds_one_running_campaign_at_a_time(pg_server):
+    url = pg_server.create_database(f"q{next(_databases)}")
+    with campaign_lock(url):
+        with pytest.raises(LtauError) as exc:
+            with campaign_lock(url):
+                pass
+        assert_one_line_error(exc, "another ltau-md campaign is running on this database", "a database of its own")
+    with campaign_lock(url):  # released when the first campaign ended
+        pass
 
 
 def test_cli_lists_selects_relabels_and_exports_a_postgresql_queue(pg_server, tmp_path):

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
 from conftest import ltau_md
 
 from ltau_md.errors import LtauError
 from ltau_md.queue import CandidateQueue, farthest_point_selection
-from ltau_md.relabel import make_calculator
+from ltau_md.relabel import make_calculator, relabel
 
 TESTS = Path(__file__).resolve().parent
 
@@ -220,3 +221,25 @@ def test_bad_calculator_specs_are_one_line_errors(tmp_path):
     for spec, needle in [("nosuch", "meam"), ("nosuchmodule:Calc", "cannot import"), ("meam:{oops", "JSON")]:
         p = ltau_md("relabel", tmp_path / "q.db", "--calculator", spec, check=False)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr, (spec, p.stderr)
+
+
+def test_relabel_keeps_the_label_another_relabeller_stored_meanwhile(tmp_path, capsys):
+    from ase.calculators.calculator import Calculator, all_changes
+
+    q = fill(tmp_path / "q.db", 2)
+    elsewhere = CandidateQueue(tmp_path / "q.db", writable=True)  # another relabeller of this queue
+
+    class Racing(Calculator):  # while it computes row 1, the other relabeller stores its label
+        implemented_properties = ["energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            if elsewhere.get(1).status == "pending":
+                theirs = elsewhere.get(1).atoms
+                theirs.calc = SinglePointCalculator(theirs, energy=-7.0, forces=np.zeros((len(theirs), 3)))
+                assert elsewhere.mark_labelled(1, theirs, "theirs")
+            self.results = {"energy": 1.0, "forces": np.zeros((len(atoms), 3)), "stress": np.zeros(6)}
+
+    counts = relabel(q, Racing())
+    assert (counts["labelled"], counts["labelled_elsewhere"], counts["failed"]) == (1, 1, 0)
+    assert q.get(1).key_value_pairs["labelled_by"] == "theirs" and q.get(2).key_value_pairs["labelled_by"] == "Racing"

@@ -16,9 +16,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "validation, test, train, fit, md, harvest, queue, walkers, engine. See README.",
     )
     p.add_argument("config", metavar="CONFIG", help="loop config (YAML); '-' for the built-in defaults")
-    p.add_argument("-o", "--output", required=True, type=output_dir, metavar="DIR")
+    p.add_argument("-o", "--output", type=output_dir, metavar="DIR", help="the campaign's directory (required unless --show-config)")
     p.add_argument("--resume", action="store_true",
                    help="continue the campaign in DIR where it stopped (trained members, finished walkers and labelled frames are kept)")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the whole configuration, CONFIG over the defaults (every key), as YAML and exit: a start for your own")
     p.set_defaults(func=run)
 
 
@@ -28,6 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from ltau_app.loop import load_config, run_loop
     from ltau_md.errors import LtauError
 
+    if args.show_config:
+        import yaml
+
+        print(yaml.safe_dump(load_config(None if args.config == "-" else args.config), sort_keys=False), end="")
+        return 0
+    if args.output is None:
+        raise LtauError("-o DIR is required: the directory the campaign writes (or --show-config to print its configuration)")
     if args.config != "-" and Path(args.config).resolve() == (Path(args.output) / "config.yaml").resolve():
         raise LtauError(f"{args.config}: the campaign writes its full configuration to {args.output}/config.yaml; "
                         "keep your config outside -o DIR (or pass it with --resume only to continue that campaign)")  # fmt: skip

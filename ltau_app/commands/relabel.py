@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if counts["first_failure"]:
         print(f"first failure, {counts['first_failure']} (every reason: 'ltau-md candidates show DB ID'); "
               "after fixing the calculator, --retry-failed labels them again", file=sys.stderr)
+    if counts["labelled_elsewhere"]:
+        print(f"{counts['labelled_elsewhere']} frame(s) were labelled meanwhile by another relabeller of this queue; their labels kept")
     if counts["not_selected"]:
         print(f"{counts['not_selected']} frame(s) not marked by 'ltau-md candidates select' were left (--selected)")
     if counts["failed_before"] and not counts["labelled"] + counts["failed"]:

@@ -17,9 +17,7 @@ import copy
 import datetime as _dt
 import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -293,22 +291,19 @@ def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | 
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore")
     shown = 0
+
+    def progress() -> None:
+        nonlocal shown
+        shown = _print_progress(run_dir / "ltau_errors", label, epochs, shown)
+
     with open(run_dir / "train.log", "ab") as out:
-        # in the caller's working directory: relative paths in a user's config mean what they do for nequip-train
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        pidfile.record(run_dir / PIDFILE, proc.pid, "nequip-train")
-        try:
-            while proc.poll() is None:
-                time.sleep(1.0)
-                shown = _print_progress(run_dir / "ltau_errors", label, epochs, shown)
-        except BaseException:  # interrupted (or the engine's worker told to stop): no orphan training
-            proc.kill()
-            proc.wait()
-            raise
-    _print_progress(run_dir / "ltau_errors", label, epochs, shown)
-    if proc.returncode != 0:
+        # in the caller's working directory: relative paths in a user's config mean what they do for nequip-train;
+        # interrupted (or the engine's worker told to stop): the training is killed, not left running
+        returncode = pidfile.run_recorded(cmd, run_dir / PIDFILE, "nequip-train", out, env=env, poll=progress)
+    progress()
+    if returncode != 0:
         raise LtauError(
-            f"{label}: nequip-train failed (exit {proc.returncode}); see {run_dir / 'train.log'}: {_tail(run_dir / 'train.log')[-300:]}"
+            f"{label}: nequip-train failed (exit {returncode}); see {run_dir / 'train.log'}: {_tail(run_dir / 'train.log')[-300:]}"
         )
     if not (run_dir / "best.ckpt").is_file():
         raise LtauError(f"{label}: nequip-train wrote no best.ckpt in {run_dir}; see {run_dir / 'train.log'}")
