@@ -255,8 +255,8 @@ class Engine:
 
     @classmethod
     def results(cls, futs: list[Any]) -> list[Any]:
-        """The tasks' own return values, in order. The first task to fail is raised as soon as it
-        fails, not after the tasks before it end (the caller then stops the engine and the rest)."""
+        """The tasks' own return values, in order. A failure is raised as soon as a task fails, not
+        after the tasks before it in the list end (the caller then stops the engine and the rest)."""
         concurrent.futures.wait(futs, return_when=concurrent.futures.FIRST_EXCEPTION)
         for f in futs:
             if f.done() and f.exception() is not None:

@@ -81,6 +81,8 @@ STATE = "state.json"  # per iteration: the stages done (what --resume skips)
 SAMPLED = "sampled.json"  # in data/: how each file of reference frames was sampled
 LOCK = ".ltau-md.lock"  # in the campaign's directory: held by the one process that runs it
 TRASH = ".removing"  # an iteration's directory, renamed while it is deleted
+# what a campaign writes beside its iterations (a start-over removes the earlier run's)
+REPORT_FILES = ("report.json", "report.txt", "tasks.json", "loop.png", "campaign.png", "trajectory_*.png", "f1_map_*.png")
 AUTO_INTEGERS = {"workers", "cores_per_node"}  # auto or a count
 
 
@@ -219,16 +221,18 @@ def _write_frames(path: Path, frames: list) -> Path:
     return path
 
 
-def _frames_of(path: Path, **sampling: Any) -> list:
+def _frames_of(path: Path, unrecorded_ok: bool = True, **sampling: Any) -> list:
     """The frames of ``path``: read if it holds frames sampled with these settings (``_sample``'s
     arguments, recorded in data/sampled.json), else sampled and written. A campaign started over
-    in its directory with another system, seed or sizes samples those files again."""
+    in its directory with another system, seed or sizes samples those files again. A file without
+    a record (sampled before records were kept) is read if ``unrecorded_ok`` (a resume: its
+    configuration was checked against config.yaml), else sampled again."""
     from ase.io import read
 
     record = path.parent / SAMPLED
     done = _read_json(record)
     wanted = json.loads(json.dumps(sampling))
-    if path.exists() and done.get(path.name, wanted) == wanted:  # no record: sampled before records were kept
+    if path.exists() and done.get(path.name, wanted if unrecorded_ok else None) == wanted:
         frames = read(path, ":")
     else:
         if path.exists():
@@ -251,25 +255,26 @@ class LoopData:
     starts: dict[str, Any]  # walker name → its equilibrated start frame
 
 
-def prepare_data(cfg: dict[str, Any], data_dir: Path) -> tuple[LoopData, Path]:
-    """Initial training, validation, held-out test frames and each walker's start (sampled once)."""
+def prepare_data(cfg: dict[str, Any], data_dir: Path, unrecorded_ok: bool = True) -> tuple[LoopData, Path]:
+    """Initial training, validation, held-out test frames and each walker's start (sampled once;
+    ``unrecorded_ok``: see :func:`_frames_of`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     seed, system = int(cfg["seed"]), cfg["system"]
     sets = {}
     for name, sub_seed in (("initial", 1), ("validation", 2)):
         c = cfg[name]
-        sets[name] = _frames_of(data_dir / f"{name}.xyz", system=system, n_frames=c["frames"], atoms=c["atoms"], temperature=c["temperature"],
+        sets[name] = _frames_of(data_dir / f"{name}.xyz", unrecorded_ok, system=system, n_frames=c["frames"], atoms=c["atoms"], temperature=c["temperature"],
                                 equilibrate=c["equilibrate"], every=c["every"], seed=seed * 100 + sub_seed)  # fmt: skip
     test = []
     c = cfg["test"]
     for j, temperature in enumerate(c["temperatures"]):
-        test += _frames_of(data_dir / f"test_{int(temperature)}K.xyz", system=system, n_frames=c["frames"], atoms=c["atoms"],
+        test += _frames_of(data_dir / f"test_{int(temperature)}K.xyz", unrecorded_ok, system=system, n_frames=c["frames"], atoms=c["atoms"],
                            temperature=temperature, equilibrate=c["equilibrate"], every=c["every"], seed=seed * 100 + 10 + j)  # fmt: skip
     # each walker starts from an equilibrated reference frame (positions and velocities) of its
     # system and size at its first temperature
     starts = {}
     for w in walkers_of(cfg):
-        (starts[w["name"]],) = _frames_of(data_dir / f"md_start_{w['name']}.xyz", system=w["system"], n_frames=1, atoms=w["atoms"],
+        (starts[w["name"]],) = _frames_of(data_dir / f"md_start_{w['name']}.xyz", unrecorded_ok, system=w["system"], n_frames=1, atoms=w["atoms"],
                                           temperature=w["t_start"], equilibrate=cfg["initial"]["equilibrate"], every=1,
                                           seed=seed * 100 + 20 + int(w["seed"]))  # fmt: skip
     data = LoopData(sets["initial"], sets["validation"], data_dir / "validation.xyz", test, starts)
@@ -421,7 +426,7 @@ def _harvest(strategy: str, work: Path, queue_url: str, prefix: str, truths: dic
     """select → relabel (one task per frame) → export, through the queue: the walkers'
     candidates, or (random) frames of their trajectories queued by hand. Frames labelled before
     (a resumed campaign) are not labelled again. Returns the queue and the exported frames."""
-    from ltau_md.queue import CandidateQueue
+    from ltau_md.queue import CandidateQueue, claim_owner
 
     cap = int(cfg["harvest"]["max_frames"])
     queue = CandidateQueue(queue_url, writable=True)
@@ -439,7 +444,8 @@ def _harvest(strategy: str, work: Path, queue_url: str, prefix: str, truths: dic
         if any(True for _ in queue.rows("pending", run_prefix=prefix)):  # random: the budget, whatever the frames' distances
             queue.select(cap, cfg["harvest"]["min_distance"] if strategy == "ltau" else None, run_prefix=prefix)
         ledger.mark("select", {"selected": sum(1 for _ in queue.rows(selected=True, run_prefix=prefix))})
-    todo = {f"row {c.id}": c for c in queue.rows("pending", selected=True, run_prefix=prefix)}
+    owner = claim_owner()  # as a relabel would: a relabel run on this queue meanwhile leaves these frames to the campaign
+    todo = {f"row {c.id}": c for c in queue.rows("pending", selected=True, run_prefix=prefix) if queue.claim(c.id, owner) is None}
     failed = label_with_retries({key: c.atoms for key, c in todo.items()}, f"{strategy} {k}", cfg, engine,
                                 done=lambda key, atoms: queue.mark_labelled(todo[key].id, atoms, cfg["reference"]),
                                 fail=lambda key, msg: queue.mark_failed(todo[key].id, msg, cfg["reference"]))  # fmt: skip
@@ -808,29 +814,43 @@ def _remove_iteration(work: Path) -> None:
     """Remove an iteration's directory, first stopping the training and MD a killed campaign may
     have left running in it; renamed before it is deleted, so an interrupted removal leaves no
     half-directory that a resume would read."""
-    import shutil
-
     for rec in [*work.glob("model/*/train.pid"), *work.glob("walkers/*/walker.pid")]:
         pidfile.stop_recorded(rec)
     trash = work.with_name(f".{work.name}{TRASH}")
-    if trash.exists():
-        shutil.rmtree(trash)
+    _remove_trash(trash)
     work.rename(trash)
-    shutil.rmtree(trash)
+    _remove_trash(trash)
+
+
+def _remove_trash(trash: Path) -> None:
+    import shutil
+
+    for attempt in range(3):  # a process killed just before may still be closing files in it
+        try:
+            shutil.rmtree(trash)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if attempt == 2:
+                raise LtauError(f"{trash}: cannot remove it ({exc.strerror}); remove it by hand, then run again") from None
+            time.sleep(1.0)
 
 
 def _start_over(cfg: dict[str, Any], out: Path) -> None:
     """A campaign run again in its directory without --resume: what the earlier run left goes first
-    (every iteration of every strategy, and its rows in a PostgreSQL queue), so that nothing of it
-    is mistaken for this run's; data/ stays where it was sampled with the same settings."""
-    import shutil
-
+    (every iteration of every strategy, its report and plots, and its rows in a PostgreSQL queue),
+    so that nothing of it is mistaken for this run's; data/ stays where it was sampled with the
+    same settings."""
     from ltau_md.queue import CandidateQueue
 
     for trash in out.glob(f"*/.iter*{TRASH}"):  # a removal cut short
-        shutil.rmtree(trash)
+        _remove_trash(trash)
     for work in sorted(out.glob("*/iter[0-9][0-9]")):
         _remove_iteration(work)
+    for pattern in REPORT_FILES:
+        for path in out.glob(pattern):
+            path.unlink()
     if cfg["queue"] != "auto":
         queue = CandidateQueue(cfg["queue"], writable=True)
         for prefix in [f"{strategy}_iter" for strategy in CHOICES["strategies"]] + ["random-pick_iter"]:
@@ -845,7 +865,7 @@ def _run_strategies(cfg: dict[str, Any], out: Path, resume: bool) -> tuple[list[
     from ltau_md.species import symbols
 
     reference = make_calculator(cfg["reference"])
-    data, initial_file = prepare_data(cfg, out / "data")
+    data, initial_file = prepare_data(cfg, out / "data", unrecorded_ok=resume)
     species = symbols(sorted({int(z) for a in data.initial + data.validation for z in a.numbers}))
     for w in walkers_of(cfg):
         extra = sorted(set(data.starts[w["name"]].get_chemical_symbols()) - set(species))
@@ -857,14 +877,14 @@ def _run_strategies(cfg: dict[str, Any], out: Path, resume: bool) -> tuple[list[
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, stop)
+        previous, installed = signal.signal(signal.SIGTERM, stop), True
     except ValueError:  # not the main thread: leave signals to the caller
-        previous = None
+        previous, installed = None, False
     try:
         return _run_iterations(cfg, out, resume, data, initial_file, reference, species)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _run_iterations(cfg: dict[str, Any], out: Path, resume: bool, data: LoopData, initial_file: Path, reference,
@@ -918,24 +938,31 @@ def run_loop(cfg: dict[str, Any], out: str | os.PathLike, resume: bool = False) 
         if entries and not ((out / "config.yaml").is_file() and ((out / "data").is_dir() or entries == {"config.yaml"})):
             raise LtauError(f"{out}: holds files but no ltau-md campaign (config.yaml and data/), which the campaign's "
                             "would mix with; choose a new or empty directory")  # fmt: skip
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True)
+        created = True  # by this process: a refusal below leaves no trace of it
+    except FileExistsError:
+        created = False
     # one process runs a campaign (a --resume started twice, a requeued job beside the first), and
     # one campaign a PostgreSQL queue: the second is refused before it changes anything
     busy = f"{out}: another 'ltau-md loop' (pid {{pid}}) is running this campaign; wait for it to end, or stop it first"
-    try:
-        with pidfile.exclusive(out / LOCK, busy), nullcontext() if cfg["queue"] == "auto" else campaign_lock(cfg["queue"]):
-            if not resume:
-                if cfg["queue"] != "auto":
-                    _check_queue_is_free(cfg, out)
-                _start_over(cfg, out)
-            atomic_write.write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
-            rows, tasks = _run_strategies(cfg, out, resume)
-    except LtauError:
-        if created and {p.name for p in out.iterdir()} <= {LOCK}:  # refused before anything was written: no trace
-            (out / LOCK).unlink(missing_ok=True)
-            out.rmdir()
-        raise
+    with pidfile.exclusive(out / LOCK, busy):
+        try:
+            with nullcontext() if cfg["queue"] == "auto" else campaign_lock(cfg["queue"]):
+                if resume:
+                    for trash in out.glob(f"*/.iter*{TRASH}"):  # a removal cut short
+                        _remove_trash(trash)
+                else:
+                    if cfg["queue"] != "auto":
+                        _check_queue_is_free(cfg, out)
+                    _start_over(cfg, out)
+                atomic_write.write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
+                rows, tasks = _run_strategies(cfg, out, resume)
+        except LtauError:
+            if created and {p.name for p in out.iterdir()} == {LOCK}:  # refused before anything was written (lock still held)
+                (out / LOCK).unlink()
+                out.rmdir()
+            raise
     text = write_report(rows, out)
     plot_campaign(rows, tasks, out / "campaign.png")
     return {"config": cfg, "rows": rows, "text": text}

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from ltau_md import atomic_write
 from ltau_md.errors import LtauError
 
 
-def _identity(pid: int) -> dict[str, str]:
+def process_identity(pid: int) -> dict[str, str]:
     """What tells this process apart from a later one with the same pid: the boot and the start
     time (clock ticks since boot, field 22 of /proc/PID/stat). Empty where /proc lacks them."""
     try:
@@ -41,7 +42,7 @@ def _identity(pid: int) -> dict[str, str]:
 def record(path: str | os.PathLike, pid: int, command: str) -> None:
     """Write ``pid``, a word of its command line and when it started (checked before killing: pids
     are reused)."""
-    atomic_write.write_json(path, {"pid": int(pid), "command": command, **_identity(int(pid))})
+    atomic_write.write_json(path, {"pid": int(pid), "command": command, **process_identity(int(pid))})
 
 
 def stop_recorded(path: str | os.PathLike) -> bool:
@@ -55,17 +56,26 @@ def stop_recorded(path: str | os.PathLike) -> bool:
         return False
     if word not in cmdline:
         return False  # that pid is another process now
-    if "start" in rec and _identity(pid) != {"start": rec["start"], "boot": rec.get("boot")}:
+    if "start" in rec and process_identity(pid) != {"start": rec["start"], "boot": rec.get("boot")}:
         return False  # another process, started later (or after a reboot), that happens to match the word
     return _kill_session(pid)
 
 
-def _kill_session(pid: int) -> bool:
-    try:
-        os.killpg(pid, signal.SIGKILL)  # the subprocess leads a session (and process group) of its own
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+def _kill_session(sid: int) -> bool:
+    """SIGKILL every process of session ``sid`` (the subprocess leads a session of its own; its
+    process group, and any other group a launcher made inside the session); True if any was."""
+    killed = False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # state, ppid, pgrp, session
+                os.kill(int(entry), signal.SIGKILL)
+                killed = True
+        except (OSError, IndexError, ValueError):  # ended meanwhile, or not ours
+            continue
+    return killed
 
 
 def _terminate_as_exit(signum: int, frame) -> None:
@@ -92,7 +102,7 @@ def run_recorded(cmd: Sequence[str], record_path: str | os.PathLike, word: str, 
                 poll()
     except BaseException:
         if proc is not None:
-            _kill_session(proc.pid)
+            _kill_session(proc.pid)  # after the child was reaped too: what it started may still run
             proc.wait()
         raise
     finally:
@@ -113,6 +123,9 @@ def exclusive(path: str | os.PathLike, busy: str) -> Iterator[None]:
         except BlockingIOError:
             fh.seek(0)
             raise LtauError(busy.format(pid=fh.read().strip() or "?")) from None
+        except OSError as exc:  # a file system without flock (some Lustre or FUSE mounts): run unguarded, and say so
+            print(f"ltau-md: warning: cannot lock {path} ({exc.strerror}); a second process on it would not be refused",
+                  file=sys.stderr)  # fmt: skip
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")

@@ -18,6 +18,12 @@ opens it (``ase db cand.db``, ``ase.db.connect``). One row per candidate frame:
   ``latent`` features,
   ``failure`` text for failed labels, full fingerprints.
 
+Relabellers claim a row before they label it (``claimed_by``: host/pid/start time, and
+``claimed_at``), so several ``ltau-md relabel`` on one queue (on several nodes, for a PostgreSQL
+queue) share its frames instead of labelling each twice. A claim of a process that has ended on
+this host lapses by itself; one made on another host holds until ``reclaim`` is asked for. A label,
+once stored, is never replaced by a later one or by a failure.
+
 Every write is one database transaction, so a writer killed at any point leaves the queue as it
 was before or after that row, never in between. Several writers (MD walkers: separate processes)
 may add rows at once: a SQLite queue is in WAL mode and a writer waits up to ``BUSY_TIMEOUT_S``
@@ -37,6 +43,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +54,7 @@ import numpy as np
 
 from ltau_md import atomic_write
 from ltau_md.errors import LtauError
+from ltau_md.pidfile import process_identity
 
 STATUSES = ("pending", "labelled", "failed", "duplicate")
 REASONS = ("lo", "hi", "manual")
@@ -56,6 +64,7 @@ CONNECT_TIMEOUT_S = 10  # PostgreSQL: a server that never answers is an error, n
 _PG_SCHEMES = ("postgresql://", "postgres://")
 _PG_INIT_LOCK = 0x6C746175  # advisory lock ("ltau") under which one opener creates a new database's tables
 _PG_CAMPAIGN_LOCK = 0x6C746163  # advisory lock ("ltac") a running campaign holds on its database
+_PG_ROWS_LOCK = 0x6C746172  # advisory lock ("ltar") held by a transaction that reads a row's status, then writes it
 _PG_EXTRA = 'pip install "ltau-md[postgres]"'
 
 
@@ -430,7 +439,8 @@ class CandidateQueue:
         ``run_prefix``: only rows whose run starts with it take part."""
         if max_frames < 1:
             raise LtauError(f"select: at most {max_frames} frames; give at least 1")
-        pending = list(self.rows("pending", run_prefix=run_prefix))
+        with _database_errors(self.url, "read the pending rows"):
+            pending = list(self.rows("pending", run_prefix=run_prefix))
         chosen = farthest_point_selection(pending, max_frames, min_distance)
         ids = {c.id for c in chosen}
         with _database_errors(self.url, "mark the selection"), self.db:  # the marks change together or not at all
@@ -443,7 +453,8 @@ class CandidateQueue:
     def remove(self, run_prefix: str) -> int:
         """Delete every row whose run starts with ``run_prefix`` (what a killed walker queued,
         before it runs again), in one transaction; returns how many."""
-        ids = [c.id for c in self.rows(run_prefix=run_prefix)]
+        with _database_errors(self.url, "read rows"):
+            ids = [c.id for c in self.rows(run_prefix=run_prefix)]
         if ids:
             with _database_errors(self.url, "remove rows"), self.db:
                 self.db.delete(ids)
@@ -460,11 +471,38 @@ class CandidateQueue:
         return self._mark(int(row_id), "record a failure", status="failed", labelled_by=str(calculator), data={"failure": str(error)[:2000]})
 
     def _mark(self, row_id: int, doing: str, **update: Any) -> bool:
-        with _database_errors(self.url, doing), self.db:  # read and write in one transaction
+        with self._read_then_write(doing):
             if self.db.get(id=row_id).key_value_pairs.get("status") == "labelled":
                 return False
             self.db.update(row_id, **update)
         return True
+
+    def claim(self, row_id: int, owner: str, statuses: Sequence[str] = ("pending",), reclaim: bool = False) -> str | None:
+        """Claim a row whose status is one of ``statuses`` for labelling by ``owner``
+        (:func:`claim_owner`); returns None when claimed, else why not: ``"labelled"`` (or another
+        status it has now) or the owner holding it (a live process on this host, any on another
+        host unless ``reclaim``)."""
+        with self._read_then_write("claim a row"):
+            kvp = self.db.get(id=int(row_id)).key_value_pairs
+            status, holder = kvp.get("status", "pending"), str(kvp.get("claimed_by", ""))
+            if status not in statuses:
+                return status
+            if holder and holder != owner and not reclaim and _claim_holds(holder):
+                return holder
+            self.db.update(int(row_id), claimed_by=owner, claimed_at=time.time())
+        return None
+
+    @contextmanager
+    def _read_then_write(self, doing: str) -> Iterator[None]:
+        """One transaction that reads a row and then writes it, serialised with every other such
+        transaction on this queue (SQLite: the write lock from the start; PostgreSQL: an advisory
+        lock), so two of them never both act on what they read."""
+        with _database_errors(self.url, doing), self.db:
+            if is_url(self.db.filename):
+                self.db.connection.cursor().execute(f"SELECT pg_advisory_xact_lock({_PG_ROWS_LOCK})")
+            else:
+                self.db.connection.execute("BEGIN IMMEDIATE")
+            yield
 
     def labelled_frames(self, status: str = "labelled", selected_only: bool = False, run_prefix: str | None = None) -> list:
         """Frames of rows with ``status`` (labelled: with their reference energy/forces/stress as a
@@ -497,6 +535,27 @@ class CandidateQueue:
 
 
 # -- selection ----------------------------------------------------------------------------------
+
+
+def claim_owner(pid: int | None = None) -> str:
+    """A process as a claim's owner: host/boot/pid/start (a later process with the same pid, or
+    the same pid after a reboot, is another owner)."""
+    import socket
+
+    pid = os.getpid() if pid is None else pid
+    ident = process_identity(pid)
+    return f"{socket.gethostname()}/{ident.get('boot', '?')}/{pid}/{ident.get('start', '?')}"
+
+
+def _claim_holds(holder: str) -> bool:
+    """Whether a claim still holds: its process still runs (this host), or it was made on another
+    host (which cannot be checked from here)."""
+    import socket
+
+    parts = holder.split("/")
+    if len(parts) != 4 or parts[0] != socket.gethostname() or parts[1] != process_identity(os.getpid()).get("boot", "?"):
+        return True
+    return parts[2].isdigit() and claim_owner(int(parts[2])) == holder
 
 
 def frame_vector(c: Candidate, top: int = TOP_ATOMS, use_latent: bool = True) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ltau_md.errors import LtauError
-from ltau_md.queue import CandidateQueue
+from ltau_md.queue import CandidateQueue, claim_owner
 
 ENTRY_POINTS = "ltau_md.calculators"
 
@@ -107,12 +107,15 @@ def relabel(
     only_selected: bool = False,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    reclaim: bool = False,
 ) -> dict[str, Any]:
     """Label pending (and optionally failed) rows of ``queue`` with ``spec`` (a calculator spec
-    string, or an ASE calculator); returns counts of labelled / failed, and of the rows left out:
-    ``failed_before`` (failed rows not retried) and ``not_selected`` (pending rows ``only_selected``
-    skipped); ``labelled_elsewhere``: rows another relabeller of this queue labelled meanwhile
-    (their label kept, this one's dropped)."""
+    string, or an ASE calculator), each claimed first (see :meth:`CandidateQueue.claim`: several
+    relabellers share a queue's rows; ``reclaim`` takes over claims made on other hosts); at most
+    ``limit`` rows. Returns counts of labelled / failed, and of the rows left out: ``failed_before``
+    (failed rows not retried), ``not_selected`` (pending rows ``only_selected`` skipped),
+    ``labelled_elsewhere`` (rows another relabeller finished meanwhile: its label kept) and
+    ``claimed_elsewhere`` (rows another relabeller holds; ``claim_holder``: the first one)."""
     if not isinstance(queue, CandidateQueue):
         queue = CandidateQueue(queue, must_exist=True, writable=True)
     calculator, name = (make_calculator(spec), spec) if isinstance(spec, str) else (spec, type(spec).__name__)
@@ -124,12 +127,21 @@ def relabel(
     if only_selected:
         todo = [c for c in todo if c.selected]
     todo.sort(key=lambda c: c.id)
-    if limit is not None:
-        todo = todo[:limit]
     counts = {"labelled": 0, "failed": 0, "failed_before": 0 if retry_failed else len(failed_before),
-              "not_selected": n_todo - len(todo) if only_selected and limit is None else 0, "labelled_elsewhere": 0}
-    first_failure = None
-    for i, cand in enumerate(todo):
+              "not_selected": n_todo - len(todo) if only_selected and limit is None else 0, "labelled_elsewhere": 0,
+              "claimed_elsewhere": 0}  # fmt: skip
+    first_failure = claim_holder = None
+    owner, statuses = claim_owner(), ("pending", "failed") if retry_failed else ("pending",)
+    total = len(todo) if limit is None else min(limit, len(todo))
+    for cand in todo:
+        if counts["labelled"] + counts["failed"] == total:
+            break  # --limit reached
+        why = queue.claim(cand.id, owner, statuses, reclaim=reclaim)
+        if why is not None:  # another relabeller holds it, or finished it meanwhile
+            held = why not in ("labelled", "failed")
+            counts["claimed_elsewhere" if held else "labelled_elsewhere"] += 1
+            claim_holder = claim_holder or (why if held else None)
+            continue
         try:
             labelled = label(cand.atoms, calculator)
         except Exception as exc:  # any calculator failure is recorded, not fatal
@@ -140,8 +152,8 @@ def relabel(
             else:
                 counts["labelled_elsewhere"] += 1
         else:
-            # another relabeller on this queue may have labelled it meanwhile: its label stays
+            # another relabeller (that ignored or took over the claim) may have labelled it: the first label stays
             counts["labelled" if queue.mark_labelled(cand.id, labelled, name) else "labelled_elsewhere"] += 1
         if progress is not None:
-            progress(i + 1, len(todo))
-    return {**counts, "first_failure": first_failure}
+            progress(counts["labelled"] + counts["failed"], total)
+    return {**counts, "first_failure": first_failure, "claim_holder": claim_holder}

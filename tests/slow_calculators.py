@@ -1,20 +1,33 @@
 """Real ASE calculators with test-friendly behaviour, importable by ``module:Class`` specs."""
 
+import os
 import time
+import uuid
+from pathlib import Path
 
 from ase.calculators.lj import LennardJones
 
 
 class SlowLJ(LennardJones):
-    """Lennard-Jones that takes ``delay`` seconds per evaluation (time to kill a relabel)."""
+    """Lennard-Jones that takes ``delay`` seconds per evaluation (time to kill a relabel). With
+    ``marker_dir``, each evaluation leaves a file there (tests count them); with ``start_dir``,
+    the calculator says it is ready there (``ready-PID``) and waits for a ``go`` file (relabellers
+    that start together)."""
 
-    def __init__(self, delay: float = 0.5, **kwargs):
+    def __init__(self, delay: float = 0.5, marker_dir: str | None = None, start_dir: str | None = None, **kwargs):
         super().__init__(sigma=2.8, epsilon=0.05, rc=6.0, **kwargs)
-        self.delay = delay
+        self.delay, self.marker_dir = delay, marker_dir
+        if start_dir is not None:
+            (Path(start_dir) / f"ready-{os.getpid()}").touch()
+            deadline = time.time() + 60
+            while not (Path(start_dir) / "go").exists() and time.time() < deadline:
+                time.sleep(0.01)
 
     def calculate(self, *args, **kwargs):
         time.sleep(self.delay)
         super().calculate(*args, **kwargs)
+        if self.marker_dir is not None:
+            (Path(self.marker_dir) / uuid.uuid4().hex).touch()
 
 
 class FailOnMg(LennardJones):

@@ -260,9 +260,12 @@ def test_starting_over_removes_every_earlier_iteration_and_stops_what_still_runs
         (out / "ltau" / "iter01" / "walkers" / "w0").mkdir(parents=True)
         pidfile.record(out / "ltau" / "iter01" / "walkers" / "w0" / "walker.pid", md.pid, "sleep")
         (out / "ltau" / ".iter00.removing").mkdir()  # a removal cut short
+        for name in ("report.json", "campaign.png", "trajectory_ltau_iter01_w0.png", "config.yaml"):
+            (out / name).write_text("x")
         _start_over(load_config(None), out)
         assert md.wait(10) == -signal.SIGKILL
         assert list((out / "ltau").iterdir()) == []
+        assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "ltau"]  # the earlier report and plots went too
     finally:
         md.kill()
 
@@ -294,7 +297,7 @@ def test_a_resume_redoes_every_iteration_after_the_first_unfinished_one(tmp_path
         if k != first:
             Ledger(out / "ltau" / f"iter{k:02d}" / "state.json").mark("row", {"row": {"iteration": k, "before": True}, "new_file": None})
     li = bulk("Li", "bcc", a=3.5, cubic=True)
-    monkeypatch.setattr(loop, "prepare_data", lambda cfg, d: (loop.LoopData([li], [li], d / "v.xyz", [], {"w0": li}), d / "i.xyz"))
+    monkeypatch.setattr(loop, "prepare_data", lambda cfg, d, unrecorded_ok: (loop.LoopData([li], [li], d / "v.xyz", [], {"w0": li}), d / "i.xyz"))
     monkeypatch.setattr(loop, "Engine", _NoEngine)
     calls = []
 

@@ -127,6 +127,12 @@ def test_data_sampled_with_other_settings_is_sampled_again_not_reused(tmp_path):
     other = _frames_of(path, **{**args, "seed": 2})
     assert not np.allclose(other[1].positions, first[1].positions, atol=1e-3)
     assert len(_frames_of(path, **{**args, "seed": 2, "n_frames": 3})) == len(read(path, ":")) == 3
+    # a directory from before the record: kept on a resume (its config was checked), sampled again on a start-over
+    (tmp_path / "sampled.json").unlink()
+    stamp = path.stat().st_mtime_ns
+    assert len(_frames_of(path, True, **args)) == 3 and path.stat().st_mtime_ns == stamp
+    (tmp_path / "sampled.json").unlink()
+    assert len(_frames_of(path, False, **args)) == 2
 
 
 def test_show_config_prints_every_key_and_reads_back_as_the_same_campaign(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -221,6 +222,53 @@ def test_a_label_is_never_replaced_by_a_later_failure_or_label(queue_url):
     got = CandidateQueue(queue_url, must_exist=True).get(row)
     assert got.status == "labelled" and got.key_value_pairs["labelled_by"] == "dft-a" and "failure" not in got.data
     assert CandidateQueue(queue_url).labelled_frames()[0].get_potential_energy() == pytest.approx(-1.0)
+
+
+def test_a_status_read_and_its_write_are_one_step_for_other_writers(queue_url):
+    # relabeller A reads 'pending' and is about to store its label; B's failure must not land between
+    import threading
+
+    q = CandidateQueue(queue_url, writable=True)
+    row = q.add(frame(0), error=np.full(16, 0.2), p=np.full(16, 0.5), run="r0", step=0, reason="lo")
+    other, result = CandidateQueue(queue_url, writable=True), {}
+    second = threading.Thread(target=lambda: result.update(marked=other.mark_failed(row, "SCF did not converge", "b")))
+    with q._read_then_write("test"):
+        assert q.db.get(id=row).key_value_pairs["status"] == "pending"
+        second.start()
+        second.join(1.0)
+        assert second.is_alive(), "the other writer did not wait for this read-then-write"
+        q.db.update(row, status="labelled", labelled_by="a")
+    second.join(60)
+    assert result == {"marked": False}
+    got = CandidateQueue(queue_url).get(row)
+    assert got.status == "labelled" and got.key_value_pairs["labelled_by"] == "a"
+
+
+def test_two_relabels_started_together_share_the_queue_and_label_each_frame_once(queue_url, tmp_path):
+    # one relabel per node on a shared queue: each frame is claimed by one of them, computed once
+    q = CandidateQueue(queue_url, writable=True)
+    for i in range(12):
+        q.add(frame(i), error=np.full(16, 0.2), p=np.full(16, 0.5), run="r0", step=i, reason="lo")
+    (tmp_path / "markers").mkdir()
+    spec = f'slow_calculators:SlowLJ:{{"delay": 0.3, "marker_dir": "{tmp_path / "markers"}", "start_dir": "{tmp_path}"}}'
+    env = dict(os.environ, PYTHONPATH=f"{Path(__file__).resolve().parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    cmd = [str(Path(sys.executable).parent / "ltau-md"), "relabel", queue_url, "--calculator", spec]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        deadline = time.time() + 60
+        while len(list(tmp_path.glob("ready-*"))) < 2:
+            assert time.time() < deadline and all(p.poll() is None for p in procs), "the relabels did not start"
+            time.sleep(0.02)
+        (tmp_path / "go").touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outs]
+    assert len(list((tmp_path / "markers").iterdir())) == 12  # no frame computed twice
+    labelled = [int(re.search(r"labelled (\d+)", out).group(1)) for out, _ in outs]
+    assert sum(labelled) == 12 and min(labelled) > 0, labelled
+    assert CandidateQueue(queue_url).count("labelled") == 12
 
 
 def test_a_postgresql_queue_holds_one_running_campaign_at_a_time(pg_server):

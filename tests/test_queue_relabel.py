@@ -243,3 +243,22 @@ def test_relabel_keeps_the_label_another_relabeller_stored_meanwhile(tmp_path, c
     counts = relabel(q, Racing())
     assert (counts["labelled"], counts["labelled_elsewhere"], counts["failed"]) == (1, 1, 0)
     assert q.get(1).key_value_pairs["labelled_by"] == "theirs" and q.get(2).key_value_pairs["labelled_by"] == "Racing"
+
+
+def test_a_claim_lapses_with_its_process_here_and_holds_from_another_host_until_reclaimed(tmp_path):
+    from ltau_md.queue import claim_owner
+
+    q = fill(tmp_path / "q.db", 2)
+    ended = subprocess.run([sys.executable, "-c", "from ltau_md.queue import claim_owner; print(claim_owner())"],
+                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    me, elsewhere = claim_owner(), "node17/another-boot/4242/1234"
+    assert q.claim(1, ended) is None and q.get(1).key_value_pairs["claimed_by"] == ended
+    assert q.claim(1, me) is None  # a relabel killed on this host: its claim lapsed with it
+    assert q.claim(1, elsewhere) == me  # this process still runs
+    assert q.claim(2, elsewhere) is None
+    assert q.claim(2, me) == elsewhere  # cannot be checked from here: held ...
+    assert q.claim(2, me, reclaim=True) is None  # ... until taken over
+    labelled = q.get(2).atoms
+    labelled.calc = SinglePointCalculator(labelled, energy=0.0, forces=np.zeros((len(labelled), 3)))
+    assert q.mark_labelled(2, labelled, "x")
+    assert q.claim(2, me, reclaim=True) == "labelled" and q.claim(2, me, ("pending", "failed")) == "labelled"
