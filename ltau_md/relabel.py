@@ -115,7 +115,8 @@ def relabel(
     ``limit`` rows. Returns counts of labelled / failed, and of the rows left out: ``failed_before``
     (failed rows not retried), ``not_selected`` (pending rows ``only_selected`` skipped),
     ``labelled_elsewhere`` (rows another relabeller finished meanwhile: its label kept) and
-    ``claimed_elsewhere`` (rows another relabeller holds; ``claim_holder``: the first one)."""
+    ``claimed_elsewhere`` (rows another relabeller still holds at the end; ``claim_holder``: the
+    first one)."""
     if not isinstance(queue, CandidateQueue):
         queue = CandidateQueue(queue, must_exist=True, writable=True)
     calculator, name = (make_calculator(spec), spec) if isinstance(spec, str) else (spec, type(spec).__name__)
@@ -130,7 +131,7 @@ def relabel(
     counts = {"labelled": 0, "failed": 0, "failed_before": 0 if retry_failed else len(failed_before),
               "not_selected": n_todo - len(todo) if only_selected and limit is None else 0, "labelled_elsewhere": 0,
               "claimed_elsewhere": 0}  # fmt: skip
-    first_failure = claim_holder = None
+    first_failure, held = None, {}
     owner, statuses = claim_owner(), ("pending", "failed") if retry_failed else ("pending",)
     total = len(todo) if limit is None else min(limit, len(todo))
     for cand in todo:
@@ -138,9 +139,10 @@ def relabel(
             break  # --limit reached
         why = queue.claim(cand.id, owner, statuses, reclaim=reclaim)
         if why is not None:  # another relabeller holds it, or finished it meanwhile
-            held = why not in ("labelled", "failed")
-            counts["claimed_elsewhere" if held else "labelled_elsewhere"] += 1
-            claim_holder = claim_holder or (why if held else None)
+            if why in ("labelled", "failed"):
+                counts["labelled_elsewhere"] += 1
+            else:
+                held[cand.id] = why
             continue
         try:
             labelled = label(cand.atoms, calculator)
@@ -156,4 +158,8 @@ def relabel(
             counts["labelled" if queue.mark_labelled(cand.id, labelled, name) else "labelled_elsewhere"] += 1
         if progress is not None:
             progress(counts["labelled"] + counts["failed"], total)
-    return {**counts, "first_failure": first_failure, "claim_holder": claim_holder}
+    # the rows others held: those they have finished by now, and those still in their hands
+    still = {i: holder for i, holder in held.items() if queue.get(i).status in statuses}
+    counts["labelled_elsewhere"] += len(held) - len(still)
+    counts["claimed_elsewhere"] = len(still)
+    return {**counts, "first_failure": first_failure, "claim_holder": next(iter(still.values()), None)}

@@ -268,6 +268,7 @@ def test_two_relabels_started_together_share_the_queue_and_label_each_frame_once
     assert len(list((tmp_path / "markers").iterdir())) == 12  # no frame computed twice
     labelled = [int(re.search(r"labelled (\d+)", out).group(1)) for out, _ in outs]
     assert sum(labelled) == 12 and min(labelled) > 0, labelled
+    assert not any("--reclaim" in out for out, _ in outs)  # the other relabel runs on this host: its claims lapse by themselves
     assert CandidateQueue(queue_url).count("labelled") == 12
 
 

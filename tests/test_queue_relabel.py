@@ -262,3 +262,16 @@ def test_a_claim_lapses_with_its_process_here_and_holds_from_another_host_until_
     labelled.calc = SinglePointCalculator(labelled, energy=0.0, forces=np.zeros((len(labelled), 3)))
     assert q.mark_labelled(2, labelled, "x")
     assert q.claim(2, me, reclaim=True) == "labelled" and q.claim(2, me, ("pending", "failed")) == "labelled"
+
+
+def test_relabel_leaves_frames_another_hosts_relabel_holds_and_says_how_to_take_them(tmp_path, capsys):
+    from ltau_app.cli import main
+
+    q = fill(tmp_path / "q.db", 3)
+    assert q.claim(2, "node17/another-boot/4242/1234") is None  # a relabel on another node
+    assert main(["relabel", str(tmp_path / "q.db"), "--calculator", "meam"]) == 0
+    out = capsys.readouterr().out
+    assert "labelled 2," in out and "1 frame(s) are still being labelled by another relabel of this queue (node17/" in out
+    assert "--reclaim takes them over" in out
+    assert main(["relabel", str(tmp_path / "q.db"), "--calculator", "meam", "--reclaim"]) == 0
+    assert "labelled 1," in capsys.readouterr().out and q.count("labelled") == 3

@@ -41,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"first failure, {counts['first_failure']} (every reason: 'ltau-md candidates show DB ID'); "
               "after fixing the calculator, --retry-failed labels them again", file=sys.stderr)
     if counts["claimed_elsewhere"]:
-        print(f"{counts['claimed_elsewhere']} frame(s) are being labelled by another relabel of this queue ({counts['claim_holder']}); "
-              "if that one was killed on another host, --reclaim takes them over")  # fmt: skip
+        import socket
+
+        holder = counts["claim_holder"]
+        hint = "" if holder.startswith(f"{socket.gethostname()}/") else "; if it was killed on its host, --reclaim takes them over"
+        print(f"{counts['claimed_elsewhere']} frame(s) are still being labelled by another relabel of this queue ({holder}){hint}")
     if counts["labelled_elsewhere"]:
         print(f"{counts['labelled_elsewhere']} frame(s) were labelled meanwhile by another relabeller of this queue; their labels kept")
     if counts["not_selected"]:
