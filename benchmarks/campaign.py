@@ -76,10 +76,12 @@ def main() -> None:
         for rep in range(args.repeats):
             for w in args.workers:
                 out = tmp / f"w{w}_r{rep}"
-                shutil.copytree(data, out / "data")  # the same reference frames: only the engine differs
-                (out / "loop.yaml").write_text(yaml.safe_dump(campaign_config(args.steps, args.epochs, w)))
+                shutil.copytree(data, out / "data")  # the same reference frames (data/sampled.json says so): only the engine differs
+                config = yaml.safe_dump(campaign_config(args.steps, args.epochs, w))
+                (tmp / f"loop_w{w}.yaml").write_text(config)
+                (out / "config.yaml").write_text(config)  # with its data/: a campaign directory, which the loop starts over
                 t0 = time.perf_counter()
-                p = subprocess.run([str(BIN / "ltau-md"), "loop", "loop.yaml", "-o", "."], cwd=out, capture_output=True, text=True)
+                p = subprocess.run([str(BIN / "ltau-md"), "loop", f"../loop_w{w}.yaml", "-o", "."], cwd=out, capture_output=True, text=True)
                 wall = time.perf_counter() - t0
                 if p.returncode != 0:
                     sys.exit(f"ltau-md loop failed ({p.returncode}): {p.stderr[-2000:]}")
