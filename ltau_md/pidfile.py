@@ -46,18 +46,26 @@ def record(path: str | os.PathLike, pid: int, command: str) -> None:
 
 
 def stop_recorded(path: str | os.PathLike) -> bool:
-    """Kill the process group of the recorded process if it still runs; True if it did."""
+    """Kill the session of the recorded process if it still runs, or what is left of it if the
+    process itself has ended; True if anything was killed."""
     path = Path(path)
     try:
         rec = json.loads(path.read_text())
         pid, word = int(rec["pid"]), str(rec["command"])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except (OSError, ValueError, KeyError, TypeError):
         return False
+    if "boot" in rec and process_identity(os.getpid()).get("boot") != rec["boot"]:
+        return False  # recorded before a reboot: nothing of it runs
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        # the process ended; its session lives on while any member does (say mpiexec's ranks), and
+        # Linux gives no new process a pid that is still a session's id
+        return _kill_session(pid)
     if word not in cmdline:
         return False  # that pid is another process now
     if "start" in rec and process_identity(pid) != {"start": rec["start"], "boot": rec.get("boot")}:
-        return False  # another process, started later (or after a reboot), that happens to match the word
+        return False  # another process, started later, that happens to match the word
     return _kill_session(pid)
 
 

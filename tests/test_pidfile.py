@@ -80,3 +80,19 @@ def test_a_second_holder_of_a_campaign_lock_is_refused_with_the_first_ones_pid(t
                 pass
     with pidfile.exclusive(lock, "busy: pid {pid}"):  # released when the first holder ended
         pass
+
+
+def test_what_is_left_of_a_recorded_session_is_stopped_after_its_leader_ended(tmp_path):
+    # a killed campaign's mpiexec ended, its ranks run on: the resume must stop them too
+    rec, rank = tmp_path / "walker.pid", tmp_path / "rank.pid"
+    leader = subprocess.Popen(["bash", "-c", f"sleep 600 & echo $! > {rank}"], start_new_session=True)
+    try:
+        pidfile.record(rec, leader.pid, "bash")
+        _wait(lambda: rank.exists() and rank.read_text().strip(), "the leader's child")
+        assert leader.wait(10) == 0  # the leader is gone, its child lives on in the session
+        orphan = int(rank.read_text())
+        assert _alive(orphan)
+        assert pidfile.stop_recorded(rec)
+        _wait(lambda: not _alive(orphan), "the orphan to be killed", 10)
+    finally:
+        leader.kill()
