@@ -108,6 +108,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("-o", "--output", default="benchmarks/results/ann_alternatives.json")
     args = ap.parse_args()
+    if args.train_atoms < 1024:
+        ap.error("--train-atoms must be at least 1024: the IVF indices train 1024 lists")
     faiss.omp_set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         x, q = descriptors(int(args.train_atoms), args.test_frames, Path(tmp))

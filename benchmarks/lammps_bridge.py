@@ -15,8 +15,8 @@
 
 MD times are LAMMPS's "Loop time" of runs after a warm-up run (start-up, model loading and the
 first, slower forward passes are excluded); every time is the fastest of 5 timed blocks (2 at the
-large size). torch threads: ``ltau-md run``'s rule (cores / ranks,
-or OMP_NUM_THREADS), the same for the bare model and ASE. Without --model/--artifact, a
+large size). torch threads: ``ltau-md run``'s rule (OMP_NUM_THREADS, else 1), the same for the
+bare model and ASE. Without --model/--artifact, a
 default-size model (r_max 5, 2 layers, 32 features, l_max 1) is trained for 10 epochs on 30
 MEAM frames of 250-atom Li at 600 K (``ltau-md make-data``), fitted and calibrated in --workdir;
 size matters here, not accuracy. Prints a table and writes JSON (atomically).

@@ -70,7 +70,7 @@ fix md all nve
 thermo 1000
 run 300
 velocity all create 600 4928459 mom yes rot yes dist gaussian loop geom
-pair_style nequip {model} mode {mode}
+pair_style nequip {model} mode {mode} device {device}
 pair_coeff * * Li
 """
 
@@ -83,7 +83,7 @@ def worker(args: argparse.Namespace) -> None:
 
     comm = MPI.COMM_WORLD
     with lammps_session(comm, ["-screen", "none", "-log", "none"], run_name="scaling") as (lmp, _, session):
-        lmp.commands_string(BOX.format(a=LATTICE, n=args.cells, model=args.model, mode=args.mode, skin=SKIN))
+        lmp.commands_string(BOX.format(a=LATTICE, n=args.cells, model=args.model, mode=args.mode, skin=SKIN, device=args.device))
         lmp.command("run 3")  # warm-up: model load, first (slower) forward passes, neighbour lists
         times = []
         for _ in range(args.repeats):
@@ -138,9 +138,10 @@ def prepare(workdir: Path, layers: list[int]) -> dict[int, Path]:
     return models
 
 
-def measure(model: Path, cells: int, mode: str, ranks: int, threads: int, steps: int, repeats: int, workdir: Path, bare: bool) -> dict:
+def measure(model: Path, cells: int, mode: str, ranks: int, threads: int, steps: int, repeats: int, workdir: Path, bare: bool,
+            device: str = "cpu") -> dict:  # fmt: skip
     out = workdir / f"w_{model.name}_{cells}_{mode}_{ranks}x{threads}.json"
-    cmd = [sys.executable, __file__, "--worker", "--model", str(model), "--cells", str(cells), "--mode", mode,
+    cmd = [sys.executable, __file__, "--worker", "--model", str(model), "--cells", str(cells), "--mode", mode, "--device", device,
            "--steps", str(steps), "--repeats", str(repeats), "--json", str(out)] + (["--bare"] if bare else [])  # fmt: skip
     if ranks > 1:
         cmd = [str(BIN / "mpiexec"), "-n", str(ranks), *cmd]
@@ -295,6 +296,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ltau_scaling"))
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="pair_style nequip's device (cuda: the GPU machine's check)")
     ap.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results" / "scaling.json")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -311,7 +313,7 @@ def main() -> None:
 
     widths = {L: max(NequIPModel.load(models[L]).exchange_widths, default=0) for L in args.layers}
     results = []
-    print(f"{'L':>2s} {'atoms':>6s} {'config (mode used)':17s} {'ms/step':>9s} {'range':>15s} {'ghosts/rank':>11s} {'shell ratio':>11s} "
+    print(f"{'L':>2s} {'atoms':>6s} {'config (mode used)':26s} {'ms/step':>9s} {'range':>15s} {'ghosts/rank':>11s} {'shell ratio':>11s} "
           f"{'edges/rank':>10s} {'MD/bare':>7s}")  # fmt: skip
     for L in args.layers:
         for size in args.sizes:
@@ -320,7 +322,7 @@ def main() -> None:
             side = cells * LATTICE
             for label, mode, ranks, threads in CONFIGS:
                 r = measure(models[L], cells, mode, ranks, threads, args.steps, args.repeats, args.workdir,
-                            bare=label == "domain 1x1")  # fmt: skip
+                            bare=label == "domain 1x1", device=args.device)  # fmt: skip
                 t = np.array(r["seconds_per_step"]) * 1e3
                 per_rank = r["per_rank"]
                 mode_used = {0: "domain", 1: "gathered", 2: "domain (deep shell)"}[per_rank[0]["mode"]]
@@ -340,8 +342,8 @@ def main() -> None:
                     row["md_over_bare"] = row["ms_per_step"] / row["bare_ms"]
                 results.append(row)
                 shell_txt = f"{row['ghost_ratio_to_shell']:.2f}" if mode_used != "gathered" else "-"
-                shown = f"{label[:6]} {mode_used[:6]}{label[-4:]}"
-                print(f"{L:2d} {atoms:6d} {shown:17s} {row['ms_per_step']:9.1f} {t.min():7.1f}-{t.max():<7.1f} {ghosts:11.0f} "
+                shown = label if mode_used == mode else f"{label} ({mode_used})"  # what auto chose
+                print(f"{L:2d} {atoms:6d} {shown:26s} {row['ms_per_step']:9.1f} {t.min():7.1f}-{t.max():<7.1f} {ghosts:11.0f} "
                       f"{shell_txt:>11s} {row['edges_per_rank']:10.0f} {row.get('md_over_bare', float('nan')):7.2f}", flush=True)  # fmt: skip
             summarize(results, L, atoms)
     shared = shared_core(models[args.layers[0]], args.steps, args.repeats, args.workdir)

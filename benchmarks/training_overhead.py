@@ -50,11 +50,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--atoms", type=int, default=128)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=10, help="at least 2 (each run's first epoch is warm-up, not timed)")
     ap.add_argument("--repeats", type=int, default=2, help="rounds of the three runs, interleaved against drift")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("-o", "--output", default="benchmarks/results/training_overhead.json")
     args = ap.parse_args()
+    if args.epochs < 2:
+        ap.error("--epochs must be at least 2: each run's first epoch is warm-up and not timed")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "li.xyz"

@@ -42,6 +42,7 @@ predicted / true per set.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -107,9 +108,15 @@ def sh(cmd: list[str], log: Path) -> None:
 
 
 def prepare(work: Path, size: dict, seeds: list[int], members: int, epochs: int) -> None:
-    """Reference data and, per training seed, the ensemble and its LTAU artifact (cached in ``work``)."""
+    """Reference data and, per training seed, the ensemble and its LTAU artifact (cached in ``work``,
+    which records the settings it was made with: another size, ensemble or epochs is refused)."""
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
+    settings, record = {"size": size, "members": members, "epochs": epochs}, work / "settings.json"
+    if record.exists() and json.loads(record.read_text()) != json.loads(json.dumps(settings)):
+        sys.exit(f"uq_quality: --work {work} holds data and ensembles made with other settings ({record.read_text().strip()}); "
+                 "give another --work, or remove that one")  # fmt: skip
+    record.write_text(json.dumps(settings))
     log = work / "prepare.log"
     for name, (system, opts, _) in data_sets(size).items():
         out = data / file_name(name)
