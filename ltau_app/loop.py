@@ -444,8 +444,13 @@ def _harvest(strategy: str, work: Path, queue_url: str, prefix: str, truths: dic
         if any(True for _ in queue.rows("pending", run_prefix=prefix)):  # random: the budget, whatever the frames' distances
             queue.select(cap, cfg["harvest"]["min_distance"] if strategy == "ltau" else None, run_prefix=prefix)
         ledger.mark("select", {"selected": sum(1 for _ in queue.rows(selected=True, run_prefix=prefix))})
-    owner = claim_owner()  # as a relabel would: a relabel run on this queue meanwhile leaves these frames to the campaign
-    todo = {f"row {c.id}": c for c in queue.rows("pending", selected=True, run_prefix=prefix) if queue.claim(c.id, owner) is None}
+    # claimed as a relabel would, so a relabel started on this queue meanwhile leaves these frames
+    # to the campaign; any earlier claim is taken over: that of this campaign's killed process may
+    # come from another host (a resumed Slurm campaign's login node may differ), and the campaign
+    # lock says no other campaign runs on this queue
+    owner = claim_owner()
+    todo = {f"row {c.id}": c for c in queue.rows("pending", selected=True, run_prefix=prefix)
+            if queue.claim(c.id, owner, reclaim=True) is None}  # fmt: skip
     failed = label_with_retries({key: c.atoms for key, c in todo.items()}, f"{strategy} {k}", cfg, engine,
                                 done=lambda key, atoms: queue.mark_labelled(todo[key].id, atoms, cfg["reference"]),
                                 fail=lambda key, msg: queue.mark_failed(todo[key].id, msg, cfg["reference"]))  # fmt: skip
