@@ -716,8 +716,9 @@ def _label_calibration_frames(strategy: str, k: int, work: Path, truths: dict[st
     # the file is rewritten as each label arrives: a killed campaign keeps them, and its resume labels only the rest
     got: dict[str, Any] = {}
     for a in read_frames(path) if path.exists() else []:
-        if key_of(a.info.get("walker"), a.info.get("step", -1)) in picks:
-            got[key_of(a.info["walker"], a.info["step"])] = a
+        key = key_of(a.info.get("walker"), a.info.get("step", -1))
+        if key in picks:
+            got[key] = a
 
     def keep(key: str, atoms: Any) -> None:
         name, step, _ = picks[key]
@@ -864,8 +865,6 @@ def _start_over(cfg: dict[str, Any], out: Path) -> None:
 
 def _run_strategies(cfg: dict[str, Any], out: Path, resume: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The data, then every strategy's iterations on the engine; returns the report rows and tasks."""
-    import signal
-
     from ltau_md.relabel import make_calculator
     from ltau_md.species import symbols
 
@@ -878,18 +877,8 @@ def _run_strategies(cfg: dict[str, Any], out: Path, resume: bool) -> tuple[list[
             raise LtauError(f"walker {w['name']}: system {w['system']} holds {', '.join(extra)}, which the training data "
                             f"({cfg['system']}) lack; choose a walker system made of {', '.join(species)}")  # fmt: skip
 
-    def stop(signum, frame):  # a scheduler's SIGTERM ends the campaign like Ctrl-C: the engine shuts down
-        raise KeyboardInterrupt
-
-    try:
-        previous, installed = signal.signal(signal.SIGTERM, stop), True
-    except ValueError:  # not the main thread: leave signals to the caller
-        previous, installed = None, False
-    try:
+    with pidfile.sigterm_raises(KeyboardInterrupt):  # a scheduler's SIGTERM ends the campaign like Ctrl-C: the engine shuts down
         return _run_iterations(cfg, out, resume, data, initial_file, reference, species)
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _run_iterations(cfg: dict[str, Any], out: Path, resume: bool, data: LoopData, initial_file: Path, reference,

@@ -86,8 +86,23 @@ def _kill_session(sid: int) -> bool:
     return killed
 
 
-def _terminate_as_exit(signum: int, frame) -> None:
-    raise SystemExit(128 + signum)
+@contextmanager
+def sigterm_raises(exception: Callable[[], BaseException]) -> Iterator[None]:
+    """While the block runs, a SIGTERM raises ``exception()`` where the main thread is, so the
+    block's clean-up runs (by default SIGTERM ends the process at once); the previous handler comes
+    back after. Off the main thread nothing changes: signal handlers live there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame) -> None:
+        raise exception()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def run_recorded(cmd: Sequence[str], record_path: str | os.PathLike, word: str, stdout: IO, *, cwd: str | os.PathLike | None = None,
@@ -96,26 +111,22 @@ def run_recorded(cmd: Sequence[str], record_path: str | os.PathLike, word: str, 
     (see :func:`record`); ``poll()`` every ``every`` seconds while it runs. Returns its exit status.
     If this process stops waiting (an exception in ``poll``, Ctrl-C, SIGTERM), the subprocess's
     whole session is killed first. A SIGTERM is raised here as ``SystemExit(143)`` while it runs
-    (main thread only: signal handlers live there)."""
-    on_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate_as_exit) if on_main else None
+    (:func:`sigterm_raises`)."""
     proc = None
-    try:
-        proc = subprocess.Popen(list(cmd), stdout=stdout, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
-        record(record_path, proc.pid, word)
-        while True:
-            try:
-                return proc.wait(timeout=every if poll is not None else None)
-            except subprocess.TimeoutExpired:
-                poll()
-    except BaseException:
-        if proc is not None:
-            _kill_session(proc.pid)  # after the child was reaped too: what it started may still run
-            proc.wait()
-        raise
-    finally:
-        if on_main:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    with sigterm_raises(lambda: SystemExit(128 + signal.SIGTERM)):
+        try:
+            proc = subprocess.Popen(list(cmd), stdout=stdout, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
+            record(record_path, proc.pid, word)
+            while True:
+                try:
+                    return proc.wait(timeout=every if poll is not None else None)
+                except subprocess.TimeoutExpired:
+                    poll()
+        except BaseException:
+            if proc is not None:
+                _kill_session(proc.pid)  # after the child was reaped too: what it started may still run
+                proc.wait()
+            raise
 
 
 @contextmanager

@@ -18,7 +18,7 @@ opens it (``ase db cand.db``, ``ase.db.connect``). One row per candidate frame:
   ``latent`` features,
   ``failure`` text for failed labels, full fingerprints.
 
-Relabellers claim a row before they label it (``claimed_by``: host/pid/start time, and
+Relabellers claim a row before they label it (``claimed_by``: host/boot/pid/start time, and
 ``claimed_at``), so several ``ltau-md relabel`` on one queue (on several nodes, for a PostgreSQL
 queue) share its frames instead of labelling each twice. A claim of a process that has ended on
 this host lapses by itself; one made on another host holds until ``reclaim`` is asked for. A label,
@@ -547,15 +547,18 @@ def claim_owner(pid: int | None = None) -> str:
     return f"{socket.gethostname()}/{ident.get('boot', '?')}/{pid}/{ident.get('start', '?')}"
 
 
+def claimed_here(holder: str) -> bool:
+    """Whether a claim was made on this host since its last boot (so its process can be checked)."""
+    return holder.split("/")[:2] == claim_owner().split("/")[:2]
+
+
 def _claim_holds(holder: str) -> bool:
     """Whether a claim still holds: its process still runs (this host), or it was made on another
     host (which cannot be checked from here)."""
-    import socket
-
-    parts = holder.split("/")
-    if len(parts) != 4 or parts[0] != socket.gethostname() or parts[1] != process_identity(os.getpid()).get("boot", "?"):
+    if not claimed_here(holder):
         return True
-    return parts[2].isdigit() and claim_owner(int(parts[2])) == holder
+    pid = holder.split("/")[2]
+    return pid.isdigit() and claim_owner(int(pid)) == holder
 
 
 def frame_vector(c: Candidate, top: int = TOP_ATOMS, use_latent: bool = True) -> np.ndarray:

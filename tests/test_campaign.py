@@ -117,17 +117,24 @@ def _queue_with_frames(url: str, prefix: str) -> CandidateQueue:
     return q
 
 
-@pytest.mark.slow
-def test_relabelling_fans_out_per_frame_retries_and_records_failures(tmp_path, monkeypatch):
+def _flaky_reference_config(tmp_path: Path, monkeypatch, workers: int, retries: int) -> dict:
+    """The default loop config on ``workers`` engine workers whose reference loses each frame's
+    first attempt (a marker file per frame in tmp_path/markers: one per frame asked for)."""
     monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # the workers import slow_calculators
     cfg = load_config(None)
-    cfg["engine"].update(workers=2, retries=1)
+    cfg["engine"].update(workers=workers, retries=retries)
+    (tmp_path / "markers").mkdir()
+    cfg["reference"] = f'slow_calculators:FlakyOnce:{{"marker_dir": "{tmp_path / "markers"}"}}'
+    return cfg
+
+
+@pytest.mark.slow
+def test_relabelling_fans_out_per_frame_retries_and_records_failures(tmp_path, monkeypatch):
+    # a reference that loses each frame's first attempt: every frame is labelled on its retry
+    cfg = _flaky_reference_config(tmp_path, monkeypatch, workers=2, retries=1)
     cfg["harvest"]["max_frames"] = 4
     prefix = "ltau_iter00_"
-    (tmp_path / "markers").mkdir()
     with Engine(cfg["engine"], tmp_path / "runinfo") as engine:
-        # a reference that loses each frame's first attempt: every frame is labelled on its retry
-        cfg["reference"] = f'slow_calculators:FlakyOnce:{{"marker_dir": "{tmp_path / "markers"}"}}'
         url = str(tmp_path / "a.db")
         q = _queue_with_frames(url, prefix)
         _, labelled, new_file = _harvest("ltau", tmp_path, url, prefix, {}, cfg, 0, engine, Ledger(tmp_path / "a.json"))
@@ -156,12 +163,8 @@ def test_calibration_frames_labelled_before_a_kill_are_kept_and_not_labelled_aga
 
     from ltau_app.loop import Truth, _label_calibration_frames
 
-    monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # the workers import slow_calculators
-    cfg = load_config(None)
-    cfg["engine"].update(workers=1, retries=0)
+    cfg = _flaky_reference_config(tmp_path, monkeypatch, workers=1, retries=0)  # every frame asked for fails, leaving a marker
     cfg["harvest"]["calibration_frames"] = 3
-    (tmp_path / "markers").mkdir()  # one per frame the reference was asked for (each fails: retries 0)
-    cfg["reference"] = f'slow_calculators:FlakyOnce:{{"marker_dir": "{tmp_path / "markers"}"}}'
     frames = []
     for i in range(6):
         atoms = bulk("Li", "bcc", a=3.5, cubic=True).repeat(2)

@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ltau_md.progress import Progress
-    from ltau_md.queue import display_url
+    from ltau_md.queue import claimed_here, display_url
     from ltau_md.relabel import relabel
 
     bar = Progress("relabelling", 0, unit=" frames")
@@ -41,13 +41,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"first failure, {counts['first_failure']} (every reason: 'ltau-md candidates show DB ID'); "
               "after fixing the calculator, --retry-failed labels them again", file=sys.stderr)
     if counts["claimed_elsewhere"]:
-        import socket
-
         holder = counts["claim_holder"]
-        hint = "" if holder.startswith(f"{socket.gethostname()}/") else "; if it was killed on its host, --reclaim takes them over"
+        hint = "" if claimed_here(holder) else "; if it was killed on its host, --reclaim takes them over"
         print(f"{counts['claimed_elsewhere']} frame(s) are still being labelled by another relabel of this queue ({holder}){hint}")
     if counts["labelled_elsewhere"]:
-        print(f"{counts['labelled_elsewhere']} frame(s) were labelled meanwhile by another relabeller of this queue; their labels kept")
+        print(f"{counts['labelled_elsewhere']} frame(s) were labelled meanwhile by another relabel of this queue; their labels kept")
     if counts["not_selected"]:
         print(f"{counts['not_selected']} frame(s) not marked by 'ltau-md candidates select' were left (--selected)")
     if counts["failed_before"] and not counts["labelled"] + counts["failed"]:
