@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ltau_app.launcher import launcher_rank, launcher_size
 from ltau_md import __version__
 from ltau_md.errors import LtauError
+from ltau_md.pidfile import Terminated
 
 # One module per subcommand in ltau_app/commands/, each with add_parser(subparsers).
 COMMANDS = (
@@ -79,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launcher_rank() == 0:  # Ctrl-C reaches every rank under mpiexec: said once
             sys.stderr.write("ltau-md: interrupted\n")
         return 130
+    except Terminated as exc:  # SIGTERM while a subprocess ran (a time limit, timeout): it was stopped too
+        if launcher_rank() == 0:
+            sys.stderr.write("ltau-md: terminated\n")
+        return int(exc.code)
     except BrokenPipeError:
         # Output piped into e.g. `head`: stop quietly, as Unix tools do.
         sys.stderr.close()

@@ -28,6 +28,14 @@ from ltau_md import atomic_write
 from ltau_md.errors import LtauError
 
 
+class Terminated(SystemExit):
+    """A SIGTERM raised where the main thread was (:func:`run_recorded`): exits with status 143, as
+    an unhandled SIGTERM would, and lets a command say why it stopped."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
 def process_identity(pid: int) -> dict[str, str]:
     """What tells this process apart from a later one with the same pid: the boot and the start
     time (clock ticks since boot, field 22 of /proc/PID/stat). Empty where /proc lacks them."""
@@ -110,10 +118,10 @@ def run_recorded(cmd: Sequence[str], record_path: str | os.PathLike, word: str, 
     """Run ``cmd`` in a session of its own, its output to ``stdout``, recorded at ``record_path``
     (see :func:`record`); ``poll()`` every ``every`` seconds while it runs. Returns its exit status.
     If this process stops waiting (an exception in ``poll``, Ctrl-C, SIGTERM), the subprocess's
-    whole session is killed first. A SIGTERM is raised here as ``SystemExit(143)`` while it runs
+    whole session is killed first. A SIGTERM is raised here as :class:`Terminated` (exit status 143) while it runs
     (:func:`sigterm_raises`)."""
     proc = None
-    with sigterm_raises(lambda: SystemExit(128 + signal.SIGTERM)):
+    with sigterm_raises(Terminated):
         try:
             proc = subprocess.Popen(list(cmd), stdout=stdout, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
             record(record_path, proc.pid, word)

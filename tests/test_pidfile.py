@@ -53,6 +53,33 @@ def test_sigterm_to_a_waiting_task_kills_its_subprocess_session_too(tmp_path):
         task.kill()
 
 
+# a command (here 'ltau-md inputs', its work replaced) that waits on a recorded subprocess, as
+# 'ltau-md train' waits on nequip-train
+COMMAND = r"""
+import subprocess, sys
+from ltau_app import cli
+from ltau_app.commands import inputs
+from ltau_md.pidfile import run_recorded
+inputs.run = lambda args: run_recorded(["sleep", "600"], sys.argv[1], "sleep", subprocess.DEVNULL)
+sys.exit(cli.main(["inputs"]))
+"""
+
+
+def test_a_command_terminated_while_it_waits_says_so_and_exits_143(tmp_path):
+    rec = tmp_path / "sleep.pid"
+    cmd = subprocess.Popen([sys.executable, "-c", COMMAND, str(rec)], stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(rec.exists, "the recorded subprocess")
+        child = json.loads(rec.read_text())["pid"]
+        cmd.send_signal(signal.SIGTERM)
+        _, err = cmd.communicate(timeout=30)
+        assert cmd.returncode == 128 + signal.SIGTERM
+        assert err.strip().splitlines() == ["ltau-md: terminated"], err
+        _wait(lambda: not _alive(child), "the subprocess to end", 10)
+    finally:
+        cmd.kill()
+
+
 def test_a_recorded_process_is_stopped_only_while_it_is_the_one_recorded(tmp_path):
     proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
     try:
