@@ -16,8 +16,10 @@ def launcher_rank() -> int:
 
 def launcher_size() -> int:
     """How many processes the MPI launcher started (1 outside mpiexec), before MPI starts. Only the
-    launchers' own variables: a batch job's SLURM_NTASKS is set for a single process too."""
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+    launchers' own variables: a batch job's SLURM_NTASKS is set for a single process too, while
+    SLURM_STEP_NUM_TASKS is set by srun alone (the only size srun --mpi=pmix leaves: PMIx sets a
+    rank but no size)."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"):
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     return 1

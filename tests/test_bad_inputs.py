@@ -835,8 +835,13 @@ def test_bad_input(case_id, tmp_path, monkeypatch, capfd, li_data, trained, fitt
         assert not o.exists(), f"{o} was created\n{shown}"
 
 
-def test_commands_other_than_run_refuse_to_run_once_per_mpi_rank(tmp_path, monkeypatch, capfd):
-    monkeypatch.setenv("PMI_SIZE", "2")  # what mpiexec (MPICH's hydra) sets for each of 2 processes
+@pytest.mark.parametrize("size_variable", ["PMI_SIZE", "SLURM_STEP_NUM_TASKS"])
+def test_commands_other_than_run_refuse_to_run_once_per_mpi_rank(tmp_path, monkeypatch, capfd, size_variable):
+    # PMI_SIZE: what mpiexec (MPICH's hydra) sets for each of 2 processes; srun --mpi=pmix leaves
+    # only its step's task count
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv(size_variable, "2")
     monkeypatch.chdir(tmp_path)
     rc, out, err = _run_in_process(["make-data", "--system", "Li", "--frames", "2", "-o", "d.xyz"], capfd)
     assert rc == 2 and not (tmp_path / "d.xyz").exists()
