@@ -31,10 +31,19 @@ PROG = "ltau-md run"
 def one_line(message: str) -> str:
     """LAMMPS's error text on one line: without 'ERROR:' and the source location, with the command
     it was running."""
-    lines = [ln for ln in str(message).strip().splitlines() if ln.strip()]
-    first = lines[0] if lines else "LAMMPS stopped without a message"
-    first = re.sub(r"^ERROR(?: on proc \d+)?:\s*", "", first.strip())
+    lines = [ln.strip() for ln in str(message).strip().splitlines() if ln.strip()]
+    # a message may go on over lines ('All pair coeffs are not set. Status:' / 'Pair style not yet
+    # initialized'), up to LAMMPS's source location or its own notes
+    body = []
+    for ln in lines:
+        if body and (re.fullmatch(r"\([^()]*:\d+\)", ln) or ln.startswith(("Last input line:", "For more information"))):
+            break
+        body.append(ln)
+    first = " ".join(body) if body else "LAMMPS stopped without a message"
+    first = re.sub(r"^ERROR(?: on proc \d+)?:\s*", "", first)
     first = re.sub(r"\s*\([^()]*:\d+\)$", "", first)
+    if first.startswith("All pair coeffs are not set"):
+        first += "; add 'pair_coeff * * EL1 ... ELn' (one element per atom type) after pair_style"
     # LAMMPS knows the command it was running (not its line number): said too, unless already there
     last = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Last input line:")), "")
     if last and last not in first:

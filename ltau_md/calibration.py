@@ -349,8 +349,12 @@ def calibrate_artifact(
         model = fit_species_error_model(fu, fd, fe, ff, forms=tuple(forms or DEFAULT_FORMS), neighbourhood=fdn, cutoff=val.cutoff,
                                         distance=distance)  # fmt: skip
         sigma = model.sigma(u, d, dn)
-        plain = _predictor_scores(e, g.scale * u, val.p[sel], artifact.atol, g.scale, n)
-        calibrated = _predictor_scores(e, *model.predict(sigma, artifact.atol), artifact.atol, 1.0, n)
+        try:
+            plain = _predictor_scores(e, g.scale * u, val.p[sel], artifact.atol, g.scale, n)
+            calibrated = _predictor_scores(e, *model.predict(sigma, artifact.atol), artifact.atol, 1.0, n)
+        except LtauError as exc:  # e.g. one small frame whose atoms all get the same prediction
+            raise LtauError(f"{sp} on {val.n_frames} validation frame(s), {int(sel.sum())} atoms: the errors' distributions "
+                            f"cannot be fitted ({exc}); give more validation frames") from None  # fmt: skip
         err_fit = plain["fits"][0]
         positive = d[d > 0]
         scales[sp], models[sp] = g.scale, model

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ class AtomTable:
             raise ErrorLogError(f"{path}: missing; the error log was not written completely") from None
         except KeyError as exc:
             raise ErrorLogError(f"{path}: no array {exc}; not an ltau-md atom table") from None
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # truncated: EOFError or BadZipFile
             raise ErrorLogError(f"{path}: unreadable ({exc}); the file is corrupted") from None
         try:
             return cls(tuple(str(s) for s in data.pop("sources")), **data)

@@ -40,6 +40,7 @@ Frames without stored latents fall back to their per-atom uncertainty profile.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -98,6 +99,8 @@ def _check_sqlite_file(path: Path) -> None:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            # read here, before a writer switches the file to WAL: someone's own ase.db stays as it was
+            first = con.execute("SELECT key_value_pairs FROM systems LIMIT 1").fetchone() if "systems" in tables else None
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
@@ -106,6 +109,19 @@ def _check_sqlite_file(path: Path) -> None:
         raise LtauError(f"queue {path}: unreadable SQLite database ({exc}); name another .db file") from None
     if tables and "systems" not in tables:
         raise LtauError(f"queue {path}: an SQLite database but not an ase.db (no 'systems' table); name another .db file")
+    if first is not None:
+        try:
+            keys = json.loads(first[0] or "{}")
+        except ValueError:
+            keys = {}
+        _check_queue_row(keys, str(path))
+
+
+def _check_queue_row(key_value_pairs: dict, name: str) -> None:
+    """A row of a candidate queue carries ltau-md's status/run/step keys (else: someone's own ase.db)."""
+    if not {"status", "run", "step"} <= set(key_value_pairs):
+        raise LtauError(f"queue {name}: an ase.db but not a candidate queue (its rows lack ltau-md's status/run/step keys); "
+                        "give the .db file a run's fix ltau wrote (queue keyword)")
 
 
 def _probe_writable(path: Path) -> None:
@@ -208,8 +224,10 @@ def _postgresql_problem(exc: Exception) -> str:
         return f"user {m[1]} does not exist on the server; fix the user in the URL or create the role"
     if re.search(r"authentication failed|no password supplied|password is required", text):
         return f"authentication failed ({detail}); fix the user or password in the URL (or the server's pg_hba.conf)"
+    # (the last: a URL without a host, and no server on the local socket)
     if re.search(r"Connection refused|could not connect|could not translate host name|timeout expired|No route to host|"
-                 r"Network is unreachable|server closed the connection|terminating connection|the database system is", text):  # fmt: skip
+                 r"Network is unreachable|server closed the connection|terminating connection|the database system is|"
+                 r"No such file or directory", text):  # fmt: skip
         return f"cannot reach the PostgreSQL server ({detail}); start it, or fix the host and port in the URL"
     if re.search(r"invalid dsn|invalid integer value|invalid URI|missing '='", text):
         return f"not a valid PostgreSQL URL ({detail}); write postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
@@ -247,7 +265,9 @@ def _connect(url: str | os.PathLike, must_exist: bool, writable: bool):
             raise LtauError(f"queue {text}: directory {path.parent} does not exist; create it first")
         if path.exists():
             _check_sqlite_file(path)
-        elif must_exist:
+        if must_exist and path.is_file() and path.stat().st_size == 0:  # a new database to writers, not a queue to read
+            raise LtauError(f"queue {text}: an empty file, not a queue; give the .db file a run's fix ltau wrote (queue keyword)")
+        if not path.exists() and must_exist:
             raise LtauError(f"queue {text}: no such queue; give the .db file a run's fix ltau wrote (queue keyword)")
         if writable:
             _probe_writable(path)
@@ -315,12 +335,11 @@ class CandidateQueue:
     def __init__(self, url: str | os.PathLike, must_exist: bool = False, writable: bool = False) -> None:
         self.url = display_url(url)  # passwords stay out of messages and logs
         self.db = _connect(url, must_exist, writable)
-        if must_exist:
+        if must_exist or writable:  # a writer too: fix ltau must not add its frames to someone's own ase.db
             with _database_errors(self.url, "read"):
                 first = next(iter(self.db.select(limit=1)), None)
-            if first is not None and not {"status", "run", "step"} <= set(first.key_value_pairs):
-                raise LtauError(f"queue {self.url}: an ase.db but not a candidate queue (its rows lack ltau-md's status/run/step keys); "
-                                "give the .db file a run's fix ltau wrote (queue keyword)")
+            if first is not None:
+                _check_queue_row(first.key_value_pairs, self.url)
 
     # -- rows -------------------------------------------------------------------------------
 

@@ -52,8 +52,10 @@ def gpaw_calculator(**kwargs: Any):
     return GPAW(mode=PW(ecut), xc="PBE", kpts={"density": density, "gamma": True}, **settings)
 
 
-def make_calculator(spec: str) -> Any:
-    """An ASE calculator from a spec string (see the module docstring)."""
+def calculator_factory(spec: str, what: str = "--calculator") -> tuple[Callable[..., Any], dict[str, Any]]:
+    """What a spec string names (see the module docstring): the calculator's class or factory and
+    its keyword arguments, checked without making one. ``what`` names the spec in errors (the
+    option or config key it came from)."""
     head, _, tail = spec.partition(":")
     registered = registered_calculators()
     if head in registered:
@@ -61,27 +63,45 @@ def make_calculator(spec: str) -> Any:
         try:
             factory = registered[head].load()
         except ImportError as exc:
-            raise LtauError(f"--calculator {head}: its package cannot be imported ({exc}); install ltau-md[all]") from None
+            raise LtauError(f"{what} {head}: its package cannot be imported ({exc}); install ltau-md[all]") from None
     elif tail and not tail.startswith("{"):
         module_name = head
         cls_name, _, kwargs_text = tail.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), cls_name)
         except (ImportError, AttributeError) as exc:
-            raise LtauError(f"--calculator {spec!r}: cannot import {module_name}:{cls_name} ({exc})") from None
+            raise LtauError(f"{what} {spec!r}: cannot import {module_name}:{cls_name} ({exc})") from None
     else:
         names = ", ".join(sorted(registered))
-        raise LtauError(f"--calculator {spec!r}: not a registered calculator ({names}); give one of them or module:Class[:{{json kwargs}}]")
+        raise LtauError(f"{what} {spec!r}: not a registered calculator ({names}); give one of them or module:Class[:{{json kwargs}}]")
     try:
         kwargs = json.loads(kwargs_text) if kwargs_text else {}
     except json.JSONDecodeError as exc:
-        raise LtauError(f"--calculator {spec!r}: keyword arguments are not valid JSON ({exc.msg})") from None
+        raise LtauError(f"{what} {spec!r}: keyword arguments are not valid JSON ({exc.msg})") from None
     if not isinstance(kwargs, dict):
-        raise LtauError(f"--calculator {spec!r}: keyword arguments must be a JSON object")
+        raise LtauError(f"{what} {spec!r}: keyword arguments must be a JSON object")
+    if isinstance(factory, type):
+        _check_calculator(factory, spec, what)
+    return factory, kwargs
+
+
+def _check_calculator(calc: Any, spec: str, what: str) -> None:
+    """A calculator (or its class) answers get_potential_energy and get_forces, as ASE's do."""
+    if not all(callable(getattr(calc, m, None)) for m in ("get_potential_energy", "get_forces")):
+        name = calc.__name__ if isinstance(calc, type) else type(calc).__name__
+        raise LtauError(f"{what} {spec!r}: {name} is not an ASE calculator (no get_potential_energy/get_forces); "
+                        "give an ase.calculators Calculator")  # fmt: skip
+
+
+def make_calculator(spec: str, what: str = "--calculator") -> Any:
+    """An ASE calculator from a spec string (see the module docstring)."""
+    factory, kwargs = calculator_factory(spec, what)
     try:
-        return factory(**kwargs)
+        calc = factory(**kwargs)
     except TypeError as exc:
-        raise LtauError(f"--calculator {spec!r}: {exc}") from None
+        raise LtauError(f"{what} {spec!r}: {exc}") from None
+    _check_calculator(calc, spec, what)  # before any frame is claimed: else every frame would be marked failed
+    return calc
 
 
 def label(atoms, calculator) -> Any:

@@ -15,6 +15,7 @@ the same frames whatever their order in a new training run.
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
             out = {k: z[k] for k in ("sources", "source", "frame", "atom", "weight")}
     except FileNotFoundError:
         raise LtauError(f"{path}: no such weights file") from None
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise LtauError(f"{path}: not an ltau-md weights file ({exc})") from None
     w = out["weight"]
     if not np.all(np.isfinite(w)) or np.any(w < 0):

@@ -81,6 +81,7 @@ SYSTEMS: dict[str, SystemSpec] = {
     "Mg": SystemSpec("Mg", "hcp", 1.0, True, A_MG_HCP, COA_MG_HCP, 64, 3, "npt", "aniso"),
 }
 
+MAX_SITES = 1_000_000  # largest supercell build_system makes
 MAX_ANISOTROPY = 1.5  # longest / shortest box length allowed when choosing repeats
 
 
@@ -133,6 +134,8 @@ def build_system(
     target_sites = spec.sites if atoms is None else int(atoms) + n_vac
     if atoms is not None and atoms < 1:
         raise LtauError(f"--atoms {atoms}: must be a positive number of atoms")
+    if target_sites > MAX_SITES:  # (the supercell search alone would run for minutes)
+        raise LtauError(f"--atoms {atoms}: at most {MAX_SITES} lattice sites; the reference MD runs on one core, ask for fewer")
     reps = choose_repeats(spec, target_sites)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 

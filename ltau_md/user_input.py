@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,23 @@ def load_array(path: str, what: str) -> np.ndarray:
     return arr
 
 
+def _bad_token(path: Path, exc: Exception) -> tuple[int, str] | None:
+    """(line, problem) for the two mistakes ASE names only by their text: an unknown element
+    (KeyError 'Zz') or a word where a number belongs; found as the first line holding that word."""
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        token, problem = exc.args[0], f"unknown element {exc.args[0]!r}"
+    else:
+        m = re.fullmatch(r"could not convert string to float: '(.*)'", str(exc))
+        if m is None:
+            return None
+        token, problem = m[1], f"{m[1]!r} is not a number"
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for i, line in enumerate(fh, 1):
+            if token in line.split():
+                return i, problem
+    return None
+
+
 def read_frames(path: str | Path, need_forces: bool = True, what: str = "frames") -> list:
     """All frames of an ASE-readable file (extxyz, ...), each checked for what LTAU needs.
 
@@ -43,6 +61,10 @@ def read_frames(path: str | Path, need_forces: bool = True, what: str = "frames"
     try:
         frames = read(str(p), index=":")
     except Exception as exc:  # ASE raises many types for malformed files
+        located = _bad_token(p, exc)
+        if located is not None:
+            line, problem = located
+            raise LtauError(f"{path}, line {line}: {problem}; fix that line") from None
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise LtauError(f"{path}: cannot read it as frames ({text}); give {what} as extended XYZ (or another ase.io format)") from None
     if not frames:
@@ -96,6 +118,13 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise LtauError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise LtauError(f"{path}: is a directory, not a {what}; give the YAML file") from None
+    except PermissionError:
+        raise LtauError(f"{path}: not readable (permission denied); fix its permissions or copy it") from None
+    except UnicodeDecodeError as exc:
+        line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
+        raise LtauError(f"{path}, line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)  # where the parser gave up (0-based)
         where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

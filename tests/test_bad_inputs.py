@@ -89,6 +89,12 @@ CASES: dict[str, Case] = {
     "make-data/frames-not-int": C("make-data", "--system", "Li", "--frames", "many", "-o", "li.xyz",
                                   expect=["--frames", "many"], outputs=["li.xyz"]),
     # -- train --------------------------------------------------------------------------------------
+    "make-data/atoms-too-many": C("make-data", "--system", "Li", "--atoms", "1000000000", "-o", "li.xyz",
+                                  expect=["--atoms 1000000000", "1000000"], fix="ask for fewer", outputs=["li.xyz"]),
+    # LAMMPS stops the reference MD (atoms lost at 10^9 K): one line, not LAMMPS's exception
+    "make-data/reference-md-stops": C("make-data", "--system", "Li", "--atoms", "16", "--temperature", "1e9", "--frames", "2",
+                                      "--equilibrate", "10", "-o", "md.xyz", expect=["reference MD", "Lost atoms"],
+                                      fix="lower the temperature", outputs=["md.xyz"]),
     "train/o-missing-dir": C("train", "--data", "{train_a}", "--val", "{val}", "-o", "nodir/model", expect=["nodir"],
                              fix="create it", outputs=["nodir"]),
     "train/o-is-file": C("train", "--data", "{train_a}", "--val", "{val}", "-o", "afile", files=[("afile", "x\n")],
@@ -129,6 +135,14 @@ CASES: dict[str, Case] = {
                                     outputs=["model"]),
     "train/config-bad-yaml": C("train", "--config", "bad.yaml", "-o", "model", files=[("bad.yaml", "trainer: [1, 2\n")],
                                expect=["bad.yaml", "YAML"], outputs=["model"]),
+    "train/config-not-utf8": C("train", "--data", "{train_a}", "--config", "latin1.yaml", "-o", "model", setup=["latin1.yaml"],
+                               expect=["latin1.yaml, line 2", "UTF-8"], fix="save it as UTF-8", outputs=["model"]),
+    "train/config-without-sections": C("train", "--data", "{train_a}", "--config", "t.yaml", "-o", "model",
+                                       files=[("t.yaml", "foo: 1\n")], expect=["t.yaml", "'trainer'"], fix="needs",
+                                       outputs=["model"]),
+    "train/config-trainer-not-a-mapping": C("train", "--data", "{train_a}", "--config", "t.yaml", "-o", "model",
+                                            files=[("t.yaml", "trainer: 5\ntraining_module: {model: {}}\n")],
+                                            expect=["t.yaml", "'trainer'"], fix="must be mappings", outputs=["model"]),
     "train/o-already-trained": C("train", "--data", "{train_a}", "--val", "{val}", "-o", "model", setup=["model_manifest"],
                                  expect=["model", "already holds a trained ensemble"], fix="choose another -o"),
     # -- fit ----------------------------------------------------------------------------------------
@@ -156,6 +170,8 @@ CASES: dict[str, Case] = {
                                outputs=["li.ltau"]),
     "fit/logs-missing": C("fit", "--model", "{ckpt}", "--logs", "nowhere", "-o", "li.ltau", expect=["nowhere"],
                           outputs=["li.ltau"]),
+    "fit/error-log-truncated": C("fit", "--model", "m", "-o", "li.ltau", setup=["model_log_truncated"],
+                                 expect=["atoms.npz", "unreadable"], outputs=["li.ltau"]),
     "fit/data-missing": C("fit", "--model", "{model}", "--data", "nowhere.xyz", "-o", "li.ltau", expect=["nowhere.xyz"],
                           fix="no such file", outputs=["li.ltau"]),
     "fit/data-nan": C("fit", "--model", "{model}", "--data", "train_a.xyz", "{train_b}", "-o", "li.ltau",
@@ -213,6 +229,13 @@ CASES: dict[str, Case] = {
                               outputs=["out.xyz"]),
     "predict/frames-not-xyz": C("predict", "{art}", "junk.xyz", "-o", "out.xyz", files=[("junk.xyz", "3\nnot\nextxyz\n")],
                                 expect=["junk.xyz"], outputs=["out.xyz"]),
+    "predict/frames-unknown-element": C("predict", "{art}", "zz.xyz", "-o", "out.xyz",
+                                        files=[("zz.xyz", "2\nProperties=species:S:1:pos:R:3\nLi 0 0 0\nZz 1 1 1\n")],
+                                        expect=["zz.xyz, line 4", "unknown element 'Zz'"], fix="fix that line", outputs=["out.xyz"]),
+    "predict/frames-word-for-number": C("predict", "{art}", "w.xyz", "-o", "out.xyz",
+                                        files=[("w.xyz", "2\nProperties=species:S:1:pos:R:3\nLi 0 0 0\nLi abc 1 1\n")],
+                                        expect=["w.xyz, line 4", "'abc' is not a number"], fix="fix that line",
+                                        outputs=["out.xyz"]),
     "predict/frames-other-species": C("predict", "{art}", "mg.xyz", "-o", "out.xyz", setup=["mg.xyz"], expect=["mg.xyz", "Mg"],
                                       outputs=["out.xyz"]),
     "predict/model-truncated-checkpoint": C("predict", "{art}", "{val}", "--model", "half.ckpt", "-o", "out.xyz",
@@ -259,7 +282,9 @@ CASES: dict[str, Case] = {
     "cutoffs/species-length": C("cutoffs", "values.npy", "--n", "100", "--species", "sp3.npy",
                                 setup=["values.npy", "sp3.npy"], expect=["sp3.npy"]),
     "cutoffs/species-unknown-symbol": C("cutoffs", "values.npy", "--n", "100", "--species", "spxx.npy",
-                                        setup=["values.npy", "spxx.npy"], expect=["Xx"]),
+                                        setup=["values.npy", "spxx.npy"], expect=["spxx.npy", "Xx"]),
+    "cutoffs/species-not-an-atomic-number": C("cutoffs", "values.npy", "--n", "100", "--species", "sp999.npy",
+                                              setup=["values.npy", "sp999.npy"], expect=["sp999.npy", "999"]),
     "cutoffs/kind-unknown": C("cutoffs", "values.npy", "--n", "100", "--kind", "energy", setup=["values.npy"],
                               expect=["--kind", "energy"]),
     # -- candidates ---------------------------------------------------------------------------------
@@ -267,6 +292,8 @@ CASES: dict[str, Case] = {
                                        outputs=["nothere.db"]),
     "candidates/list-text-db": C("candidates", "list", "x.db", files=[("x.db", "just some text\n")], expect=["x.db"],
                                  fix="not an SQLite database"),
+    "candidates/list-empty-file": C("candidates", "list", "e.db", files=[("e.db", "")], expect=["e.db", "empty file"],
+                                    fix="give the .db file"),
     "candidates/list-not-db-suffix": C("candidates", "list", "queue.txt", files=[("queue.txt", "")],
                                        expect=["queue.txt"], fix="ending in .db"),
     "candidates/list-foreign-sqlite": C("candidates", "list", "other.db", setup=["other.db"], expect=["other.db", "ase.db"]),
@@ -306,6 +333,8 @@ CASES: dict[str, Case] = {
                                                 setup=["good.db"], expect=["nosuchmodule_xyz"], fix="cannot import"),
     "relabel/calculator-missing-class": C("relabel", "good.db", "--calculator", "ase.calculators.emt:NoSuchCalc",
                                           setup=["good.db"], expect=["NoSuchCalc"], fix="cannot import"),
+    "relabel/calculator-not-a-calculator": C("relabel", "good.db", "--calculator", "collections:OrderedDict", setup=["good.db"],
+                                             expect=["OrderedDict", "not an ASE calculator"]),
     "relabel/calculator-gpaw-missing": C("relabel", "good.db", "--calculator", "gpaw", setup=["good.db"],
                                          expect=["--calculator gpaw"], fix="install"),
     "relabel/limit-0": C("relabel", "good.db", "--calculator", "meam", "--limit", "0", setup=["good.db"],
@@ -371,6 +400,14 @@ CASES: dict[str, Case] = {
     "loop/resume-nothing": C("loop", "-", "-o", "run", "--resume", expect=["run", "no campaign to resume"], fix="without --resume"),
     "loop/unknown-key": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "iteratoins: 3\n")],
                           expect=["c.yaml", "iteratoins"], fix="known:", outputs=["run"]),
+    "loop/config-is-a-directory": C("loop", "sub", "-o", "run", setup=["subdir"], expect=["sub", "is a directory"],
+                                    fix="give the YAML file", outputs=["run"]),
+    "loop/config-not-utf8": C("loop", "latin1.yaml", "-o", "run", setup=["latin1.yaml"], expect=["latin1.yaml, line 2", "UTF-8"],
+                              fix="save it as UTF-8", outputs=["run"]),
+    "loop/reference-unknown": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "reference: nope\n")],
+                                expect=["c.yaml", "'reference'", "nope"], fix="give one of them", outputs=["run"]),
+    "loop/reference-not-a-calculator": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "reference: collections:OrderedDict\n")],
+                                         expect=["c.yaml", "'reference'", "not an ASE calculator"], outputs=["run"]),
     "loop/unknown-nested-key": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "md: {stepz: 10}\n")],
                                  expect=["stepz", "'md'"], fix="known:", outputs=["run"]),
     "loop/system-unknown": C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "system: Xx\n")], expect=["system", "Xx"],
@@ -452,6 +489,8 @@ CASES: dict[str, Case] = {
     "pair_coeff/not-star-star": L("pair_style nequip {model}\npair_coeff 1 1 Li\nrun 0\n", expect=["Pair_coeff", "* *"],
                                   fix="must start with"),
     # -- LAMMPS: fix ltau ---------------------------------------------------------------------------------
+    "pair_coeff/missing": L("pair_style nequip {model}\nrun 0\n", expect=["All pair coeffs are not set", "not yet initialized"],
+                            fix="add 'pair_coeff * * EL1"),
     "fix/k-0": L(PAIR + "fix u all ltau 10 {cal} k 0\nrun 0\n", expect=["k", "'0'"], fix="must be a positive"),
     "fix/k-too-large": L(PAIR + "fix u all ltau 10 {cal} k 100000\nrun 0\n", expect=["k 100000", "648"]),
     "fix/k-text": L(PAIR + "fix u all ltau 10 {cal} k three\nrun 0\n", expect=["k", "three"], fix="must be a positive"),
@@ -500,6 +539,12 @@ CASES: dict[str, Case] = {
                          fix="name a file"),
     "fix/dump-not-extxyz": L(PAIR + "fix u all ltau 10 {cal} dump c.xyz\nrun 0\n", files=[("c.xyz", "\x00\x01binary\n")],
                              expect=["dump c.xyz"], fix="remove it or name another"),
+    # an existing extxyz that fix ltau did not write (a data set): frames would be appended to it and queued
+    "fix/dump-not-a-fix-dump": L(PAIR + "fix u all ltau 10 {cal} dump data.xyz queue q.db\nrun 0\n", setup=["data.xyz"],
+                                 expect=["dump data.xyz", "not a fix ltau dump"], fix="remove it or name another",
+                                 outputs=["q.db"]),
+    "fix/queue-plain-ase-db": L(PAIR + "fix u all ltau 10 {cal} queue plain.db\nrun 0\n", setup=["plain.db"],
+                                expect=["plain.db", "not a candidate queue"]),
     "fix/artifact-other-model": L("pair_style nequip {other}\npair_coeff * * Li\nfix u all ltau 10 {cal}\nrun 0\n",
                                   expect=["fitted for model"], fix="re-run 'ltau-md fit'"),
     # -- two MPI ranks: the one line appears once --------------------------------------------------------
@@ -623,6 +668,12 @@ def _model_manifest(d: Path, ctx) -> None:
     shutil.copy(Path(ctx["model"]) / "ensemble.json", d / "model" / "ensemble.json")
 
 
+def _model_log_truncated(d: Path, ctx) -> None:
+    shutil.copytree(ctx["model"], d / "m")
+    npz = d / "m" / "seed0" / "ltau_errors" / "atoms.npz"
+    npz.write_bytes(npz.read_bytes()[:3000])  # a copy cut short
+
+
 def _edit_meta(d: Path, **changes) -> None:
     meta_path = d / "art" / "meta.json"
     meta = json.loads(meta_path.read_text())
@@ -684,6 +735,10 @@ SETUPS = {
     "good.db": lambda d, ctx: shutil.copy(ctx["queue"], d / "good.db"),
     "other.db": _sqlite_other,
     "plain.db": _plain_ase_db,
+    "latin1.yaml": lambda d, ctx: (d / "latin1.yaml").write_bytes("system: Li\n# caf\u00e9\n".encode("latin-1")),
+    "sp999.npy": lambda d, ctx: np.save(d / "sp999.npy", np.full(500, 999)),
+    "model_log_truncated": _model_log_truncated,
+    "data.xyz": lambda d, ctx: shutil.copy(ctx["val"], d / "data.xyz"),
 }
 if shutil.which("sbatch") is None:  # a machine without Slurm's commands (a cluster's login node has them)
     CASES["loop/slurm-without-its-commands"] = C("loop", "c.yaml", "-o", "run", files=[("c.yaml", "engine: {type: slurm}\n")],

@@ -53,13 +53,18 @@ def _fmt_params(params: dict[str, float]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ltau_md.cutoffs import statistical_cutoff, statistical_cutoffs_by_species
+    from ltau_md.species import to_numbers
 
     values = _cutoffs_values(args.values, args.kind)
     if args.species:
         species = load_array(args.species, "species")
         if species.ndim != 1 or len(species) != len(values):
             raise LtauError(f"{args.species}: shape {species.shape}; expected ({len(values)},), one species per value")
-        results = statistical_cutoffs_by_species(values, species, args.n, args.kind, args.alpha)
+        to_numbers(species, args.species)  # a bad entry named with its file
+        try:
+            results = statistical_cutoffs_by_species(values, species, args.n, args.kind, args.alpha)
+        except LtauError as exc:
+            raise LtauError(f"{args.values}: {exc}") from None
     else:
         try:
             results = {"all": statistical_cutoff(values, args.n, args.kind, args.alpha)}
@@ -68,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot:
         from ltau_md.plots import plot_distributions
-        from ltau_md.species import to_numbers
 
         numbers = to_numbers(species) if args.species else None
         panels = {}

@@ -235,10 +235,12 @@ def member_config(
     """One ensemble member: its model seed, its pinned output dir, and the error-log callback."""
     cfg = copy.deepcopy(base)
     try:
-        cfg["training_module"]["model"]["seed"] = int(seed)
-        trainer = cfg["trainer"]
+        model, trainer = cfg["training_module"]["model"], cfg["trainer"]
     except (KeyError, TypeError):
         raise LtauError("the nequip config needs 'trainer' and 'training_module.model' sections") from None
+    if not isinstance(model, dict) or not isinstance(trainer, dict):
+        raise LtauError("the nequip config's 'trainer' and 'training_module.model' must be mappings (key: value sections)")
+    model["seed"] = int(seed)
     if epochs is not None:
         trainer["max_epochs"] = int(epochs)
     callbacks = [c for c in trainer.get("callbacks") or [] if c.get("_target_") != CALLBACK_TARGET]
@@ -274,6 +276,7 @@ def _print_progress(log_dir: Path, label: str, epochs: int | None, shown: int) -
     return shown + len(lines)
 
 
+FAILED = "failed.json"  # written beside a member whose nequip-train failed
 FINISHED = "finished.json"
 PIDFILE = "train.pid"
 
@@ -302,9 +305,9 @@ def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | 
         returncode = pidfile.run_recorded(cmd, run_dir / PIDFILE, "nequip-train", out, env=env, poll=progress)
     progress()
     if returncode != 0:
-        raise LtauError(
-            f"{label}: nequip-train failed (exit {returncode}); see {run_dir / 'train.log'}: {_tail(run_dir / 'train.log')[-300:]}"
-        )
+        message = f"{label}: nequip-train failed (exit {returncode}); see {run_dir / 'train.log'}: {_tail(run_dir / 'train.log')[-300:]}"
+        atomic_write.write_json(run_dir / FAILED, {"exit": returncode, "message": message})  # a retry says it failed
+        raise LtauError(message)
     if not (run_dir / "best.ckpt").is_file():
         raise LtauError(f"{label}: nequip-train wrote no best.ckpt in {run_dir}; see {run_dir / 'train.log'}")
     # the mark a resumed campaign trusts: this member trained to the end
@@ -366,6 +369,10 @@ def train(
         raise LtauError(f"{out}: already holds a trained ensemble; choose another -o or remove it")
     started = sorted(d.name for d in out.glob("seed*") if d.is_dir()) if out.is_dir() else []
     if started and not reuse_finished:
+        failed = [n for n in started if (out / n / FAILED).is_file()]
+        if failed:
+            raise LtauError(f"{out}: an earlier 'ltau-md train' failed ({', '.join(failed)}; see {out / failed[0] / 'train.log'}); "
+                            "fix the cause, then repeat its command with --resume (finished models are kept), or choose another -o")
         done = [n for n in started if (out / n / FINISHED).is_file()]
         raise LtauError(f"{out}: an interrupted 'ltau-md train' ({len(done)} of the started models {', '.join(started)} finished); "
                         "repeat its command with --resume to keep the finished ones and train the rest, or choose another -o")
@@ -382,25 +389,32 @@ def train(
         sp = list(species) if species else _frames_species(data_paths + val_paths)
         base = default_config(data_paths, val_paths, sp, epochs or 50, batch_size, lr, model)
     weights_art = None
+    weights_file = (out / "loss_weights.npz").resolve()
     if reweight is not None:
         from ltau_md.artifact import Artifact
 
         if weights_from is None:
             raise LtauError("--reweight needs --weights-from NAME.ltau (the artifact whose p-values set the weights); add it")
         weights_art = Artifact.load(weights_from)  # a bad artifact is said before anything is written
+    # every member's config before anything is written: a config without its sections leaves no -o behind
+    names = [f"seed{seed + m}" for m in range(ensemble)]
+    try:
+        if weights_art is not None:
+            weighted_loss(base, weights_file)
+        cfgs = [member_config(base, (out / name).resolve(), seed + m, epochs, log_mode, log_dtype) for m, name in enumerate(names)]
+    except (KeyError, TypeError, AttributeError):
+        raise LtauError(f"{config}: the nequip config needs a 'training_module' mapping (with 'model' and 'loss')") from None
+    except LtauError as exc:
+        raise LtauError(f"{config or '--config'}: {exc}") from None
     out.mkdir(parents=True, exist_ok=True)
     if weights_art is not None:
         from ltau_md.reweighting import write_weights
 
-        weights_file = (out / "loss_weights.npz").resolve()
         write_weights(weights_file, weights_art, reweight, reweight_lambda)
-        weighted_loss(base, weights_file)
     members, jobs = [], []
-    for m in range(ensemble):
-        name = f"seed{seed + m}"
+    for m, (name, cfg) in enumerate(zip(names, cfgs)):
         run_dir = (out / name).resolve()
         members.append({"name": name, "seed": seed + m, "checkpoint": f"{name}/best.ckpt", "error_log": f"{name}/ltau_errors"})
-        cfg = member_config(base, run_dir, seed + m, epochs, log_mode, log_dtype)
         if reuse_finished and (run_dir / FINISHED).is_file():
             if yaml.safe_load((run_dir / "config.yaml").read_text()) != yaml.safe_load(yaml.safe_dump(cfg, sort_keys=False)):
                 raise LtauError(f"{run_dir}: trained with other data or settings than these; repeat the interrupted "
