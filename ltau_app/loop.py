@@ -45,7 +45,7 @@ import yaml
 
 from ltau_app.engine import ENGINE_DEFAULTS, ENGINE_TYPES, MPI_LAUNCHERS, Engine, check_engine_tools, mpi_command, workers_of
 from ltau_md import atomic_write, pidfile
-from ltau_md.errors import LtauError
+from ltau_md.errors import LtauError, RunFailed
 from ltau_md.user_input import read_yaml_mapping
 
 DEFAULTS: dict[str, Any] = {
@@ -334,7 +334,7 @@ def run_walker(work: Path, log_name: str, launcher: list[str]) -> dict[str, Any]
         returncode = pidfile.run_recorded(cmd, work / "walker.pid", "ltau-md", out, cwd=work)
     if returncode not in (0, 3):  # 3: halted hard (a restart file was written)
         tail = (work / "run.out").read_text().strip().splitlines()[-1:] or ["(no output)"]
-        raise LtauError(f"MD in {work} failed (exit {returncode}): {tail[0]}")
+        raise RunFailed(f"MD in {work} failed (exit {returncode}): {tail[0]}")
     result = {"wall_s": time.perf_counter() - t0, "exit": returncode}
     atomic_write.write_json(work / "walker.json", result)
     return result

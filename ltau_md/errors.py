@@ -6,7 +6,8 @@ from __future__ import annotations
 class LtauError(Exception):
     """A user-facing error whose message is one line: what is wrong, where, and what to do.
 
-    The CLI prints ``ltau-md: error: <message>`` and exits with status 2; nothing else is shown.
+    The CLI prints ``ltau-md: error: <message>`` and exits with status 2; nothing else is shown
+    (1 for a :class:`RunFailed`).
     """
 
     def __init__(self, message: str) -> None:
@@ -20,3 +21,8 @@ class ArtifactError(LtauError):
 
 class ErrorLogError(LtauError):
     """An error log directory is missing a part or is inconsistent."""
+
+
+class RunFailed(LtauError):
+    """A step that started and failed (nequip-train, a walker's MD), not a bad input: the CLI exits
+    with status 1, as ``ltau-md run`` does for LAMMPS's errors."""

@@ -901,3 +901,15 @@ def test_commands_other_than_run_refuse_to_run_once_per_mpi_rank(tmp_path, monke
     rc, out, err = _run_in_process(["make-data", "--system", "Li", "--frames", "2", "-o", "d.xyz"], capfd)
     assert rc == 2 and not (tmp_path / "d.xyz").exists()
     assert err.strip() == "ltau-md make-data: error: only 'ltau-md run' uses MPI; run 'ltau-md make-data' without mpiexec (it would run 2 times)"
+
+
+def test_a_step_that_ran_and_failed_exits_1_a_bad_input_2(monkeypatch, capfd):
+    # nequip-train or a walker's MD failing is not a usage mistake: status 1, as LAMMPS's errors in 'ltau-md run'
+    from ltau_app.commands import inputs
+    from ltau_md.errors import LtauError, RunFailed
+
+    for error, status in ((RunFailed("model 1/1 (seed0): nequip-train failed (exit 1); see train.log"), 1),
+                          (LtauError("--k 0: must be at least 1"), 2)):  # fmt: skip
+        monkeypatch.setattr(inputs, "run", lambda args, error=error: (_ for _ in ()).throw(error))
+        rc, _, err = _run_in_process(["inputs"], capfd)
+        assert rc == status and err == f"ltau-md inputs: error: {error}\n", err

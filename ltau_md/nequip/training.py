@@ -27,7 +27,7 @@ import yaml
 
 from ltau_md import __version__, atomic_write, pidfile
 from ltau_md.error_log import ErrorLog
-from ltau_md.errors import ErrorLogError, LtauError
+from ltau_md.errors import ErrorLogError, LtauError, RunFailed
 from ltau_md.nequip.model import MODEL_DIR_FILE, model_dir_members
 from ltau_md.species import symbols
 from ltau_md.user_input import read_yaml_mapping
@@ -307,7 +307,7 @@ def run_member(config: dict[str, Any], run_dir: Path, label: str, epochs: int | 
     if returncode != 0:
         message = f"{label}: nequip-train failed (exit {returncode}); see {run_dir / 'train.log'}: {_tail(run_dir / 'train.log')[-300:]}"
         atomic_write.write_json(run_dir / FAILED, {"exit": returncode, "message": message})  # a retry says it failed
-        raise LtauError(message)
+        raise RunFailed(message)
     if not (run_dir / "best.ckpt").is_file():
         raise LtauError(f"{label}: nequip-train wrote no best.ckpt in {run_dir}; see {run_dir / 'train.log'}")
     # the mark a resumed campaign trusts: this member trained to the end
