@@ -3,12 +3,16 @@
 # LTAU artifact -> 2-rank LAMMPS melt with fix ltau harvesting into a queue -> diverse selection
 # -> MEAM relabelling -> new training frames.
 #
-#   bash examples/01_limg_npt_melt/run.sh [WORKDIR]        (default ./limg_npt_melt)
+#   bash examples/01_limg_npt_melt/run.sh [WORKDIR]        (default ./limg_npt_melt, ./limg_npt_melt_tiny with SIZE=tiny)
 #   SIZE=tiny bash examples/01_limg_npt_melt/run.sh        (what CI runs: minutes, not hours)
 #   RANKS=4 ...                                            (MPI ranks for the melt, default 2)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-work="${1:-limg_npt_melt}"
+work="${1:-limg_npt_melt${SIZE:+_$SIZE}}"  # tiny and default runs in directories of their own
+if [ -n "$(ls -A "$work" 2>/dev/null)" ]; then
+  echo "run.sh: $work already holds a run of this example; remove it or give another WORKDIR" >&2
+  exit 2
+fi
 ranks="${RANKS:-2}"
 if [ "${SIZE:-full}" = tiny ]; then
   frames=8; every=20; equilibrate=200; epochs=3; ensemble=1; features=8

@@ -2,11 +2,15 @@
 # The Python API: a model and its artifact from the command line, then ASE MD with LtauCalculator
 # and statistical_cutoff on its per-atom errors (md_with_uncertainty.py), with a plot.
 #
-#   bash examples/02_python_api/run.sh [WORKDIR]        (default ./python_api)
+#   bash examples/02_python_api/run.sh [WORKDIR]        (default ./python_api, ./python_api_tiny with SIZE=tiny)
 #   SIZE=tiny bash examples/02_python_api/run.sh        (what CI runs)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-work="${1:-python_api}"
+work="${1:-python_api${SIZE:+_$SIZE}}"  # tiny and default runs in directories of their own
+if [ -n "$(ls -A "$work" 2>/dev/null)" ]; then
+  echo "run.sh: $work already holds a run of this example; remove it or give another WORKDIR" >&2
+  exit 2
+fi
 if [ "${SIZE:-full}" = tiny ]; then
   frames=8; equilibrate=200; epochs=3; ensemble=1; features=8; steps=60
 else

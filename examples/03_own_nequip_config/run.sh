@@ -2,11 +2,15 @@
 # Your own nequip config with ltau-md's error-log callback: nequip-train as usual, then
 # ltau-md fit / calibrate on its checkpoint and error log, and a LAMMPS run with fix ltau.
 #
-#   bash examples/03_own_nequip_config/run.sh [WORKDIR]   (default ./own_nequip_config)
+#   bash examples/03_own_nequip_config/run.sh [WORKDIR]   (default ./own_nequip_config, ./own_nequip_config_tiny with SIZE=tiny)
 #   SIZE=tiny bash examples/03_own_nequip_config/run.sh   (what CI runs)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-work="${1:-own_nequip_config}"
+work="${1:-own_nequip_config${SIZE:+_$SIZE}}"  # tiny and default runs in directories of their own
+if [ -n "$(ls -A "$work" 2>/dev/null)" ]; then
+  echo "run.sh: $work already holds a run of this example; remove it or give another WORKDIR" >&2
+  exit 2
+fi
 if [ "${SIZE:-full}" = tiny ]; then
   frames=8; equilibrate=200; epochs=3; steps=100
 else

@@ -3,11 +3,15 @@
 # minimization of a vacancy-cluster LiMg cell started far from its minimum with fix ltau checking
 # every iteration, then the initial and maximum uncertainty against the final true force error.
 #
-#   bash examples/04_relaxation_uncertainty/run.sh [WORKDIR]     (default ./relaxation)
+#   bash examples/04_relaxation_uncertainty/run.sh [WORKDIR]     (default ./relaxation, ./relaxation_tiny with SIZE=tiny)
 #   SIZE=tiny bash examples/04_relaxation_uncertainty/run.sh     (what CI runs)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-work="${1:-relaxation}"
+work="${1:-relaxation${SIZE:+_$SIZE}}"  # tiny and default runs in directories of their own
+if [ -n "$(ls -A "$work" 2>/dev/null)" ]; then
+  echo "run.sh: $work already holds a run of this example; remove it or give another WORKDIR" >&2
+  exit 2
+fi
 if [ "${SIZE:-full}" = tiny ]; then
   frames=8; every=20; equilibrate=200; epochs=3; features=8
 else
