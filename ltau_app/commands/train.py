@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ltau_app.arguments import input_file, nonnegative_int, output_dir, positive_float, positive_int
+from ltau_app.arguments import input_file, nonnegative_float, nonnegative_int, output_dir, positive_float, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-layers", type=positive_int, default=2, help="message-passing layers (default 2)")
     p.add_argument("--num-features", type=positive_int, default=32, help="features per irrep (default 32; = descriptor size)")
     p.add_argument("--l-max", type=nonnegative_int, default=1, help="maximum rotation order (default 1)")
+    p.add_argument("--stress-weight", type=nonnegative_float, metavar="W",
+                   help="weight of the stress term of the loss, (eV/Å³)⁻², used where every frame has a stress (default 1000, "
+                        "against 10 for forces; 0 leaves stress out: NPT then runs on an untrained equation of state)")
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--lr", type=positive_float, default=0.01)
     p.add_argument("--log-mode", choices=("train_step", "epoch_end"), default="train_step",
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         weights_from=args.weights_from,
         reweight_lambda=args.reweight_lambda,
         reuse_finished=args.resume,
+        stress_weight=args.stress_weight,
     )
     print(f"trained {args.ensemble} model(s) into {out}; production model: {out}/seed{args.seed}/best.ckpt")
     return 0

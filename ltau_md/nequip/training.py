@@ -84,13 +84,34 @@ def _count_frames(paths: Sequence[Path]) -> int:
     return sum(1 for p in paths for _ in iread(str(p)))
 
 
-# Labels the loss does not use. Excluded so that files from different sources (make-data with
-# per-atom energies and free energy, relabelled candidates, DFT) can be trained on together:
-# nequip refuses to batch frames whose fields differ.
+# The stress term's weight, (eV/Å³)⁻², against the forces' 10 (eV/Å)⁻²: a 1 GPa stress error
+# (0.0062 eV/Å³) weighs as much as a 0.06 eV/Å force-component error. Without stress a LiMg model
+# (24 frames of 600 K NPT, 60 epochs) put +3.3 GPa on validation frames where MEAM gives 0, and a
+# 600 K NPT run of it expanded 14× in 4 ps; with 1000: −0.04 GPa, force MAE 0.044 against 0.047
+# eV/Å (100: 2.3 GPa; 3000: no better; at 20 epochs 1000 still costs force accuracy). Its NPT run
+# held the volume for 1.5 ps, then expanded too: data at one density leave the equation of state
+# away from it untrained (training frames at other densities are what fixes that).
+DEFAULT_STRESS_WEIGHT = 1000.0
+# Labels the loss does not use (stress only where some frame lacks it, see train). Excluded so that
+# files from different sources (make-data with per-atom energies and free energy, relabelled
+# candidates, DFT) can be trained on together: nequip refuses to batch frames whose fields differ.
 UNUSED_LABELS = ["energies", "free_energy", "stress", "magmom", "magmoms", "charges", "dipole", "virial"]
 
 
-def _ase_datasets(paths: Sequence[Path]) -> dict[str, Any]:
+def frames_have_stress(paths: Sequence[Path]) -> bool:
+    """Every frame of every file carries a stress label (make-data's MEAM frames and periodic
+    relabelled ones do): only then can stress be in the loss, as nequip batches only frames with
+    the same fields."""
+    from ase.io import iread
+
+    for p in paths:
+        for atoms in iread(str(p)):
+            if atoms.calc is None or "stress" not in atoms.calc.results:
+                return False
+    return True
+
+
+def _ase_datasets(paths: Sequence[Path], stress: bool = False) -> dict[str, Any]:
     return {
         "_target_": "torch.utils.data.ConcatDataset",
         "datasets": [
@@ -98,7 +119,7 @@ def _ase_datasets(paths: Sequence[Path]) -> dict[str, Any]:
                 "_target_": "nequip.data.dataset.ASEDataset",
                 "file_path": str(p),
                 "transforms": "${transforms}",
-                "exclude_keys": list(UNUSED_LABELS),
+                "exclude_keys": [k for k in UNUSED_LABELS if not (stress and k == "stress")],
             }
             for p in paths
         ],
@@ -111,17 +132,18 @@ TRANSFORMS = [
 ]
 
 
-def data_config(data: Sequence[Path], val: Sequence[Path] | None, batch_size: int = 4) -> dict[str, Any]:
+def data_config(data: Sequence[Path], val: Sequence[Path] | None, batch_size: int = 4, stress: bool = False) -> dict[str, Any]:
     """The ``data:`` section: training files concatenated (ids stay per file), validation either
-    given or 10 % of the frames split off with a fixed seed (the same split for every member)."""
+    given or 10 % of the frames split off with a fixed seed (the same split for every member);
+    ``stress``: the frames' stress labels are read too."""
     if val:
-        datasets: dict[str, Any] = {"train_dataset": _ase_datasets(data), "val_dataset": _ase_datasets(val)}
+        datasets: dict[str, Any] = {"train_dataset": _ase_datasets(data, stress), "val_dataset": _ase_datasets(val, stress)}
     else:
         n = _count_frames(data)
         if n < 2:
             raise LtauError(f"{data[0]}: {n} frame(s); need at least 2 to split off validation (or pass --val)")
         n_val = max(1, round(0.1 * n))
-        datasets = {"split_dataset": {"dataset": _ase_datasets(data), "train": n - n_val, "val": n_val}}
+        datasets = {"split_dataset": {"dataset": _ase_datasets(data, stress), "train": n - n_val, "val": n_val}}
     return {
         "_target_": "nequip.data.datamodule.NequIPDataModule",
         "seed": DATA_SEED,
@@ -141,16 +163,21 @@ def default_config(
     lr: float = 0.01,
     model: dict[str, Any] | None = None,
     force_weight: float = 10.0,
+    stress_weight: float = 0.0,
 ) -> dict[str, Any]:
-    """The nequip 0.19 config ltau-md trains with unless the user brings one."""
+    """The nequip 0.19 config ltau-md trains with unless the user brings one. ``stress_weight`` > 0:
+    stress is in the loss too (the frames must all carry it: :func:`frames_have_stress`)."""
     m = {**DEFAULT_MODEL, **(model or {})}
+    coeffs = {"total_energy": 1.0, "forces": float(force_weight)}
+    if stress_weight > 0:
+        coeffs["stress"] = float(stress_weight)
     return {
         "run": ["train"],
         "cutoff_radius": float(m["r_max"]),
         "model_type_names": list(species),
         "chemical_species": "${model_type_names}",
         "transforms": copy.deepcopy(TRANSFORMS),
-        "data": data_config(data, val, batch_size),
+        "data": data_config(data, val, batch_size, stress=stress_weight > 0),
         "trainer": {
             "_target_": "lightning.Trainer",
             "accelerator": "cpu",
@@ -173,9 +200,9 @@ def default_config(
             "_target_": "nequip.train.EMALightningModule",
             "ema_decay": 0.99,
             "loss": {
-                "_target_": "nequip.train.EnergyForceLoss",
+                "_target_": f"nequip.train.{'EnergyForceStressLoss' if stress_weight > 0 else 'EnergyForceLoss'}",
                 "per_atom_energy": True,
-                "coeffs": {"total_energy": 1.0, "forces": float(force_weight)},
+                "coeffs": coeffs,
             },
             "val_metrics": {
                 "_target_": "nequip.train.EnergyForceMetrics",
@@ -204,10 +231,11 @@ def default_config(
 
 
 def weighted_loss(cfg: dict[str, Any], weights_file: Path) -> None:
-    """Swap the loss for per-atom-energy MSE + per-atom-weighted force MSE and add the weights
-    callback (coefficients kept from an EnergyForceLoss when the config had one)."""
+    """Swap the loss for per-atom-energy MSE + per-atom-weighted force MSE (+ stress MSE) and add
+    the weights callback (coefficients kept from an EnergyForce[Stress]Loss when the config had one)."""
     loss = cfg["training_module"].get("loss") or {}
-    coeffs = dict(loss.get("coeffs") or {}) if "EnergyForceLoss" in str(loss.get("_target_", "")) else {}
+    target = str(loss.get("_target_", ""))
+    coeffs = dict(loss.get("coeffs") or {}) if target.endswith(("EnergyForceLoss", "EnergyForceStressLoss")) else {}
     cfg["training_module"]["loss"] = {
         "_target_": "nequip.train.MetricsManager",
         "metrics": [
@@ -225,6 +253,11 @@ def weighted_loss(cfg: dict[str, Any], weights_file: Path) -> None:
             },
         ],
     }
+    if target.endswith("EnergyForceStressLoss"):  # the stress term stays, unweighted (one value per frame)
+        cfg["training_module"]["loss"]["metrics"].append({
+            "name": "stress_mse", "field": "stress", "coeff": float(coeffs.get("stress", 1.0)),
+            "metric": {"_target_": "nequip.train.MeanSquaredError"},
+        })  # fmt: skip
     callbacks = cfg["trainer"].setdefault("callbacks", [])
     callbacks.insert(0, {"_target_": "ltau_md.nequip.loss_weights.PerAtomLossWeights", "weights_file": str(weights_file)})
 
@@ -339,6 +372,7 @@ def train(
     reweight_lambda: float | None = None,
     run_members: Callable[[Sequence[tuple]], None] | None = None,
     reuse_finished: bool = False,
+    stress_weight: float | None = None,
 ) -> Path:
     """Train ``ensemble`` models with error logging; returns the output directory.
 
@@ -346,7 +380,9 @@ def train(
     these frames) weights each atom's force loss by its LTAU confidence (seed 002 §4.2).
     ``run_members`` runs the members' ``run_member`` argument tuples (default: one after the
     other; a campaign engine runs them concurrently). ``reuse_finished`` keeps members that
-    trained to the end before (a resumed campaign) and trains the others afresh."""
+    trained to the end before (a resumed campaign) and trains the others afresh. ``stress_weight``
+    (default ``DEFAULT_STRESS_WEIGHT``; 0: none) puts stress in the default config's loss where every
+    frame has one."""
     out = Path(out)
     data_paths = [Path(p).resolve() for p in data]
     val_paths = [Path(p).resolve() for p in (val or [])]
@@ -378,8 +414,8 @@ def train(
                         "repeat its command with --resume to keep the finished ones and train the rest, or choose another -o")
     if config is not None:
         base = read_yaml_mapping(config, "nequip config")
-        if data_paths:  # the command line's data replace the config's
-            base["data"] = data_config(data_paths, val_paths, batch_size)
+        if data_paths:  # the command line's data replace the config's (their stress read where all have one)
+            base["data"] = data_config(data_paths, val_paths, batch_size, stress=frames_have_stress(data_paths + val_paths))
             base.setdefault("transforms", copy.deepcopy(TRANSFORMS))
             base.setdefault("model_type_names", list(species or _frames_species(data_paths + val_paths)))
             base.setdefault("cutoff_radius", "${training_module.model.r_max}")
@@ -387,7 +423,15 @@ def train(
         if not data_paths:
             raise LtauError("--data: give at least one training file (extxyz with energy and forces)")
         sp = list(species) if species else _frames_species(data_paths + val_paths)
-        base = default_config(data_paths, val_paths, sp, epochs or 50, batch_size, lr, model)
+        # stress in the loss where every frame has one: without it the model's equation of state is
+        # untrained, and an NPT run's box can run away (a LiMg melt expanded until no atom interacted)
+        stress_weight = DEFAULT_STRESS_WEIGHT if stress_weight is None else float(stress_weight)
+        with_stress = stress_weight > 0 and frames_have_stress(data_paths + val_paths)
+        if stress_weight > 0 and not with_stress:
+            print("train: some frames carry no stress; the loss is energy and forces only (NPT runs on an untrained "
+                  "equation of state)")  # fmt: skip
+        base = default_config(data_paths, val_paths, sp, epochs or 50, batch_size, lr, model,
+                              stress_weight=stress_weight if with_stress else 0.0)  # fmt: skip
     weights_art = None
     weights_file = (out / "loss_weights.npz").resolve()
     if reweight is not None:
