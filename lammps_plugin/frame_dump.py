@@ -104,7 +104,7 @@ def repair_extxyz(path: str | os.PathLike) -> int:
 
 
 def _check_is_dump(path: Path) -> None:
-    """The first (whole) frame of ``path`` is one fix ltau wrote: its run/fix/step keys and its
+    """The first (whole) frame of ``path`` is one fix ltau wrote: its run/step keys and its
     per-atom LTAU arrays. Anything else (a data set, a predict output, a queue export) named as
     a dump would have frames appended to it and, by :func:`reconcile`, queued as candidates."""
     from ase.io.extxyz import key_val_str_to_dict
@@ -113,8 +113,8 @@ def _check_is_dump(path: Path) -> None:
         fh.readline()
         info = key_val_str_to_dict(fh.readline().decode("utf-8", errors="replace"))
     properties = str(info.get("Properties", ""))
-    if not {"run", "fix", "step"} <= set(info) or "ltau_error:" not in properties or "ltau_p:" not in properties:
-        raise LtauError(f"dump {path}: exists but is not a fix ltau dump (its frames lack run/fix/step and ltau_error/ltau_p); "
+    if not {"run", "step"} <= set(info) or "ltau_error:" not in properties or "ltau_p:" not in properties:
+        raise LtauError(f"dump {path}: exists but is not a fix ltau dump (its frames lack run/step and ltau_error/ltau_p); "
                         "remove it or name another dump file")  # fmt: skip
 
 

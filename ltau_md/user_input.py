@@ -33,7 +33,7 @@ def load_array(path: str, what: str) -> np.ndarray:
 def _bad_token(path: Path, exc: Exception) -> tuple[int, str] | None:
     """(line, problem) for the two mistakes ASE names only by their text: an unknown element
     (KeyError 'Zz') or a word where a number belongs; found as the first line holding that word."""
-    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str) and re.fullmatch(r"[A-Za-z]{1,3}", exc.args[0]):
         token, problem = exc.args[0], f"unknown element {exc.args[0]!r}"
     else:
         m = re.fullmatch(r"could not convert string to float: '(.*)'", str(exc))
