@@ -56,15 +56,18 @@ def _frames_species(paths: Sequence[Path]) -> list[str]:
     return symbols(sorted(zs))
 
 
-def check_training_files(paths: Sequence[Path], species: Sequence[str] | None = None) -> None:
+def check_training_files(paths: Sequence[Path], species: Sequence[str] | None = None) -> bool:
     """Every frame has energy and finite forces (and only ``species``, when given): said now, in
-    one line naming file and frame, rather than by nequip-train minutes later."""
+    one line naming file and frame, rather than by nequip-train minutes later. Returns whether
+    every frame carries a stress too (make-data's MEAM frames and periodic relabelled ones do):
+    only then can stress be in the loss, as nequip batches only frames with the same fields."""
     from ltau_md.species import symbol, to_numbers
     from ltau_md.user_input import is_prediction, read_frames
 
     if species:
         to_numbers(np.asarray(species, dtype=str), "--species")
     allowed = set(species) if species else None
+    all_stress = True
     for p in paths:
         for i, atoms in enumerate(read_frames(p, need_forces=True, what="training frames")):
             if is_prediction(atoms):  # nequip-train would read the model's own forces as the labels
@@ -76,6 +79,8 @@ def check_training_files(paths: Sequence[Path], species: Sequence[str] | None = 
                 extra = sorted({symbol(z) for z in atoms.numbers} - allowed)
                 if extra:
                     raise LtauError(f"{p}: frame {i} holds {', '.join(extra)}, not in --species {' '.join(species)}; add it to --species")
+            all_stress = all_stress and "stress" in calc.results
+    return all_stress
 
 
 def _count_frames(paths: Sequence[Path]) -> int:
@@ -96,19 +101,6 @@ DEFAULT_STRESS_WEIGHT = 1000.0
 # files from different sources (make-data with per-atom energies and free energy, relabelled
 # candidates, DFT) can be trained on together: nequip refuses to batch frames whose fields differ.
 UNUSED_LABELS = ["energies", "free_energy", "stress", "magmom", "magmoms", "charges", "dipole", "virial"]
-
-
-def frames_have_stress(paths: Sequence[Path]) -> bool:
-    """Every frame of every file carries a stress label (make-data's MEAM frames and periodic
-    relabelled ones do): only then can stress be in the loss, as nequip batches only frames with
-    the same fields."""
-    from ase.io import iread
-
-    for p in paths:
-        for atoms in iread(str(p)):
-            if atoms.calc is None or "stress" not in atoms.calc.results:
-                return False
-    return True
 
 
 def _ase_datasets(paths: Sequence[Path], stress: bool = False) -> dict[str, Any]:
@@ -166,7 +158,7 @@ def default_config(
     stress_weight: float = 0.0,
 ) -> dict[str, Any]:
     """The nequip 0.19 config ltau-md trains with unless the user brings one. ``stress_weight`` > 0:
-    stress is in the loss too (the frames must all carry it: :func:`frames_have_stress`)."""
+    stress is in the loss too (the frames must all carry it: :func:`check_training_files`)."""
     m = {**DEFAULT_MODEL, **(model or {})}
     coeffs = {"total_energy": 1.0, "forces": float(force_weight)}
     if stress_weight > 0:
@@ -389,7 +381,7 @@ def train(
     for p in data_paths + val_paths:
         if not p.is_file():
             raise LtauError(f"{p}: no such data file")
-    check_training_files(data_paths + val_paths, species)
+    have_stress = check_training_files(data_paths + val_paths, species)  # one read of the files for both
     if not species and data_paths and val_paths:
         trained = set(_frames_species(data_paths))  # read once, not once per validation file
         for p in val_paths:
@@ -415,7 +407,7 @@ def train(
     if config is not None:
         base = read_yaml_mapping(config, "nequip config")
         if data_paths:  # the command line's data replace the config's (their stress read where all have one)
-            base["data"] = data_config(data_paths, val_paths, batch_size, stress=frames_have_stress(data_paths + val_paths))
+            base["data"] = data_config(data_paths, val_paths, batch_size, stress=have_stress)
             base.setdefault("transforms", copy.deepcopy(TRANSFORMS))
             base.setdefault("model_type_names", list(species or _frames_species(data_paths + val_paths)))
             base.setdefault("cutoff_radius", "${training_module.model.r_max}")
@@ -426,7 +418,7 @@ def train(
         # stress in the loss where every frame has one: without it the model's equation of state is
         # untrained, and an NPT run's box can run away (a LiMg melt expanded until no atom interacted)
         stress_weight = DEFAULT_STRESS_WEIGHT if stress_weight is None else float(stress_weight)
-        with_stress = stress_weight > 0 and frames_have_stress(data_paths + val_paths)
+        with_stress = stress_weight > 0 and have_stress
         if stress_weight > 0 and not with_stress:
             print("train: some frames carry no stress; the loss is energy and forces only (NPT runs on an untrained "
                   "equation of state)")  # fmt: skip
