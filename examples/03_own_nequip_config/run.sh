@@ -33,4 +33,6 @@ ltau-md calibrate own.ltau --data val.xyz
 # LAMMPS with the shipped Li NVT input (copied out of the package to run and edit)
 ltau-md inputs -o inputs --force
 ltau-md run inputs/in.li_nvt -var model nequip_run/best.ckpt -var artifact own.ltau -var steps "$steps" -log log.li_nvt -screen none
+# a soft halt ends the run early: show it (and LAMMPS's timing line) rather than hide it
+grep -E "^fix ltau .*(halt|WARNING)|^Loop time" log.li_nvt || true
 tail -1 log.li_nvt
