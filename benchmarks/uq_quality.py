@@ -18,7 +18,9 @@ Predictors of member 0's per-atom force error (each calibrated on the calibratio
 * ``calibrated``  the predictor ltau-md ships: σ(u, d_env) per species fitted by Maxwell likelihood
                   (``ltau_md.error_model``), u = LTAU's mixture mean, d_env = (d + d̄)/2 with d the latent
                   distance to the nearest training atom and d̄ its mean over the atom and its neighbours
-                  within the model's cutoff (the default environment distance)
+                  within the model's cutoff (the default environment distance); then the close-contact rule
+                  (``ltau_md.contact``: an atom nearer a neighbour than 0.9 × the training frames' shortest
+                  distance of the two elements is predicted ≥ 1.5 eV/Å)
 * ``harvest``     the same σ(u, d_env) fitted on the calibration frames *and* a labelled harvest: another
                   LiMg heating ramp (600 → 2500 K, new seed), as ``ltau-md loop``'s
                   ``harvest.calibration_frames`` adds labelled MD frames to the next iteration's error
@@ -179,19 +181,27 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
 
     from ltau_md.artifact import Artifact
     from ltau_md.calibration import ValidationErrors, calibrate_artifact, calibration_curve
+    from ltau_md.contact import ContactRule, nearest_by_species, shortest_distances
     from ltau_md.cutoffs import classification_scores, fit_maxwell, fit_uncertainty
-    from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, maxwell_cdf, neighbourhood_distance
+    from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, frame_pairs, maxwell_cdf, neighbourhood_distance
     from ltau_md.nequip.model import NequIPModel, model_dir_members
     from ltau_md.species import symbols
     from ltau_md.user_input import read_frames, reference_forces
 
     art = Artifact.load(run / "model.ltau")
     models = [NequIPModel.load(run / "model" / m["checkpoint"]) for m in model_dir_members(run / "model")]
+    if art.contact is None:  # fitted before ltau-md fit stored the close-contact rule: the same rule
+        train_frames = [f for n in ("train_LiMg", "train_Li") for f in read_frames(data / file_name(n))]
+        art.set_contact(ContactRule(shortest_distances(train_frames, models[0].r_max)))
+        art.save_meta()
+    rule = art.contact
 
     def arrays(frames) -> dict:
         f0, lat, spread, t_fwd = member_forces(models, frames)
         numbers = np.concatenate([a.numbers for a in frames])
         ref = np.concatenate([reference_forces(a) for a in frames])
+        species_z = np.unique(numbers)
+        nearest = nearest_by_species(*frame_pairs(frames, rule.cutoff, distances=True), numbers, len(numbers), species_z)
         t0 = time.perf_counter()
         q = art.query(lat, numbers, predictor="ltau")
         t_query = (time.perf_counter() - t0) / len(numbers)
@@ -200,6 +210,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
             "u": q.mixture, "d": q.distance[:, 0], "p": q.p,
             "dn": neighbourhood_distance(frames, q.distance[:, 0], models[0].r_max), "spread": spread, "t_forward": t_fwd, "t_query": t_query,
             "frame": np.concatenate([np.full(len(a), i) for i, a in enumerate(frames)]), "lat": lat, "numbers": numbers, "frames": frames,
+            "contact_ratio": rule.ratio(nearest, numbers, species_z),
         }  # fmt: skip
 
     # calibration: the training run's validation frames plus more frames of the same conditions
@@ -249,6 +260,8 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
             ):
                 out[name][0][sel], out[name][1][sel] = pred, prob
             out["ltau"][2][sel] = art.atol * s  # LTAU's p is calibrated against errors ≤ atol·s
+            for name in ("calibrated", "harvest"):  # what ships: the error model, then the close-contact rule
+                out[name][0][sel], out[name][1][sel], _ = rule.apply(out[name][0][sel], out[name][1][sel], a["contact_ratio"][sel])
         return out
 
     val_pred = predictions(v)
@@ -316,10 +329,8 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         "ensemble_c": ens_c,
     }
     # cost per atom: the LTAU query (plain; calibrated adds a few array operations) against M forwards
-    from ltau_md.error_model import frame_pairs
-
     big = max(tests.values(), key=lambda a: len(a["e"]))
-    pairs = frame_pairs(big["frames"], art.neighbourhood_cutoff())  # LAMMPS's neighbour list gives these in fix ltau
+    pairs = frame_pairs(big["frames"], art.pair_cutoff(), distances=True)  # fix ltau: LAMMPS's neighbour list, the pair's edges
     t0 = time.perf_counter()
     art.query(big["lat"], big["numbers"], predictor="calibrated", pairs=pairs)
     t_cal = (time.perf_counter() - t0) / len(big["e"])

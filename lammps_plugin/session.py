@@ -20,6 +20,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from lammps_plugin import bridge, graphs
+from ltau_md.contact import nearest_by_species
 from ltau_md.errors import LtauError
 from ltau_md.run_cutoffs import environments_examined, run_cutoffs
 from ltau_md.species import to_numbers
@@ -39,21 +40,25 @@ def count_layers(model) -> int:
 
 
 class LatentCache:
-    """Node features of the latest force evaluation on this rank, by atom tag."""
+    """Node features of the latest force evaluation on this rank, by atom tag (and, where a fix
+    checks close contacts, each atom's nearest neighbour per element: ltau_md.contact)."""
 
     def __init__(self) -> None:
         self.step: int | None = None
         self.tags = np.zeros(0, dtype=np.int64)
         self.features = np.zeros((0, 0), dtype=np.float32)
+        self.nearest: np.ndarray | None = None
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
 
-    def store(self, step: int, tags: np.ndarray, features: np.ndarray) -> None:
+    def store(self, step: int, tags: np.ndarray, features: np.ndarray, nearest: np.ndarray | None = None) -> None:
         self.step = int(step)
         self.tags = np.array(tags, dtype=np.int64)  # a copy: LAMMPS reuses its memory
         self.features = features
+        self.nearest = nearest
         self._sorted = None
 
-    def lookup(self, step: int, tags: np.ndarray) -> np.ndarray:
+    def _rows(self, step: int, tags: np.ndarray) -> np.ndarray | None:
+        """Rows of the stored atoms for ``tags`` (None: the same atoms in the same order)."""
         if self.step != step:
             last = "never" if self.step is None else f"last at step {self.step}"
             raise LtauError(
@@ -61,7 +66,7 @@ class LatentCache:
                 f"evaluation of the same step, and the model was evaluated {last}"
             )
         if len(tags) == len(self.tags) and np.array_equal(tags, self.tags):
-            return self.features  # domain mode: the same local atoms in the same order
+            return None  # domain mode: the same local atoms in the same order
         if self._sorted is None:
             order = np.argsort(self.tags, kind="stable")
             self._sorted = (self.tags[order], order)
@@ -70,7 +75,18 @@ class LatentCache:
         pos = np.minimum(pos, max(len(sorted_tags) - 1, 0))
         if len(sorted_tags) == 0 or np.any(sorted_tags[pos] != tags):
             raise LtauError(f"latents of step {step} do not cover this rank's atoms (atoms changed after the force evaluation)")
-        return self.features[order[pos]]
+        return order[pos]
+
+    def lookup(self, step: int, tags: np.ndarray) -> np.ndarray:
+        rows = self._rows(step, tags)
+        return self.features if rows is None else self.features[rows]
+
+    def lookup_nearest(self, step: int, tags: np.ndarray) -> np.ndarray | None:
+        """Per atom of ``tags``, its nearest neighbour per element (None where not computed)."""
+        if self.nearest is None:
+            return None
+        rows = self._rows(step, tags)
+        return self.nearest if rows is None else self.nearest[rows]
 
 
 class LammpsExchange:
@@ -144,7 +160,8 @@ class FixState:
     numbers: np.ndarray | None = None  # LAMMPS type -> atomic number, set at init
     lo_type: np.ndarray | None = None
     hi_type: np.ndarray | None = None
-    search: tuple | None = None  # phase 0's (step, group mask, numbers, distances, ids), for phase 1
+    search: tuple | None = None  # phase 0's (step, group mask, numbers, distances, ids, contact ratio), for phase 1
+    nevery: int = 1  # steps between checks, set at init
 
     @property
     def neighbourhood_cutoff(self) -> float:
@@ -166,6 +183,7 @@ class Session:
         self.fixes: dict[str, FixState] = {}
         self.latents = LatentCache()
         self.last_graph: dict[str, int] = {}  # rows, local rows and edges of the latest evaluation
+        self.contact_cutoff = 0.0  # Å: the widest close-contact check of this session's fixes (0: none)
 
     def callbacks(self) -> bridge.Callbacks:
         g = lambda fn: bridge.guarded(self.plugin, fn)
@@ -258,13 +276,38 @@ class Session:
             res = pair.model.evaluate_graph(types, edges, vectors)
             forces = res.forces
         self.last_graph = {"mode": int(a.mode), "nlocal": int(nlocal), "nrows": int(n), "nedges": int(edges.shape[1])}
+        nearest = None
+        if self._contact_wanted(int(a.step)):  # the model's edges give each atom's nearest neighbours
+            r = np.linalg.norm(vectors, axis=1)
+            close = r < self.contact_cutoff
+            numbers = pair.numbers[bridge.view(a.type, (n,))]
+            nearest = nearest_by_species(edges[0][close], edges[1][close], r[close], numbers, nlocal, self.contact_species())
         bridge.view(a.f, (n, 3))[:] = forces
         bridge.view(a.eatom, (n,))[:nlocal] = res.atomic_energy[:nlocal]
         if a.vatom:
             bridge.view(a.vatom, (n, 6))[:] = graphs.atom_virial(edges, vectors, res.edge_gradient, n)
         if a.virial:
             bridge.view(a.virial, (6,))[:] = graphs.virial(vectors, res.edge_gradient)
-        self.latents.store(a.step, self.plugin.tags(a.tag, n)[:nlocal], res.node_features[:nlocal])
+        self.latents.store(a.step, self.plugin.tags(a.tag, n)[:nlocal], res.node_features[:nlocal], nearest)
+
+    def _contact_wanted(self, step: int) -> bool:
+        """Whether a fix checks close contacts after this evaluation: at its checks (every N steps) and
+        at a run's or minimization's setup, which evaluates the step last evaluated again (or an
+        earlier one, after reset_timestep); not at the steps between (their cost: ~1 µs per atom)."""
+        if self.contact_cutoff <= 0:
+            return False
+        if self.latents.step is None or step <= self.latents.step:
+            return True
+        rules = ((st.artifact.contact, st.nevery) for st in self.fixes.values())
+        return any(rule is not None and rule.enabled and step % nevery == 0 for rule, nevery in rules)
+
+    def contact_species(self) -> np.ndarray:
+        """The atomic numbers (sorted) of the pair's elements: the columns of the nearest-neighbour table."""
+        return np.unique(self.pair.numbers[1:])
+
+    def _update_contact_cutoff(self) -> None:
+        rules = [st.artifact.contact for st in self.fixes.values()]
+        self.contact_cutoff = max([r.cutoff for r in rules if r is not None] + [0.0])
 
     def _evaluate_deep_shell(self, types, edges, vectors, nlocal):
         """Domain mode without per-layer exchange (a model without nequip's ghost-exchange hook),
@@ -361,6 +404,7 @@ class Session:
         )
         a.descriptor_dim = int(art.meta["descriptor_dim"])
         a.neighbourhood_cutoff = self.fixes[fid].neighbourhood_cutoff
+        self._update_contact_cutoff()
 
     def fix_init(self, ap) -> None:
         a = ap.contents
@@ -387,6 +431,7 @@ class Session:
             lo_view[t] = lo[pair.elements[t - 1]]
             hi_view[t] = hi[pair.elements[t - 1]]
         st.lo_type, st.hi_type = lo_view.copy(), hi_view.copy()
+        st.nevery = max(1, int(a.nevery))
         raw = f"{cut.describe()}, k {k}".encode()[: a.message_size - 1] + b"\0"
         ctypes.memmove(a.message, raw, len(raw))
 
@@ -397,7 +442,7 @@ class Session:
         if n == 0:
             return
         if a.phase == 1:  # the fix has averaged phase 0's distances over each atom's neighbourhood
-            step, sel, numbers, dist, ids = st.search
+            step, sel, numbers, dist, ids, ratio = st.search
             if step != a.step or len(sel) != n:
                 raise LtauError(f"fix ltau {st.id}: the neighbourhood phase of step {a.step} met the search of step {step}")
             st.search = None
@@ -418,16 +463,29 @@ class Session:
                 return
             searched_features, searched_types = (features, types) if two_phase else (features[sel], types[sel])  # no copy of all
             numbers, dist, ids = st.artifact.search(searched_features, st.numbers[searched_types], k=st.k)
+            ratio = self._contact_ratio(st, a.step, tags[sel], st.numbers[types[sel]])
             if two_phase:
                 bridge.view(a.dist, (n,))[:] = dist[:, 0]
-                st.search = (a.step, sel, numbers[sel], dist[sel], ids[sel])
+                st.search = (a.step, sel, numbers[sel], dist[sel], ids[sel], ratio)
                 return
             neighbourhood = None
         if sel.any():
-            u = st.artifact.assemble(numbers, dist, ids, scale=st.scale, predictor=st.predictor, neighbourhood=neighbourhood)
+            u = st.artifact.assemble(numbers, dist, ids, scale=st.scale, predictor=st.predictor, neighbourhood=neighbourhood,
+                                     contact_ratio=ratio)  # fmt: skip
             out = bridge.view(a.out, (n, 2))
             out[sel, 0] = u.error
             out[sel, 1] = u.p
+
+    def _contact_ratio(self, st: FixState, step: int, tags: np.ndarray, numbers: np.ndarray) -> np.ndarray | None:
+        """Per group atom, ltau_md.contact's ratio from pair_style nequip's edges of this step (None:
+        the artifact has no contact rule, or the distances were not kept for this step)."""
+        rule = st.artifact.contact
+        if rule is None or not rule.enabled:
+            return None
+        nearest = self.latents.lookup_nearest(step, tags)
+        if nearest is None:  # a setup that re-used an evaluation between checks (run ... pre no): values only
+            return None
+        return rule.ratio(nearest, numbers, self.contact_species())
 
     def fix_frame(self, ap) -> None:
         from lammps_plugin.frame_dump import append_extxyz, frame_atoms
@@ -444,7 +502,11 @@ class Session:
         latent = bridge.view(a.latent, (n, dim)).astype(np.float32)
         flagged = error > st.lo_type[types]
         duplicate = False
-        if st.known is not None and reason == "lo":  # a frame above hi is always kept: it halts the run
+        # a frame above hi is always kept (it halts the run), and so is one with an atom at the contact
+        # level (hi given above it): close contacts hide near training atoms in latent space
+        rule = st.artifact.contact
+        at_contact = rule is not None and rule.enabled and bool(np.any(error[flagged] >= rule.error))
+        if st.known is not None and reason == "lo" and not at_contact:
             duplicate = st.known.check(latent, numbers, flagged).duplicate
         a.duplicate = int(duplicate)
         phase = "minimize" if a.minimizing else "md"
@@ -493,4 +555,5 @@ class Session:
 
     def fix_destroy(self, fid: bytes) -> None:
         self.fixes.pop(bridge.text(fid), None)
+        self._update_contact_cutoff()
 

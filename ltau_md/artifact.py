@@ -7,6 +7,7 @@ Layout (all three files are required; loading checks every part)::
                       fitted distributions per species (true "error"; predicted errors of plain
                       LTAU, "uncertainty", and of the calibrated predictor, "uncertainty_calibrated";
                       nearest "distance"); error_model per species (ltau_md.error_model);
+                      contact: the close-contact rule (ltau_md.contact; absent before it);
                       index {per species: type, params, n_atoms}; sha256 and size of each file
     index.<El>.faiss  FAISS's own serialisation of the latent index of element El's training
                       atoms (one file per species: neighbours are searched within a species);
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ltau_md import __version__, atomic_write
+from ltau_md.contact import ContactRule, nearest_by_species
 from ltau_md.cutoffs import FittedDistribution
 from ltau_md.error_distribution import ErrorDistribution
 from ltau_md.error_log import AtomTable
@@ -96,6 +98,7 @@ class AtomUncertainty:
     mixture: np.ndarray  # LTAU's neighbour mixture mean at s = 1 (u of the error model), eV/Å
     predictor: str  # "calibrated" or "ltau"
     neighbourhood: np.ndarray | None = None  # d̄: mean nearest distance over the atom and its neighbours
+    contact: np.ndarray | None = None  # atoms in close contact (ltau_md.contact), where it was checked
 
 
 class Artifact:
@@ -376,7 +379,7 @@ class Artifact:
         k: int | None = None,
         scale: float | None = None,
         predictor: str | None = None,
-        pairs: tuple[np.ndarray, np.ndarray] | None = None,
+        pairs: tuple[np.ndarray, ...] | None = None,
     ) -> AtomUncertainty:
         """k nearest training atoms in latent space → p, predicted error (eV/Å), distances.
 
@@ -385,19 +388,30 @@ class Artifact:
         mixture, d the distance to the nearest, d̄ its mean over the atom's neighbourhood;
         ``"ltau"`` gives plain LTAU, s × the neighbours' mean error and their mean p. ``scale``
         overrides s for every atom (for ``calibrated``, whose s is 1, it multiplies σ). ``pairs``:
-        directed neighbour pairs (i, j) among these atoms within :meth:`neighbourhood_cutoff`
-        (:func:`ltau_md.error_model.neighbour_pairs`), needed when the error model uses d̄.
+        directed neighbour pairs (i, j) or (i, j, r) among these atoms within :meth:`pair_cutoff`
+        (:func:`ltau_md.error_model.neighbour_pairs`), needed when the error model uses d̄; with
+        their distances r the artifact's contact rule (:mod:`ltau_md.contact`) is applied too.
         """
         numbers, dist, ids = self.search(descriptors, species, k)
-        neighbourhood = None
-        if self.neighbourhood_cutoff(predictor) > 0:
+        neighbourhood = contact_ratio = None
+        nbr_cut = self.neighbourhood_cutoff(predictor)
+        if nbr_cut > 0:
             if pairs is None:
                 raise LtauError(
                     f"{self.path or 'artifact'}: its error model uses each atom's neighbourhood; pass the neighbour pairs within "
-                    f"{self.neighbourhood_cutoff(predictor):g} Å (error_model.neighbour_pairs) or choose predictor ltau"
+                    f"{nbr_cut:g} Å (error_model.neighbour_pairs) or choose predictor ltau"
                 )
-            neighbourhood = neighbourhood_mean(dist[:, 0], *pairs)
-        return self.assemble(numbers, dist, ids, scale, predictor, neighbourhood)
+            i, j = pairs[0], pairs[1]
+            if len(pairs) > 2:  # pairs out to a longer contact cutoff count for contact only
+                within = np.asarray(pairs[2]) <= nbr_cut
+                i, j = i[within], j[within]
+            neighbourhood = neighbourhood_mean(dist[:, 0], i, j)
+        rule = self.contact
+        if rule is not None and rule.enabled and pairs is not None and len(pairs) > 2:
+            species_z = np.unique(numbers)
+            nearest = nearest_by_species(pairs[0], pairs[1], pairs[2], numbers, len(numbers), species_z)
+            contact_ratio = rule.ratio(nearest, numbers, species_z)
+        return self.assemble(numbers, dist, ids, scale, predictor, neighbourhood, contact_ratio)
 
     def search(self, descriptors: np.ndarray, species: np.ndarray | list, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The search half of :meth:`query`: ``(atomic numbers, distances (n, k), ids (n, k))``."""
@@ -415,6 +429,23 @@ class Artifact:
             return 0.0
         return self.error_model.neighbourhood_cutoff
 
+    def pair_cutoff(self, predictor: str | None = None) -> float:
+        """Å of the neighbour pairs (with distances) a query needs: d̄'s and the contact rule's (0: none)."""
+        rule = self.contact
+        return max(self.neighbourhood_cutoff(predictor), rule.cutoff if rule is not None else 0.0)
+
+    @property
+    def contact(self) -> ContactRule | None:
+        """The close-contact rule ``ltau-md fit`` stored (None for artifacts from before it)."""
+        rec = self.meta.get("contact")
+        return None if rec is None else ContactRule.from_dict(rec)
+
+    def set_contact(self, rule: ContactRule | None) -> None:
+        if rule is None:
+            self.meta.pop("contact", None)
+        else:
+            self.meta["contact"] = rule.to_dict()
+
     def assemble(
         self,
         numbers: np.ndarray,
@@ -423,9 +454,11 @@ class Artifact:
         scale: float | None = None,
         predictor: str | None = None,
         neighbourhood: np.ndarray | None = None,
+        contact_ratio: np.ndarray | None = None,
     ) -> AtomUncertainty:
         """The prediction half of :meth:`query`, from its search (and d̄ where the model needs it:
-        ``fix ltau`` averages d over ghost atoms of other ranks between the two halves)."""
+        ``fix ltau`` averages d over ghost atoms of other ranks between the two halves).
+        ``contact_ratio``: per atom, :meth:`ContactRule.ratio` (None: contact not checked)."""
         predictor = self.resolve_predictor(predictor)
         u = self._errors.mixture_mean(ids, 1.0)
         if predictor == "calibrated":
@@ -435,6 +468,10 @@ class Artifact:
         else:
             s = np.full(len(numbers), float(scale)) if scale is not None else self.scales_for(numbers)
             error, p = s * u, self.train["p_mean"][ids].mean(axis=1)
+        contact = None
+        rule = self.contact
+        if contact_ratio is not None and rule is not None:
+            error, p, contact = rule.apply(error, p, contact_ratio)
         return AtomUncertainty(
             p=p,
             p_std=self.train["p_std"][ids].mean(axis=1),
@@ -445,6 +482,7 @@ class Artifact:
             mixture=u,
             predictor=predictor,
             neighbourhood=neighbourhood,
+            contact=contact,
         )
 
     @property
@@ -574,6 +612,11 @@ def _validate_meta(meta: Any, where: Path) -> None:
                 SpeciesErrorModel.from_dict(rec)
             except LtauError as exc:
                 raise ArtifactError(f"{where}: error_model.{sp}: {exc}; re-run 'ltau-md calibrate'") from None
+    if meta.get("contact") is not None:
+        try:
+            ContactRule.from_dict(meta["contact"])
+        except LtauError as exc:
+            raise ArtifactError(f"{where}: contact: {exc}; re-run 'ltau-md fit'") from None
     per_species = meta["index"].get("species")
     if not isinstance(per_species, dict) or set(per_species) != species:
         raise _fail(where, "'index' must describe one index per species in 'species'")

@@ -52,11 +52,12 @@ shape's mean (2σ√(2/π) for Maxwell); P(error ≤ a) its CDF.
 
 **With today's training** (stress in the loss, ``ltau-md train``'s default; the figures below this
 paragraph were measured on models trained without it): on ``benchmarks/uq_quality.py`` (2 seeds)
-the shipped predictor reaches pooled AUROC 0.828–0.835 (ensemble 0.789–0.825, distance
+the error model reaches pooled AUROC 0.828–0.835 (ensemble 0.789–0.825, distance
 0.789–0.797), Spearman 0.574–0.578, out-of-domain mean predicted/true 0.94–1.03 from the
-validation data alone, in-domain area 0.031–0.045; Li 1500 K stays at 0.60–0.65. Tried on those
-models and not kept (pooled AUROC / out-of-domain predicted/true, seeds 0 / 1): the power law
-alone ranks best but extrapolates least (0.843 / 0.838, out of domain 0.74 / 0.76), the
+validation data alone, in-domain area 0.031–0.045; Li 1500 K stays at 0.60–0.65 (with the
+close-contact rule on top, ``ltau_md.contact``, as shipped: AUROC 0.829–0.836, out of domain
+0.97–1.06). Tried on those models and not kept (pooled AUROC / out-of-domain predicted/true,
+seeds 0 / 1): the power law alone ranks best but extrapolates least (0.843 / 0.838, out of domain 0.74 / 0.76), the
 exponential form the reverse (0.826 / 0.830, 1.24 / 1.06), and held-out likelihood picks between
 them per species and seed; their mean or geometric mean falls between (0.831–0.835, 0.89–0.99);
 exact search with k = 20–80 in place of 10 lifts every form's AUROC by 0.005–0.015 but moves the
@@ -233,26 +234,29 @@ def environment_distance(d: np.ndarray, dn: np.ndarray) -> np.ndarray:
     return 0.5 * (np.asarray(d, dtype=np.float64) + np.asarray(dn, dtype=np.float64))
 
 
-def neighbour_pairs(atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-    """Directed pairs (i, j) of atoms within ``cutoff`` Å (periodic images map to their atom)."""
+def neighbour_pairs(atoms, cutoff: float, distances: bool = False) -> tuple[np.ndarray, ...]:
+    """Directed pairs (i, j) of atoms within ``cutoff`` Å (periodic images map to their atom), and
+    their distances r with ``distances``."""
     from ase.neighborlist import neighbor_list
 
-    i, j = neighbor_list("ij", atoms, float(cutoff))
-    return i, j
+    return tuple(neighbor_list("ijd" if distances else "ij", atoms, float(cutoff)))
 
 
-def frame_pairs(frames, cutoff: float) -> tuple[np.ndarray, np.ndarray] | None:
+def frame_pairs(frames, cutoff: float, distances: bool = False) -> tuple[np.ndarray, ...] | None:
     """Neighbour pairs within ``cutoff`` Å of every frame, indexed into the frames' concatenation
-    (None for cutoff 0: the predictor needs none)."""
+    (with their distances where asked; None for cutoff 0: the predictor needs none)."""
     if cutoff <= 0:
         return None
-    i_all, j_all, start = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], 0
+    cols: list[list[np.ndarray]] = [[np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]]
+    start = 0
     for atoms in frames:
-        i, j = neighbour_pairs(atoms, cutoff)
-        i_all.append(i + start)
-        j_all.append(j + start)
+        found = neighbour_pairs(atoms, cutoff, distances)
+        cols[0].append(found[0] + start)
+        cols[1].append(found[1] + start)
+        if distances:
+            cols[2].append(found[2])
         start += len(atoms)
-    return np.concatenate(i_all), np.concatenate(j_all)
+    return tuple(np.concatenate(c) for c in cols[: 3 if distances else 2])
 
 
 def neighbourhood_distance(frames, nearest: np.ndarray, cutoff: float) -> np.ndarray:

@@ -165,6 +165,8 @@ CASES: dict[str, Case] = {
                            fix="must be", outputs=["li.ltau"]),
     "fit/rtol-negative": C("fit", "--model", "{model}", "--rtol", "-1", "-o", "li.ltau", expect=["--rtol", "-1"],
                            fix="must be", outputs=["li.ltau"]),
+    "fit/contact-fraction-above-1": C("fit", "--model", "{model}", "--contact-fraction", "1.5", "-o", "li.ltau",
+                                      expect=["--contact-fraction", "1.5"], fix="must be in [0, 1]", outputs=["li.ltau"]),
     "fit/window-bad": C("fit", "--model", "{model}", "--window", "abc", "-o", "li.ltau", expect=["abc"], outputs=["li.ltau"]),
     "fit/ckpt-without-logs": C("fit", "--model", "{ckpt}", "-o", "li.ltau", expect=["--logs"], fix="give the error-log",
                                outputs=["li.ltau"]),

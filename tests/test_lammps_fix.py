@@ -366,3 +366,55 @@ def test_frames_whose_flagged_atoms_are_all_known_are_recorded_as_duplicates_not
     assert float(last[3]) == duplicates  # f_uq[5]
     n_dumped = (tmp_path / "d.xyz").read_text().count("Lattice=") if (tmp_path / "d.xyz").exists() else 0
     assert n_dumped == 4 - duplicates
+
+
+CONTACT_SCRIPT = LI_BOX + """
+set atom 2 x 0.7 y 0.7 z 0.7
+pair_style nequip {model} dtype float64 mode {mode}
+pair_coeff * * Li
+fix uq all ltau 2 {artifact} lo 0.1 hi 100 halt no queue q.db dedup yes
+dump d all custom 2 uq.dump id x y z f_uq[1] f_uq[2]
+dump_modify d sort id format float %.17g
+run 4
+"""
+
+
+@pytest.mark.parametrize("ranks,mode", [(1, "gathered"), (2, "domain")])
+def test_atoms_closer_than_any_training_pair_are_predicted_at_least_the_contact_error(tmp_path, trained, calibrated, ranks, mode):
+    """Atom 2 moved to 1.2 Å of atom 1 (the training frames' shortest Li-Li pair is > 2 Å): both are
+    in close contact, predicted ≥ the rule's error with p 0, in LAMMPS (edges of the pair style, on
+    either rank, at checks every 2 steps) as in LtauCalculator; no other atom is. Both frames are
+    queued, although dedup's ε here calls every environment known: contacts hide near training
+    atoms in latent space."""
+    import json
+
+    from ase import Atoms
+
+    from ltau_md.artifact import Artifact
+    from ltau_md.nequip.calculator import LtauCalculator
+    from ltau_md.queue import CandidateQueue
+
+    rule = Artifact.load(calibrated).contact
+    assert rule is not None and rule.enabled and rule.shortest["Li-Li"] * rule.fraction > 1.3
+    art = tmp_path / "eps.ltau"
+    shutil.copytree(calibrated, art)
+    meta = json.loads((art / "meta.json").read_text())
+    meta["dedup_distance"] = {"Li": 1e9}
+    (art / "meta.json").write_text(json.dumps(meta))
+    script = tmp_path / "in.contact"
+    script.write_text(CONTACT_SCRIPT.format(model=trained, artifact=art, mode=mode))
+    check(ltau_run(script, "-screen", "none", "-log", "log.contact", ranks=ranks))
+    q = CandidateQueue(tmp_path / "q.db", must_exist=True)
+    assert q.count("pending") == 2 and q.count("duplicate") == 0  # the checks at steps 2 and 4
+    step, box, d = last_dump_frame(tmp_path / "uq.dump", 54)
+    assert step == 4
+    atoms = Atoms(f"Li{len(d)}", positions=d[:, 1:4], cell=np.diag(box[:, 1] - box[:, 0]), pbc=True)
+    calc = LtauCalculator(trained, calibrated, dtype="float64")
+    atoms.calc = calc
+    atoms.get_forces()
+    contact = calc.results["ltau_contact"]
+    assert np.flatnonzero(contact).tolist() == [0, 1]
+    assert np.all(d[:2, 4] >= rule.error) and np.all(d[:2, 5] == 0.0)
+    assert np.all(d[2:, 4] < rule.error)
+    np.testing.assert_allclose(d[:, 4], calc.results["ltau_error"], atol=1e-6)
+    np.testing.assert_allclose(d[:, 5], calc.results["ltau_p"], atol=1e-6)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ltau_app.arguments import input_file, nonnegative_float, output_dir, positive_float, positive_int
+from ltau_app.arguments import float_in, input_file, nonnegative_float, output_dir, positive_float, positive_int
+from ltau_md.contact import CONTACT_ERROR, CONTACT_FRACTION
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rtol", type=nonnegative_float, default=0.0, help="relative tolerance × |F_ref| (default 0)")
     p.add_argument("--window", metavar="START:STOP", help="epochs to use, slice over logged epochs (e.g. '-50:')")
     p.add_argument("--index", choices=("auto", "flat", "hnsw", "ivfpq"), default="auto")
+    p.add_argument("--contact-fraction", type=float_in(0.0, 1.0, low_open=False, high_open=False), default=CONTACT_FRACTION, metavar="F",
+                   help="an atom nearer a neighbour than F × the shortest training distance of the two elements is in "
+                        f"close contact: predicted error ≥ {CONTACT_ERROR:g} eV/Å, p 0 (default {CONTACT_FRACTION:g}; 0: off)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("-o", "--output", required=True, type=output_dir, metavar="NAME.ltau")
     p.add_argument("--force", action="store_true", help="replace an artifact already at -o (its calibration goes with it)")
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         logs = member_error_logs(args.model)
     model = NequIPModel.load(args.model, dtype=args.dtype)
     art = fit_artifact(model, logs, args.output, data=args.data, k=args.k, atol=args.atol, rtol=args.rtol,
-                       window=parse_window(args.window), index_type=args.index)
+                       window=parse_window(args.window), index_type=args.index, contact_fraction=args.contact_fraction)
     m = art.meta
     print(f"wrote {args.output}: {m['n_train_atoms']} training atoms ({', '.join(m['species'])}), M={m['n_models']}, "
           f"descriptor d={m['descriptor_dim']}, atol={m['atol']:.4g} eV/Å, k={m['k']}")
@@ -63,5 +67,9 @@ def run(args: argparse.Namespace) -> int:
         n_sp = int((art.train["species"] == art.species_numbers([sp])[0]).sum())
         p = art.train["p_mean"][art.train["species"] == art.species_numbers([sp])[0]]
         print(f"  {sp}: {n_sp} atoms, index {rec['type']}{extra}, mean p {p.mean():.3f}")
+    rule = art.contact
+    if rule is not None and rule.enabled:
+        pairs = ", ".join(f"{k} {v:.3f}" for k, v in rule.shortest.items())
+        print(f"  close contact below {rule.fraction:g} × the shortest training distance (Å): {pairs}")
     print("next: ltau-md calibrate " + json.dumps(str(args.output))[1:-1] + " --data VAL.xyz")
     return 0

@@ -48,6 +48,8 @@ class LtauCalculator(Calculator):
             "ltau_p": pred.p,
             "ltau_p_std": pred.p_std,
         }
+        if pred.contact is not None:  # the artifact's close-contact rule was checked
+            self.results["ltau_contact"] = pred.contact
         if r.stress is not None:
             self.results["stress"] = r.stress
 

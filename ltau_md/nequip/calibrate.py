@@ -27,7 +27,7 @@ def validation_errors(
 ) -> ValidationErrors:
     """The model and plain LTAU (s = 1) on reference frames, per atom."""
     bar = Progress("evaluating validation frames", len(frames), enabled=progress)
-    preds = predict(model, artifact, frames, k=k, scale=1.0, batch_size=batch_size, progress=bar.update, predictor="ltau")
+    preds = predict(model, artifact, frames, k=k, scale=1.0, batch_size=batch_size, progress=bar.update, predictor="ltau", contact=False)
     bar.close()
     diff = [p.model.forces - reference_forces(a) for a, p in zip(frames, preds)]
     nearest = np.concatenate([x.distance for x in preds])

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ltau_md.artifact import Artifact, check_k
+from ltau_md.contact import CONTACT_FRACTION, ContactRule, shortest_distances
 from ltau_md.error_log import ErrorLog
 from ltau_md.progress import Progress
 from ltau_md.pvalues import training_statistics
@@ -34,8 +35,11 @@ def fit_artifact(
     index_params: dict[str, Any] | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    contact_fraction: float = CONTACT_FRACTION,
 ) -> Artifact:
-    """Build and save ``out`` (NAME.ltau) for a loaded :class:`~ltau_md.nequip.model.NequIPModel`."""
+    """Build and save ``out`` (NAME.ltau) for a loaded :class:`~ltau_md.nequip.model.NequIPModel`,
+    with the close-contact rule (:mod:`ltau_md.contact`) from the training frames' shortest pair
+    distances within the model's cutoff (``contact_fraction`` 0: stored, but off)."""
     from ltau_md.error_log import window_to_json
 
     error_logs = [ErrorLog(p) for p in logs]
@@ -60,5 +64,6 @@ def fit_artifact(
         progress=ibar.update,
     )
     ibar.close()
+    art.set_contact(ContactRule(shortest_distances(frames, model.r_max), fraction=contact_fraction))
     art.save(out)
     return art

@@ -28,6 +28,7 @@ class FramePrediction:
     distance: np.ndarray  # per atom: latent distance to the nearest training atom
     mixture: np.ndarray  # per atom: LTAU's neighbour mixture mean at s = 1, eV/Å
     predictor: str = "ltau"
+    contact: np.ndarray | None = None  # per atom: in close contact (ltau_md.contact); None: not checked
 
 
 def load_for_artifact(artifact_path, model: str | None = None, dtype: str = "float32") -> tuple[Artifact, NequIPModel]:
@@ -46,18 +47,26 @@ def predict(
     batch_size: int = 8,
     progress=None,
     predictor: str | None = None,
+    contact: bool = True,
 ) -> list[FramePrediction]:
+    """The model and LTAU for ``frames``; ``contact``: apply the artifact's close-contact rule
+    (calibration does not: it fits what the latents say)."""
     artifact.check_model(str(model.path), model.fingerprint)
     results = model.evaluate(frames, batch_size=batch_size, progress=progress)
     if not results:
         return []
     desc = np.concatenate([r.node_features for r in results])
     numbers = np.concatenate([a.numbers for a in frames])
-    u = artifact.query(desc, numbers, k=k, scale=scale, predictor=predictor, pairs=frame_pairs(frames, artifact.neighbourhood_cutoff(predictor)))
+    if contact:
+        pairs = frame_pairs(frames, artifact.pair_cutoff(predictor), distances=True)
+    else:
+        pairs = frame_pairs(frames, artifact.neighbourhood_cutoff(predictor))
+    u = artifact.query(desc, numbers, k=k, scale=scale, predictor=predictor, pairs=pairs)
     out, start = [], 0
     for r in results:
         sl = slice(start, start + len(r.forces))
-        out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.mixture[sl], u.predictor))
+        contact = None if u.contact is None else u.contact[sl]
+        out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.mixture[sl], u.predictor, contact))
         start = sl.stop
     return out
 
@@ -78,6 +87,8 @@ def annotate(atoms, pred: FramePrediction):
     out.arrays["ltau_p_std"] = pred.p_std
     out.arrays["ltau_distance"] = pred.distance
     out.arrays["ltau_mixture"] = pred.mixture
+    if pred.contact is not None:
+        out.arrays["ltau_contact"] = pred.contact
     out.info["ltau_predictor"] = pred.predictor
     out.info[PREDICTION_TAG] = True  # its forces are the model's: readers take ref_forces as the reference
     results = {"energy": pred.model.energy, "free_energy": pred.model.energy, "forces": pred.model.forces, "energies": pred.model.atomic_energy}
