@@ -50,6 +50,15 @@ in-domain miscalibration area falls from 0.036–0.051 to 0.026–0.041 (its sam
 cutoffs are fitted to the same predictions, so the factor cancels. The predicted error is the
 shape's mean (2σ√(2/π) for Maxwell); P(error ≤ a) its CDF.
 
+**Bounded growth.** Beyond the farthest validation atom (``d_max``, stored with the species' model)
+σ grows by at most :data:`MAX_GROWTH` (10×) over its value there at the same u. The forms are fitted
+inside the validation range; the demo's second iteration (324 validation atoms, d ≤ 0.11) chose
+the exponential form with b = 10 per unit d, and its 3000 K test atoms, at d up to 3.2, were
+predicted 10⁴–10⁶ eV/Å (mean predicted/true 7·10⁴). On ``benchmarks/uq_quality.py``, whose
+out-of-domain atoms reach 6× the validation range, the bound changes no figure (a bound of 3×
+would lower out of domain from 0.935 to 0.911 on seed 0). Artifacts calibrated before it have
+no ``d_max`` and are not bounded.
+
 **With today's training** (stress in the loss, ``ltau-md train``'s default; the figures below this
 paragraph were measured on models trained without it): on ``benchmarks/uq_quality.py`` (2 seeds)
 the error model reaches pooled AUROC 0.828–0.835 (ensemble 0.789–0.825, distance
@@ -64,7 +73,12 @@ exact search with k = 20–80 in place of 10 lifts every form's AUROC by 0.005�
 choice to the power law on seed 0 (0.851, out of domain 0.72); a log-linear form with a log u ·
 log d term, or with the predicted force's magnitude as a third factor, reaches 0.839–0.849 at out
 of domain 0.74–0.86 (held-out likelihood does not prefer the first; the second would need the
-forces in the error model); σ = u^c1·(d + δ)^c2·e^{b·d} fits worse held out. A Li 1500 K atom predicted 1.3× higher would lift pooled AUROC to 0.845–0.850: that
+forces in the error model); σ = u^c1·(d + δ)^c2·e^{b·d} fits worse held out. A factor q^g of the
+close-contact ratio q (``ltau_md.contact``: the nearest neighbour's distance over the training
+frames' shortest of the pair; validation q ≥ 0.99, Li 1500 K down to 0.83) is fitted with g ≈ −1.4
+for Li on both seeds (closer, larger errors) and lifts Li 1500 K from 0.64 to 0.69 and pooled AUROC
+by 0.005–0.008 in either form (power 0.850 / 0.844 at out of domain 0.78; exponential 0.831 /
+0.835 at 1.44 / 1.11): not the +0.02 over the ensemble on seed 0 either. A Li 1500 K atom predicted 1.3× higher would lift pooled AUROC to 0.845–0.850: that
 set is where the ranking is lost.
 
 **What does not close the out-of-domain gap** (models trained without stress: out-of-domain mean
@@ -144,6 +158,9 @@ MEAN_PER_SIGMA = 2.0 * np.sqrt(2.0 / np.pi)  # Maxwell mean / scale
 # the standardised error's generalised gamma (a, c, s) that is Maxwell (module docstring)
 MAXWELL_SHAPE = (1.5, 2.0, float(np.sqrt(2.0)))
 MIN_ATOMS_FOR_SHAPE = 100  # fewer validation atoms of a species: Maxwell, nothing fitted
+# σ grows at most this much beyond its value (at the same u) at the farthest validation atom: the
+# forms are fitted inside the validation range and extrapolated (module docstring, "Bounded growth")
+MAX_GROWTH = 10.0
 # a, c, s are fitted within these (heavy outliers otherwise run off to the lognormal limit, a → ∞)
 SHAPE_BOUNDS = ((0.2, 20.0), (0.3, 10.0), (0.01, 100.0))
 _TINY = 1e-12
@@ -329,6 +346,8 @@ class SpeciesErrorModel:
     distance: str = "nearest"  # what d the form reads: "nearest" (the atom's own) or "environment" ((d + d̄)/2)
     shape: tuple[float, float, float] = MAXWELL_SHAPE  # the standardised error's generalised gamma (a, c, s)
     shape_heldout_nll: dict[str, float] = field(default_factory=dict)  # "maxwell" / "fitted" (fit_error_shape)
+    d_max: float = 0.0  # the farthest validation atom's d as the form reads it (0: unbounded, as calibrated before)
+    dn_max: float = 0.0  # and its d̄ (neighbourhood forms)
 
     @property
     def uses_neighbourhood(self) -> bool:
@@ -343,7 +362,12 @@ class SpeciesErrorModel:
             dn = np.maximum(np.asarray(dn, dtype=np.float64), 0.0)
             if self.distance == "environment":
                 d = environment_distance(d, dn)
-        return np.maximum(_sigma(self.form, self.theta, u, d, self.delta, dn), _TINY)
+        sigma = _sigma(self.form, self.theta, u, d, self.delta, dn)
+        if self.d_max > 0:  # bounded growth beyond the validation range
+            far = np.full_like(u, self.d_max)
+            far_dn = None if dn is None else np.full_like(u, self.dn_max)
+            sigma = np.minimum(sigma, MAX_GROWTH * _sigma(self.form, self.theta, u, far, self.delta, far_dn))
+        return np.maximum(sigma, _TINY)
 
     @property
     def mean_per_sigma(self) -> float:
@@ -368,6 +392,8 @@ class SpeciesErrorModel:
             "distance": self.distance,
             "shape": [float(v) for v in self.shape],
             "shape_heldout_nll": {k: float(v) for k, v in self.shape_heldout_nll.items()},
+            "d_max": float(self.d_max),
+            "dn_max": float(self.dn_max),
         }
         if self.uses_neighbourhood:
             out["cutoff"] = float(self.cutoff)
@@ -398,8 +424,12 @@ class SpeciesErrorModel:
         shape_nll_rec = d.get("shape_heldout_nll") or {}
         if not isinstance(shape_nll_rec, dict) or not all(isinstance(v, (int, float)) for v in shape_nll_rec.values()):
             raise LtauError("error model 'shape_heldout_nll' must map 'maxwell' / 'fitted' to numbers")
+        reach = {k: d.get(k, 0.0) for k in ("d_max", "dn_max")}  # calibrated before the bound: 0, unbounded
+        if not all(isinstance(v, (int, float)) and np.isfinite(v) and v >= 0 for v in reach.values()):
+            raise LtauError("error model 'd_max' and 'dn_max' must be numbers ≥ 0")
         return cls(d["form"], np.asarray(theta, dtype=np.float64), float(delta), dict(d.get("heldout_nll") or {}), int(d.get("n_atoms", 0)),
-                   float(cutoff), distance, tuple(float(v) for v in shape), {str(k): float(v) for k, v in shape_nll_rec.items()})  # fmt: skip
+                   float(cutoff), distance, tuple(float(v) for v in shape), {str(k): float(v) for k, v in shape_nll_rec.items()},
+                   float(reach["d_max"]), float(reach["dn_max"]))  # fmt: skip
 
 
 def _folds(frame: np.ndarray | None, n: int) -> np.ndarray:
@@ -468,7 +498,8 @@ def fit_species_error_model(
     theta = _fit(best, u, x, e, delta, dn)
     # the shape of e/σ, σ from the chosen form on all atoms; kept only where held out it beats Maxwell
     shape, shape_scores = fit_error_shape(e / np.maximum(_sigma(best, theta, u, x, delta, dn), _TINY), fold)
-    return SpeciesErrorModel(best, theta, delta, scores, len(e), float(cutoff) if uses_neighbourhood else 0.0, best_distance, shape, shape_scores)
+    return SpeciesErrorModel(best, theta, delta, scores, len(e), float(cutoff) if uses_neighbourhood else 0.0, best_distance, shape, shape_scores,
+                             float(np.max(x)), 0.0 if dn is None else float(np.max(dn)))  # fmt: skip
 
 
 class ErrorModel:

@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from ltau_md.artifact import Artifact
 from ltau_md.calibration import ValidationErrors, calibrate_artifact
-from ltau_md.errors import ArtifactError
+from ltau_md.errors import ArtifactError, LtauError
 from ltau_md.run_cutoffs import HI_AUTO_FLOOR, environments_examined, error_cutoffs, run_cutoffs
 from ltau_md.species import symbols
 
@@ -396,3 +396,25 @@ def test_extra_atoms_reach_the_error_model_only_and_teach_it_the_far_slope(artif
     assert rep["n_atoms"] == plain["n_atoms"] == len(val.true_error)  # the report and cutoffs: validation atoms
     assert artifact.meta["distributions"]["Li"]["uncertainty"] == dist_plain
     assert sigma_extra[2] > 2 * sigma_plain[2]  # far out, the extra atoms' errors set σ
+
+
+def test_sigma_grows_at_most_tenfold_beyond_the_farthest_validation_atom():
+    from ltau_md.error_model import MAX_GROWTH, SpeciesErrorModel, fit_species_error_model
+
+    rng = np.random.default_rng(3)
+    u, d = rng.gamma(4.0, 0.02, 400), rng.uniform(0.01, 0.1, 400)
+    e = np.linalg.norm(rng.normal(size=(400, 3)), axis=1) * (0.5 * u + 0.01) * np.exp(20 * d)
+    fitted = fit_species_error_model(u, d, e, forms=("exponential",))
+    assert fitted.d_max == pytest.approx(d.max())
+    unbounded = SpeciesErrorModel(fitted.form, fitted.theta, fitted.delta, {}, 400)  # as calibrated before the bound
+    u1 = np.full(3, 0.08)
+    far = np.array([fitted.d_max, 10 * fitted.d_max, 100 * fitted.d_max])
+    at_max = fitted.sigma(u1[:1], far[:1])[0]
+    np.testing.assert_allclose(fitted.sigma(u1, far)[1:], MAX_GROWTH * at_max)
+    assert unbounded.sigma(u1, far)[2] > 1e6 * at_max
+    inside = d[:50]
+    np.testing.assert_array_equal(fitted.sigma(u[:50], inside), unbounded.sigma(u[:50], inside))
+    again = SpeciesErrorModel.from_dict(fitted.to_dict())
+    assert again.d_max == fitted.d_max and SpeciesErrorModel.from_dict({**fitted.to_dict(), "d_max": 0.0}).d_max == 0.0
+    with pytest.raises(LtauError, match="d_max"):
+        SpeciesErrorModel.from_dict({**fitted.to_dict(), "d_max": -1.0})
