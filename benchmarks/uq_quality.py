@@ -201,7 +201,10 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         numbers = np.concatenate([a.numbers for a in frames])
         ref = np.concatenate([reference_forces(a) for a in frames])
         species_z = np.unique(numbers)
-        nearest = nearest_by_species(*frame_pairs(frames, rule.cutoff, distances=True), numbers, len(numbers), species_z)
+        if rule.enabled:
+            nearest = nearest_by_species(*frame_pairs(frames, rule.cutoff, distances=True), numbers, len(numbers), species_z)
+        else:
+            nearest = np.full((len(numbers), len(species_z)), np.inf)
         t0 = time.perf_counter()
         q = art.query(lat, numbers, predictor="ltau")
         t_query = (time.perf_counter() - t0) / len(numbers)

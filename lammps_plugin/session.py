@@ -162,6 +162,7 @@ class FixState:
     hi_type: np.ndarray | None = None
     search: tuple | None = None  # phase 0's (step, group mask, numbers, distances, ids, contact ratio), for phase 1
     nevery: int = 1  # steps between checks, set at init
+    contact: object | None = None  # ltau_md.contact.ContactRule where the artifact has one and it is on
 
     @property
     def neighbourhood_cutoff(self) -> float:
@@ -291,23 +292,21 @@ class Session:
         self.latents.store(a.step, self.plugin.tags(a.tag, n)[:nlocal], res.node_features[:nlocal], nearest)
 
     def _contact_wanted(self, step: int) -> bool:
-        """Whether a fix checks close contacts after this evaluation: at its checks (every N steps) and
-        at a run's or minimization's setup, which evaluates the step last evaluated again (or an
-        earlier one, after reset_timestep); not at the steps between (their cost: ~1 µs per atom)."""
+        """Whether a fix checks close contacts after this evaluation: at its checks (every N steps), and
+        whenever the step does not follow the last one evaluated (a run's or minimization's setup,
+        reset_timestep, a line search); not at the MD steps between (their cost: ~1 µs per atom)."""
         if self.contact_cutoff <= 0:
             return False
-        if self.latents.step is None or step <= self.latents.step:
+        if self.latents.step is None or step != self.latents.step + 1:
             return True
-        rules = ((st.artifact.contact, st.nevery) for st in self.fixes.values())
-        return any(rule is not None and rule.enabled and step % nevery == 0 for rule, nevery in rules)
+        return any(st.contact is not None and step % st.nevery == 0 for st in self.fixes.values())
 
     def contact_species(self) -> np.ndarray:
         """The atomic numbers (sorted) of the pair's elements: the columns of the nearest-neighbour table."""
         return np.unique(self.pair.numbers[1:])
 
     def _update_contact_cutoff(self) -> None:
-        rules = [st.artifact.contact for st in self.fixes.values()]
-        self.contact_cutoff = max([r.cutoff for r in rules if r is not None] + [0.0])
+        self.contact_cutoff = max([st.contact.cutoff for st in self.fixes.values() if st.contact is not None] + [0.0])
 
     def _evaluate_deep_shell(self, types, edges, vectors, nlocal):
         """Domain mode without per-layer exchange (a model without nequip's ghost-exchange hook),
@@ -401,6 +400,7 @@ class Session:
             queue=queue,
             predictor=predictor,
             known=known,
+            contact=art.contact if art.contact is not None and art.contact.enabled else None,
         )
         a.descriptor_dim = int(art.meta["descriptor_dim"])
         a.neighbourhood_cutoff = self.fixes[fid].neighbourhood_cutoff
@@ -472,20 +472,23 @@ class Session:
         if sel.any():
             u = st.artifact.assemble(numbers, dist, ids, scale=st.scale, predictor=st.predictor, neighbourhood=neighbourhood,
                                      contact_ratio=ratio)  # fmt: skip
+            error = u.error
+            if u.contact is not None and u.contact.any():  # a close contact is a failure: above this run's hi, whatever hi is
+                hi = st.hi_type[bridge.view(a.type, (n,))[sel]]
+                error = np.where(u.contact, np.maximum(error, np.nextafter(hi, np.inf)), error)
             out = bridge.view(a.out, (n, 2))
-            out[sel, 0] = u.error
+            out[sel, 0] = error
             out[sel, 1] = u.p
 
     def _contact_ratio(self, st: FixState, step: int, tags: np.ndarray, numbers: np.ndarray) -> np.ndarray | None:
         """Per group atom, ltau_md.contact's ratio from pair_style nequip's edges of this step (None:
         the artifact has no contact rule, or the distances were not kept for this step)."""
-        rule = st.artifact.contact
-        if rule is None or not rule.enabled:
+        if st.contact is None:
             return None
         nearest = self.latents.lookup_nearest(step, tags)
-        if nearest is None:  # a setup that re-used an evaluation between checks (run ... pre no): values only
+        if nearest is None:  # not kept at this evaluation (a fix created since): values only, no check acts here
             return None
-        return rule.ratio(nearest, numbers, self.contact_species())
+        return st.contact.ratio(nearest, numbers, self.contact_species())
 
     def fix_frame(self, ap) -> None:
         from lammps_plugin.frame_dump import append_extxyz, frame_atoms
@@ -502,11 +505,8 @@ class Session:
         latent = bridge.view(a.latent, (n, dim)).astype(np.float32)
         flagged = error > st.lo_type[types]
         duplicate = False
-        # a frame above hi is always kept (it halts the run), and so is one with an atom at the contact
-        # level (hi given above it): close contacts hide near training atoms in latent space
-        rule = st.artifact.contact
-        at_contact = rule is not None and rule.enabled and bool(np.any(error[flagged] >= rule.error))
-        if st.known is not None and reason == "lo" and not at_contact:
+        # a frame above hi is always kept: it halts the run (a close contact is above hi: fix_compute)
+        if st.known is not None and reason == "lo":
             duplicate = st.known.check(latent, numbers, flagged).duplicate
         a.duplicate = int(duplicate)
         phase = "minimize" if a.minimizing else "md"

@@ -305,8 +305,11 @@ class Artifact:
     @property
     def fingerprint(self) -> str:
         """sha256 of what decides its predictions: the data files' checksums, k, s and the
-        fitted distributions (so a recalibrated artifact gets a new fingerprint)."""
+        fitted distributions (so a recalibrated artifact gets a new fingerprint), and the close-contact
+        rule where it has one (an artifact from before the rule keeps its fingerprint)."""
         payload = {k: self.meta.get(k) for k in ("files", "k", "scale", "distributions", "atol", "rtol", "error_model")}
+        if self.meta.get("contact") is not None:
+            payload["contact"] = self.meta["contact"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def scale(self, species: str) -> float:

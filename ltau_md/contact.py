@@ -16,8 +16,9 @@ training atoms stays small and neither LTAU nor the calibrated error model sees 
 So an atom whose nearest neighbour of some element lies below ``fraction`` (default
 :data:`CONTACT_FRACTION`) of the shortest distance between those two elements among the training
 frames (within the model's cutoff) is *in contact*: its predicted error is raised to at least
-``error`` (default :data:`CONTACT_ERROR`, above ``hi auto``'s 1 eV/Å, so ``fix ltau`` dumps, queues
-and halts on it) and its ``p`` set to 0. Element pairs that never meet in the training frames are
+``error`` (default :data:`CONTACT_ERROR`) and its ``p`` set to 0; ``fix ltau`` also raises it just
+above the run's ``hi`` (given or auto), so a contact is always dumped, queued and halts the run
+(with ``halt soft|hard``): the model has left the physical region there (seed 003's reason for hi). Element pairs that never meet in the training frames are
 not judged. The rule is stored in the artifact (``meta.json`` ``contact``) by ``ltau-md fit``.
 """
 
@@ -49,11 +50,14 @@ def shortest_distances(frames, cutoff: float) -> dict[str, float]:
         i, j, r = neighbor_list("ijd", atoms, float(cutoff))
         if len(r) == 0:
             continue
-        zi, zj = atoms.numbers[i], atoms.numbers[j]
-        for a, b in {(int(x), int(y)) for x, y in zip(zi, zj) if x <= y}:
-            m = (zi == a) & (zj == b)
-            key = pair_key(symbol(a), symbol(b))
-            out[key] = min(out.get(key, np.inf), float(r[m].min()))
+        lo = np.minimum(atoms.numbers[i], atoms.numbers[j])
+        hi = np.maximum(atoms.numbers[i], atoms.numbers[j])
+        pairs, inv = np.unique(np.stack([lo, hi]), axis=1, return_inverse=True)
+        shortest = np.full(pairs.shape[1], np.inf)
+        np.minimum.at(shortest, inv.ravel(), r)
+        for (a, b), value in zip(pairs.T, shortest):
+            key = pair_key(symbol(int(a)), symbol(int(b)))
+            out[key] = min(out.get(key, np.inf), float(value))
     return dict(sorted(out.items()))
 
 
@@ -79,14 +83,14 @@ class ContactRule:
     error: float = CONTACT_ERROR  # eV/Å
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.fraction, (int, float)) and 0 <= self.fraction <= 1):
+        if isinstance(self.fraction, bool) or not (isinstance(self.fraction, (int, float)) and 0 <= self.fraction <= 1):
             raise LtauError(f"contact fraction must be between 0 and 1 (0: off), not {self.fraction!r}")
-        if not (isinstance(self.error, (int, float)) and np.isfinite(self.error) and self.error > 0):
+        if isinstance(self.error, bool) or not (isinstance(self.error, (int, float)) and np.isfinite(self.error) and self.error > 0):
             raise LtauError(f"contact error must be a positive number of eV/Å, not {self.error!r}")
         for key, value in self.shortest.items():
             if not (isinstance(key, str) and key.count("-") == 1):
                 raise LtauError(f"contact pair {key!r} must read like 'Li-Mg'")
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
                 raise LtauError(f"contact distance of {key} must be a positive number of Å, not {value!r}")
 
     @property

@@ -51,7 +51,8 @@ cutoffs are fitted to the same predictions, so the factor cancels. The predicted
 shape's mean (2σ√(2/π) for Maxwell); P(error ≤ a) its CDF.
 
 **Bounded growth.** Beyond the farthest validation atom (``d_max``, stored with the species' model)
-σ grows by at most :data:`MAX_GROWTH` (10×) over its value there at the same u. The forms are fitted
+σ grows by at most :data:`MAX_GROWTH` (10×) over its value at the same u with d clamped to that
+range (d̄ too, for the neighbourhood form). The forms are fitted
 inside the validation range; the demo's second iteration (324 validation atoms, d ≤ 0.11) chose
 the exponential form with b = 10 per unit d, and its 3000 K test atoms, at d up to 3.2, were
 predicted 10⁴–10⁶ eV/Å (mean predicted/true 7·10⁴). On ``benchmarks/uq_quality.py``, whose
@@ -363,10 +364,10 @@ class SpeciesErrorModel:
             if self.distance == "environment":
                 d = environment_distance(d, dn)
         sigma = _sigma(self.form, self.theta, u, d, self.delta, dn)
-        if self.d_max > 0:  # bounded growth beyond the validation range
-            far = np.full_like(u, self.d_max)
-            far_dn = None if dn is None else np.full_like(u, self.dn_max)
-            sigma = np.minimum(sigma, MAX_GROWTH * _sigma(self.form, self.theta, u, far, self.delta, far_dn))
+        if self.d_max > 0:  # bounded growth beyond the validation range (nothing changes inside it)
+            inside = np.minimum(d, self.d_max)
+            inside_dn = None if dn is None else np.minimum(dn, self.dn_max)
+            sigma = np.minimum(sigma, MAX_GROWTH * _sigma(self.form, self.theta, u, inside, self.delta, inside_dn))
         return np.maximum(sigma, _TINY)
 
     @property

@@ -418,3 +418,7 @@ def test_sigma_grows_at_most_tenfold_beyond_the_farthest_validation_atom():
     assert again.d_max == fitted.d_max and SpeciesErrorModel.from_dict({**fitted.to_dict(), "d_max": 0.0}).d_max == 0.0
     with pytest.raises(LtauError, match="d_max"):
         SpeciesErrorModel.from_dict({**fitted.to_dict(), "d_max": -1.0})
+    # a form that falls with d (a power law's exponent is free) is not cut inside the validation range
+    falling = SpeciesErrorModel("power", np.array([0.0, 1.0, -1.0]), 0.004, {}, 400, d_max=0.1)
+    near = np.array([0.0, 0.05, 0.1])
+    np.testing.assert_allclose(falling.sigma(np.full(3, 0.1), near), SpeciesErrorModel("power", falling.theta, 0.004, {}, 400).sigma(np.full(3, 0.1), near))

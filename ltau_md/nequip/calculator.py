@@ -17,7 +17,7 @@ from ltau_md.nequip.predict import predict
 
 
 class LtauCalculator(Calculator):
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "ltau_error", "ltau_p", "ltau_p_std"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "ltau_error", "ltau_p", "ltau_p_std", "ltau_contact"]
 
     def __init__(
         self,
