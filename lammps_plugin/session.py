@@ -473,7 +473,9 @@ class Session:
             u = st.artifact.assemble(numbers, dist, ids, scale=st.scale, predictor=st.predictor, neighbourhood=neighbourhood,
                                      contact_ratio=ratio)  # fmt: skip
             error = u.error
-            if u.contact is not None and u.contact.any():  # a close contact is a failure: above this run's hi, whatever hi is
+            if st.hi is None and u.contact is not None and u.contact.any():
+                # a close contact is a failure: above hi auto even where lo auto (and so hi) exceeds the
+                # rule's error; a hi the user gave is theirs (e.g. to run on past a halt)
                 hi = st.hi_type[bridge.view(a.type, (n,))[sel]]
                 error = np.where(u.contact, np.maximum(error, np.nextafter(hi, np.inf)), error)
             out = bridge.view(a.out, (n, 2))
@@ -505,8 +507,11 @@ class Session:
         latent = bridge.view(a.latent, (n, dim)).astype(np.float32)
         flagged = error > st.lo_type[types]
         duplicate = False
-        # a frame above hi is always kept: it halts the run (a close contact is above hi: fix_compute)
-        if st.known is not None and reason == "lo":
+        # a frame above hi is always kept (it halts the run), and so is one with an atom in close
+        # contact (p 0 at the rule's error or more; below a hi given above it): contacts hide near
+        # training atoms in latent space
+        contact = st.contact is not None and bool(np.any(flagged & (p == 0.0) & (error >= st.contact.error)))
+        if st.known is not None and reason == "lo" and not contact:
             duplicate = st.known.check(latent, numbers, flagged).duplicate
         a.duplicate = int(duplicate)
         phase = "minimize" if a.minimizing else "md"

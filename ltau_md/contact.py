@@ -16,9 +16,10 @@ training atoms stays small and neither LTAU nor the calibrated error model sees 
 So an atom whose nearest neighbour of some element lies below ``fraction`` (default
 :data:`CONTACT_FRACTION`) of the shortest distance between those two elements among the training
 frames (within the model's cutoff) is *in contact*: its predicted error is raised to at least
-``error`` (default :data:`CONTACT_ERROR`) and its ``p`` set to 0; ``fix ltau`` also raises it just
-above the run's ``hi`` (given or auto), so a contact is always dumped, queued and halts the run
-(with ``halt soft|hard``): the model has left the physical region there (seed 003's reason for hi). Element pairs that never meet in the training frames are
+``error`` (default :data:`CONTACT_ERROR`) and its ``p`` set to 0; with ``hi auto`` ``fix ltau``
+also puts it just above hi (which is max(1 eV/Å, lo)), so a contact is dumped, queued and halts the
+run (``halt soft|hard``): the model has left the physical region there (seed 003's reason for hi).
+A ``hi`` the user gives is respected (a contact then counts above it only where hi < its error). Element pairs that never meet in the training frames are
 not judged. The rule is stored in the artifact (``meta.json`` ``contact``) by ``ltau-md fit``.
 """
 
