@@ -110,6 +110,7 @@ class Artifact:
         self.index = index
         self.path = path
         self._error_model: ErrorModel | None = None
+        self._contact: tuple[dict, ContactRule] | None = None  # (meta's record, its rule): parsed once per record
         self._errors = ErrorDistribution(
             levels=train["quantile_levels"].astype(np.float64),
             quantiles=train["err_quantiles"],
@@ -441,7 +442,11 @@ class Artifact:
     def contact(self) -> ContactRule | None:
         """The close-contact rule ``ltau-md fit`` stored (None for artifacts from before it)."""
         rec = self.meta.get("contact")
-        return None if rec is None else ContactRule.from_dict(rec)
+        if rec is None:
+            return None
+        if self._contact is None or self._contact[0] is not rec:
+            self._contact = (rec, ContactRule.from_dict(rec))
+        return self._contact[1]
 
     def set_contact(self, rule: ContactRule | None) -> None:
         if rule is None:

@@ -75,6 +75,29 @@ def last_dump_frame(path: Path, n: int) -> tuple[int, np.ndarray, np.ndarray]:
     return step, box, np.array([ln.split() for ln in lines[-n:]], dtype=float)
 
 
+def ltau_calculator_on_dump(box: np.ndarray, d: np.ndarray, model: Path, artifact: Path) -> dict:
+    """LtauCalculator's results on the atoms of a dumped frame (columns id x y z ...)."""
+    from ase import Atoms
+
+    from ltau_md.nequip.calculator import LtauCalculator
+
+    atoms = Atoms(f"Li{len(d)}", positions=d[:, 1:4], cell=np.diag(box[:, 1] - box[:, 0]), pbc=True)
+    atoms.calc = LtauCalculator(model, artifact, dtype="float64")
+    atoms.get_forces()
+    return atoms.calc.results
+
+
+def with_dedup_distance(artifact: Path, dest: Path, eps: float) -> Path:
+    """A copy of ``artifact`` whose dedup ε for Li is ``eps``."""
+    import json
+
+    shutil.copytree(artifact, dest)
+    meta = json.loads((dest / "meta.json").read_text())
+    meta["dedup_distance"] = {"Li": eps}
+    (dest / "meta.json").write_text(json.dumps(meta))
+    return dest
+
+
 @pytest.mark.parametrize("error_model", ["chosen", "neighbourhood"])
 @pytest.mark.parametrize("ranks,mode", [(1, "gathered"), (2, "domain")])
 def test_per_atom_and_global_outputs_equal_python_ltau(tmp_path, trained, calibrated, calibrated_neighbourhood, ranks, mode, error_model):
@@ -82,10 +105,8 @@ def test_per_atom_and_global_outputs_equal_python_ltau(tmp_path, trained, calibr
     are max, mean, count above lo, count above hi over the group (atoms 1..40); the others are 0.
     With the neighbourhood error model, d̄ averages over every atom's neighbours, ghosts of the other
     rank included, as the calculator does over the periodic frame."""
-    from ase import Atoms
 
     from ltau_md.artifact import Artifact
-    from ltau_md.nequip.calculator import LtauCalculator
 
     if error_model == "neighbourhood":
         calibrated = calibrated_neighbourhood
@@ -97,11 +118,8 @@ def test_per_atom_and_global_outputs_equal_python_ltau(tmp_path, trained, calibr
     check(ltau_run(script, "-screen", "none", "-log", "log.uq", ranks=ranks))
     step, box, d = last_dump_frame(tmp_path / "uq.dump", 54)
     assert step == 10
-    atoms = Atoms(f"Li{len(d)}", positions=d[:, 1:4], cell=np.diag(box[:, 1] - box[:, 0]), pbc=True)
-    calc = LtauCalculator(trained, calibrated, dtype="float64")
-    atoms.calc = calc
-    atoms.get_forces()
-    err, p = calc.results["ltau_error"], calc.results["ltau_p"]
+    results = ltau_calculator_on_dump(box, d, trained, calibrated)
+    err, p = results["ltau_error"], results["ltau_p"]
     group = d[:, 0] <= 40
     assert np.abs(d[group, 4] - err[group]).max() < 1e-6
     assert np.abs(d[group, 5] - p[group]).max() < 1e-6
@@ -346,15 +364,10 @@ run 20
 
 @pytest.mark.parametrize("eps, duplicates", [(0.0, 0), (1e9, 4)])
 def test_frames_whose_flagged_atoms_are_all_known_are_recorded_as_duplicates_not_queued(tmp_path, trained, calibrated, eps, duplicates):
-    import json
 
     from ltau_md.queue import CandidateQueue
 
-    art = tmp_path / "eps.ltau"
-    shutil.copytree(calibrated, art)
-    meta = json.loads((art / "meta.json").read_text())
-    meta["dedup_distance"] = {"Li": eps}
-    (art / "meta.json").write_text(json.dumps(meta))
+    art = with_dedup_distance(calibrated, tmp_path / "eps.ltau", eps)
     script = tmp_path / "in.dedup"
     script.write_text(DEDUP_SCRIPT.format(model=trained, artifact=art))
     check(ltau_run(script, "-screen", "none", "-log", "log.dedup"))
@@ -387,21 +400,14 @@ def test_atoms_closer_than_any_training_pair_are_predicted_at_least_the_contact_
     of the pair style, on either rank, at checks every 2 steps) above hi auto as well; no other
     atom is. Both frames are queued as above hi, although dedup's ε here calls every environment
     known: contacts hide near training atoms in latent space."""
-    import json
 
-    from ase import Atoms
 
     from ltau_md.artifact import Artifact
-    from ltau_md.nequip.calculator import LtauCalculator
     from ltau_md.queue import CandidateQueue
 
     rule = Artifact.load(calibrated).contact
     assert rule is not None and rule.enabled and rule.shortest["Li-Li"] * rule.fraction > 1.3
-    art = tmp_path / "eps.ltau"
-    shutil.copytree(calibrated, art)
-    meta = json.loads((art / "meta.json").read_text())
-    meta["dedup_distance"] = {"Li": 1e9}
-    (art / "meta.json").write_text(json.dumps(meta))
+    art = with_dedup_distance(calibrated, tmp_path / "eps.ltau", 1e9)
     script = tmp_path / "in.contact"
     script.write_text(CONTACT_SCRIPT.format(model=trained, artifact=art, mode=mode))
     check(ltau_run(script, "-screen", "none", "-log", "log.contact", ranks=ranks))
@@ -409,16 +415,13 @@ def test_atoms_closer_than_any_training_pair_are_predicted_at_least_the_contact_
     assert q.count("pending") == 2 and q.count("duplicate") == 0  # the checks at steps 2 and 4
     step, box, d = last_dump_frame(tmp_path / "uq.dump", 54)
     assert step == 4
-    atoms = Atoms(f"Li{len(d)}", positions=d[:, 1:4], cell=np.diag(box[:, 1] - box[:, 0]), pbc=True)
-    calc = LtauCalculator(trained, calibrated, dtype="float64")
-    atoms.calc = calc
-    atoms.get_forces()
-    contact = calc.results["ltau_contact"]
+    results = ltau_calculator_on_dump(box, d, trained, calibrated)
+    contact = results["ltau_contact"]
     assert np.flatnonzero(contact).tolist() == [0, 1]
-    assert np.all(calc.results["ltau_error"][:2] >= rule.error) and np.all(d[:2, 5] == 0.0)
+    assert np.all(results["ltau_error"][:2] >= rule.error) and np.all(d[:2, 5] == 0.0)
     hi = float(re.search(r"lo/hi \(eV/Å\) Li [0-9.e+-]+/([0-9.e+-]+)", (tmp_path / "log.contact").read_text()).group(1))
     assert np.all(d[:2, 4] > hi) and np.all(d[:2, 4] >= rule.error)  # with hi auto: above hi even where it exceeds the rule's
     assert np.all(d[2:, 4] < rule.error)
-    np.testing.assert_allclose(d[2:, 4], calc.results["ltau_error"][2:], atol=1e-6)
-    np.testing.assert_allclose(d[:, 5], calc.results["ltau_p"], atol=1e-6)
+    np.testing.assert_allclose(d[2:, 4], results["ltau_error"][2:], atol=1e-6)
+    np.testing.assert_allclose(d[:, 5], results["ltau_p"], atol=1e-6)
     assert {c.reason for c in q.select(10)} == {"hi"}
