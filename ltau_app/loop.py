@@ -45,6 +45,7 @@ import yaml
 
 from ltau_app.engine import ENGINE_DEFAULTS, ENGINE_TYPES, MPI_LAUNCHERS, Engine, check_engine_tools, mpi_command, workers_of
 from ltau_md import atomic_write, pidfile
+from ltau_md.contact import CONTACT_FRACTION
 from ltau_md.errors import LtauError, RunFailed
 from ltau_md.user_input import read_yaml_mapping
 
@@ -59,7 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "test": {"frames": 4, "atoms": 54, "temperatures": [600.0, 1500.0, 3000.0], "equilibrate": 1000, "every": 50},
     "train": {"ensemble": 2, "epochs": 60, "batch_size": 4, "lr": 0.01,
               "model": {"r_max": 4.5, "num_layers": 2, "num_features": 16, "l_max": 1}},
-    "fit": {"k": 5},
+    # contact_fraction: ltau-md fit --contact-fraction (close contacts above hi auto; 0: off)
+    "fit": {"k": 5, "contact_fraction": CONTACT_FRACTION},
     "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "check_every": 10, "ranks": 1,
            "hi": "auto", "halt": "soft", "predictor": "calibrated", "dedup": "yes"},
     # calibration_frames: checked MD frames per iteration, evenly spaced along the walkers' runs and
@@ -74,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
 # one walker: what it runs (missing keys come from md and the top level)
 WALKER_KEYS = {"name": "", "system": "", "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "ranks": 1, "seed": 0, "atoms": 54}
 # keys whose value may be 0 (every other number must be positive)
-ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries", "calibration_frames", "calibration_share"}
+ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries", "calibration_frames", "calibration_share", "contact_fraction"}
 CHOICES = {"halt": ("no", "soft", "hard"), "strategies": ("ltau", "random"), "predictor": ("calibrated", "ltau"), "dedup": ("yes", "no"),
            "type": ENGINE_TYPES, "mpi": MPI_LAUNCHERS}  # fmt: skip
 STATE = "state.json"  # per iteration: the stages done (what --resume skips)
@@ -191,6 +193,9 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     if cfg["harvest"]["calibration_share"] >= 1:
         raise LtauError(f"{path}: 'harvest.calibration_share' must be below 1 (the share of labelled frames held out of training), "
                         f"got {cfg['harvest']['calibration_share']!r}")  # fmt: skip
+    if cfg["fit"]["contact_fraction"] > 1:
+        raise LtauError(f"{path}: 'fit.contact_fraction' must be at most 1 (a fraction of the training frames' shortest distance; "
+                        f"0 turns the close-contact rule off), got {cfg['fit']['contact_fraction']!r}")  # fmt: skip
     from ltau_md.relabel import calculator_factory
 
     calculator_factory(cfg["reference"], f"{path}: 'reference'")  # a bad one refused here, not after config.yaml is written
@@ -544,7 +549,8 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         cal = ledger.get("calibrate")
     else:
         def fit_and_calibrate():
-            a = fit_artifact(model, member_error_logs(model_dir), work / "model.ltau", k=cfg["fit"]["k"], progress=False)
+            a = fit_artifact(model, member_error_logs(model_dir), work / "model.ltau", k=cfg["fit"]["k"], progress=False,
+                             contact_fraction=float(cfg["fit"]["contact_fraction"]))
             extra = validation_errors(a, model, held_before, progress=False) if held_before else None
             return a, calibrate_artifact(a, validation_errors(a, model, data.validation, progress=False), plots=work / "calibration",
                                          error_model_extra=extra)  # fmt: skip

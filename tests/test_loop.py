@@ -22,7 +22,7 @@ TINY = {
     "validation": {"frames": 4, "equilibrate": 500, "every": 20},
     "test": {"frames": 2, "temperatures": [600.0, 2000.0], "equilibrate": 300, "every": 20},
     "train": {"ensemble": 1, "epochs": 3, "model": {"r_max": 4.0, "num_layers": 2, "num_features": 8, "l_max": 1}},
-    "fit": {"k": 3},
+    "fit": {"k": 3, "contact_fraction": 0.85},
     "md": {"steps": 300, "check_every": 10, "t_end": 2500.0},
     "harvest": {"max_frames": 3, "calibration_frames": 2},
 }
@@ -47,6 +47,7 @@ def test_one_loop_iteration_trains_runs_md_harvests_and_reports(tmp_path):
         assert r["frames_added"] <= 3
         work = tmp_path / "run" / strategy / "iter00"
         assert (work / "model.ltau" / "meta.json").exists() and (work / "walkers" / "w0" / f"log.{strategy}_iter00_w0").exists()
+        assert json.loads((work / "model.ltau" / "meta.json").read_text())["contact"]["fraction"] == 0.85  # fit.contact_fraction
         added = read(work / "labelled.xyz", ":") if r["frames_added"] else []
         assert len(added) == r["frames_added"] and all(a.get_forces().shape == (54, 3) for a in added)
         # calibration frames are for later iterations: the last (here the only) one labels none
@@ -89,6 +90,11 @@ def test_loop_config_errors_name_the_key(tmp_path):
     bad.write_text("harvest: {calibration_share: 1.0}\n")
     with pytest.raises(LtauError, match=r"'harvest.calibration_share' must be below 1"):
         load_config(bad)
+    bad.write_text("fit: {contact_fraction: 1.5}\n")
+    with pytest.raises(LtauError, match=r"'fit.contact_fraction' must be at most 1"):
+        load_config(bad)
+    bad.write_text("fit: {contact_fraction: 0}\n")
+    assert load_config(bad)["fit"]["contact_fraction"] == 0
     assert load_config(None)["iterations"] == 2
     np.testing.assert_equal(load_config(None)["md"]["check_every"], 10)
 
