@@ -1,7 +1,7 @@
 """UQ quality on held-out Li / Li–Mg data: LTAU variants against an ensemble and the latent distance
 (seed 003's comparison, with LTAU added).
 
-    python benchmarks/uq_quality.py [--seeds 0 1] [--members 3] [--epochs 40] [--size small|tiny]
+    python benchmarks/uq_quality.py [--seeds 0 1 2 3 4] [--members 3] [--epochs 40] [--size small|tiny]
                                     [--work DIR] [-o benchmarks/results/uq_quality.json]
 
 Data (MEAM reference, ``ltau-md make-data``): training, validation (nequip's, during training)
@@ -405,7 +405,7 @@ def plot(summary: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--size", choices=list(SIZES), default="small")

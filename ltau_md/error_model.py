@@ -66,8 +66,10 @@ the error model reaches pooled AUROC 0.828–0.835 (ensemble 0.789–0.825, dist
 0.789–0.797), Spearman 0.574–0.578, out-of-domain mean predicted/true 0.94–1.03 from the
 validation data alone, in-domain area 0.031–0.045; Li 1500 K stays at 0.60–0.65 (with the
 close-contact rule on top, ``ltau_md.contact``, as shipped: AUROC 0.829–0.836, out of domain
-0.97–1.06). Tried on those models and not kept (pooled AUROC / out-of-domain predicted/true,
-seeds 0 / 1): the power law alone ranks best but extrapolates least (0.843 / 0.838, out of domain 0.74 / 0.76), the
+0.97–1.06; over five seeds 0.820–0.844 and 0.82–1.13, lowest out of domain on the seed where both
+species chose the power law, and 0.96–1.01 on every seed with the labelled harvest below).
+Tried on those models and not kept (pooled AUROC / out-of-domain predicted/true, seeds 0 / 1):
+the power law alone ranks best but extrapolates least (0.843 / 0.838, out of domain 0.74 / 0.76), the
 exponential form the reverse (0.826 / 0.830, 1.24 / 1.06), and held-out likelihood picks between
 them per species and seed; their mean or geometric mean falls between (0.831–0.835, 0.89–0.99);
 exact search with k = 20–80 in place of 10 lifts every form's AUROC by 0.005–0.015 but moves the
