@@ -212,3 +212,25 @@ def reconcile(dump: str | os.PathLike, queue: Any) -> tuple[int, int]:
         append_extxyz(dump, atoms)
         appended += 1
     return queued, appended
+
+
+def cut_frames_after_step(path: str | os.PathLike, step: int) -> int:
+    """Drop the frames of a fix ltau dump from the first one after ``step`` (a run resumed from a
+    restart at ``step`` writes them again; the frame at ``step`` itself was checked before the
+    restart was written and stays); returns how many frames were kept. A partial last frame goes too."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    repair_extxyz(path)
+    steps = [key[2] for key in frame_keys(path)]
+    keep = next((i for i, s in enumerate(steps) if s > step), len(steps))
+    if keep < len(steps):
+        good = 0
+        with open(path, "rb") as fh:
+            for _ in range(keep):
+                n = int(fh.readline())
+                for _ in range(n + 1):
+                    fh.readline()
+            good = fh.tell()
+        os.truncate(path, good)
+    return keep

@@ -62,8 +62,10 @@ DEFAULTS: dict[str, Any] = {
               "model": {"r_max": 4.5, "num_layers": 2, "num_features": 16, "l_max": 1}},
     # contact_fraction: ltau-md fit --contact-fraction (close contacts above hi auto; 0: off)
     "fit": {"k": 5, "contact_fraction": CONTACT_FRACTION},
+    # restart_every: steps between a walker's restart files (a multiple of check_every; 0: none); a
+    # walker killed part-way (--resume) goes on from its last one instead of from step 0
     "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "check_every": 10, "ranks": 1,
-           "hi": "auto", "halt": "soft", "predictor": "calibrated", "dedup": "yes"},
+           "hi": "auto", "halt": "soft", "predictor": "calibrated", "dedup": "yes", "restart_every": 1000},
     # calibration_frames: checked MD frames per iteration, evenly spaced along the walkers' runs and
     # not harvested, labelled too but never trained on: every later iteration's error model is
     # fitted on them with the validation frames (out-of-domain errors, unselected by the predictor).
@@ -76,7 +78,8 @@ DEFAULTS: dict[str, Any] = {
 # one walker: what it runs (missing keys come from md and the top level)
 WALKER_KEYS = {"name": "", "system": "", "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "ranks": 1, "seed": 0, "atoms": 54}
 # keys whose value may be 0 (every other number must be positive)
-ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries", "calibration_frames", "calibration_share", "contact_fraction"}
+ZERO_OK = {"seed", "equilibrate", "l_max", "min_distance", "retries", "calibration_frames", "calibration_share", "contact_fraction",
+           "restart_every"}
 CHOICES = {"halt": ("no", "soft", "hard"), "strategies": ("ltau", "random"), "predictor": ("calibrated", "ltau"), "dedup": ("yes", "no"),
            "type": ENGINE_TYPES, "mpi": MPI_LAUNCHERS}  # fmt: skip
 STATE = "state.json"  # per iteration: the stages done (what --resume skips)
@@ -193,6 +196,9 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     if cfg["harvest"]["calibration_share"] >= 1:
         raise LtauError(f"{path}: 'harvest.calibration_share' must be below 1 (the share of labelled frames held out of training), "
                         f"got {cfg['harvest']['calibration_share']!r}")  # fmt: skip
+    if cfg["md"]["restart_every"] % cfg["md"]["check_every"]:
+        raise LtauError(f"{path}: 'md.restart_every' must be a multiple of 'md.check_every' ({cfg['md']['check_every']}; 0: no restart files), "
+                        f"got {cfg['md']['restart_every']!r}")  # fmt: skip
     if cfg["fit"]["contact_fraction"] > 1:
         raise LtauError(f"{path}: 'fit.contact_fraction' must be at most 1 (a fraction of the training frames' shortest distance; "
                         f"0 turns the close-contact rule off), got {cfg['fit']['contact_fraction']!r}")  # fmt: skip
@@ -289,28 +295,37 @@ def prepare_data(cfg: dict[str, Any], data_dir: Path, unrecorded_ok: bool = True
     return data, data_dir / "initial.xyz"
 
 
+RESTART_FILES = "walker.*.restart"  # a walker's restart files (LAMMPS puts the step in place of *)
+RESUME_SCRIPT = "in.resume"
+
+
 def md_script(cfg: dict[str, Any], walker: dict[str, Any], model: Path, artifact: Path, queue: str, work: Path,
-              species: list[str], start, nsamples: int) -> Path:  # fmt: skip
+              species: list[str], start, nsamples: int, resume_from: Path | None = None) -> Path:  # fmt: skip
     """A walker's LAMMPS input, run in ``work``: ``start`` (an equilibrated reference frame with
     velocities, so the run begins inside the training domain, not at a perfect lattice) taken from
     t_start to t_end, with fix ltau checking every ``check_every`` steps, writing to the
-    iteration's queue, and a dump of every checked frame. Paths are relative to ``work``."""
+    iteration's queue, and a dump of every checked frame. Paths are relative to ``work``. With
+    ``resume_from`` (one of its restart files): ``in.resume``, the same run from there on (the
+    temperature ramp and the thermostat's state go on; the dump is appended to)."""
     from ase.io import write
 
     from ltau_md.systems import MASSES
 
     md = cfg["md"]
-    write(work / "start.data", start, format="lammps-data", specorder=species, masses=True, velocities=True)
     rel = lambda p: os.path.relpath(Path(p).resolve(), work.resolve())
-    masses = "\n".join(f"mass            {i + 1} {MASSES[sp]}" for i, sp in enumerate(species))
+    if resume_from is None:
+        write(work / "start.data", start, format="lammps-data", specorder=species, masses=True, velocities=True)
+        masses = "\n".join(f"mass            {i + 1} {MASSES[sp]}" for i, sp in enumerate(species))
+        begin = f"boundary        p p p\nread_data       start.data\n{masses}"
+    else:
+        begin = f"read_restart    {rel(resume_from)}"
     queue_arg = queue if "://" in queue else rel(queue)
+    restart = f"restart         {md['restart_every']} {RESTART_FILES}\n" if md["restart_every"] else ""
     text = f"""# ltau-md loop walker {walker['name']}: {walker['system']} {walker['t_start']} K -> {walker['t_end']} K with fix ltau (run in this directory)
 units           metal
 atom_style      atomic
 atom_modify     map array
-boundary        p p p
-read_data       start.data
-{masses}
+{begin}
 pair_style      nequip {rel(model)}
 pair_coeff      * * {' '.join(species)}
 neighbor        1.0 bin
@@ -319,21 +334,53 @@ fix             md all nvt temp {walker['t_start']} {walker['t_end']} 0.1
 fix             uq all ltau {md['check_every']} {rel(artifact)} lo auto hi {md['hi']} nsamples {nsamples} &
                 predictor {md['predictor']} dump candidates.xyz queue {queue_arg} dedup {md['dedup']} halt {md['halt']}
 dump            traj all custom {md['check_every']} traj.dump id type x y z fx fy fz f_uq[1] f_uq[2]
-dump_modify     traj sort id
+dump_modify     traj sort id{' append yes' if resume_from is not None else ''}
 thermo          {md['check_every']}
 thermo_style    custom step temp pe press f_uq[1] f_uq[2] f_uq[3] f_uq[4]
-run             {walker['steps']}
+{restart}run             {walker['steps']} upto start 0 stop {walker['steps']}
 """
-    path = work / "in.md"
+    path = work / ("in.md" if resume_from is None else RESUME_SCRIPT)
     path.write_text(text)
     return path
 
 
-def run_walker(work: Path, log_name: str, launcher: list[str]) -> dict[str, Any]:
-    """One walker (a Parsl task): ``[mpiexec -n P] ltau-md run in.md`` in ``work``. Writes
-    ``walker.json`` when it has finished (what a resumed campaign trusts)."""
+def latest_restart(work: Path) -> tuple[Path, int] | None:
+    """A walker's newest restart file and its step (None: it wrote none)."""
+    found = []
+    for p in work.glob(RESTART_FILES):
+        step = p.name.split(".")[1]
+        if step.isdigit():
+            found.append((int(step), p))
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
+def prepare_resume(work: Path, log_name: str, queue, run_prefix: str, step: int) -> None:
+    """Cut what a killed walker wrote after its restart at ``step`` (the resumed run writes it
+    again): later frames of its dumps, its queue rows of later steps, its log's rows from ``step``
+    on (kept as ``LOG.before`` until the resumed run ends, then joined with the new log)."""
+    from lammps_plugin.frame_dump import cut_frames_after_step
+    from ltau_md.lammps_dump import cut_dump_at_step
+    from ltau_md.trajectory import log_before_step
+
+    cut_dump_at_step(work / "traj.dump", step)  # the resumed run dumps its first step again
+    cut_frames_after_step(work / "candidates.xyz", step)  # fix ltau checked that step before the restart
+    queue.remove(run_prefix, after_step=step)
+    log, before = work / log_name, work / f"{log_name}.before"
+    lines = before.read_text().splitlines(keepends=True) if before.exists() else []
+    if log.exists():
+        lines += log.read_text(errors="replace").splitlines(keepends=True)
+    atomic_write.write_bytes(before, "".join(log_before_step(lines, step)).encode())
+    log.unlink(missing_ok=True)
+
+
+def run_walker(work: Path, log_name: str, launcher: list[str], script: str = "in.md") -> dict[str, Any]:
+    """One walker (a Parsl task): ``[mpiexec -n P] ltau-md run in.md`` (or ``in.resume``) in
+    ``work``. Writes ``walker.json`` when it has finished (what a resumed campaign trusts)."""
     exe = Path(sys.executable).parent
-    cmd = [*launcher, str(exe / "ltau-md"), "run", "in.md", "-log", log_name, "-screen", "none"]
+    cmd = [*launcher, str(exe / "ltau-md"), "run", script, "-log", log_name, "-screen", "none"]
     t0 = time.perf_counter()
     with open(work / "run.out", "w") as out:  # interrupted, or the worker told to stop: the MD is killed, not left running
         returncode = pidfile.run_recorded(cmd, work / "walker.pid", "ltau-md", out, cwd=work)
@@ -341,6 +388,13 @@ def run_walker(work: Path, log_name: str, launcher: list[str]) -> dict[str, Any]
         tail = (work / "run.out").read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise RunFailed(f"MD in {work} failed (exit {returncode}): {tail[0]}")
     result = {"wall_s": time.perf_counter() - t0, "exit": returncode}
+    before = work / f"{log_name}.before"
+    if before.exists():  # resumed: one log for the whole run
+        result["resumed"] = True
+        atomic_write.write_bytes(work / log_name, before.read_bytes() + (work / log_name).read_bytes())
+        before.unlink()
+    for p in work.glob(RESTART_FILES):  # only a walker killed part-way needs them
+        p.unlink()
     atomic_write.write_json(work / "walker.json", result)
     return result
 
@@ -582,15 +636,23 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     to_run = [w for w in walkers if not (work / "walkers" / w["name"] / "walker.json").exists()]  # the others finished before
     threads = engine.threads_for(len(to_run))
     for w in to_run:
-        wdir = work / "walkers" / w["name"]
+        wdir, log_name, run_prefix = work / "walkers" / w["name"], f"log.{prefix}{w['name']}", f"{prefix}{w['name']}@"
+        restart = None
         if wdir.exists():
             pidfile.stop_recorded(wdir / "walker.pid")  # a killed campaign's MD of it may still run
-            shutil.rmtree(wdir)
-        wdir.mkdir(parents=True)
-        queue.remove(f"{prefix}{w['name']}@")  # rows of a killed earlier attempt of this walker
-        md_script(cfg, w, model_dir, work / "model.ltau", queue_url, wdir, species, data.starts[w["name"]], nsamples)
+            restart = latest_restart(wdir)
+            if restart is None:
+                shutil.rmtree(wdir)
+        if restart is None:
+            wdir.mkdir(parents=True)
+            queue.remove(run_prefix)  # rows of a killed earlier attempt of this walker
+        else:
+            _log(f"[{strategy} {k}] walker {w['name']} goes on from its restart at step {restart[1]}")
+            prepare_resume(wdir, log_name, queue, run_prefix, restart[1])
+        script = md_script(cfg, w, model_dir, work / "model.ltau", queue_url, wdir, species, data.starts[w["name"]], nsamples,
+                           resume_from=None if restart is None else restart[0])  # fmt: skip
         launcher = mpi_command(cfg["engine"], int(w["ranks"]), Path(sys.executable).parent)
-        futures[w["name"]] = engine.submit("md", f"{strategy} {k} {w['name']}", run_walker, wdir, f"log.{prefix}{w['name']}", launcher,
+        futures[w["name"]] = engine.submit("md", f"{strategy} {k} {w['name']}", run_walker, wdir, log_name, launcher, script.name,
                                            threads=max(1, threads // int(w["ranks"])))  # fmt: skip
     engine.results(list(futures.values()))  # a walker that fails stops the campaign at once
     stage_s["md"] = stage_s.get("md", 0.0) + time.perf_counter() - t_md

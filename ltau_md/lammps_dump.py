@@ -77,3 +77,24 @@ def read_dump(path: str | os.PathLike) -> Iterator[DumpFrame]:
         order = np.argsort(data[:, names.index("id")]) if "id" in names else np.arange(n)
         yield DumpFrame(step, cell, origin, {name: data[order, j] for j, name in enumerate(names)})
         i += 9 + n
+
+
+def cut_dump_at_step(path: str | os.PathLike, step: int) -> int:
+    """Drop the frames of a ``dump custom`` text file from the first one at ``step`` or later (a
+    run resumed from a restart at ``step`` writes them again); returns how many frames were kept."""
+    from ltau_md.atomic_write import write_bytes
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as fh:
+        lines = fh.read().splitlines(keepends=True)
+    kept, end = 0, len(lines)
+    for i, line in enumerate(lines):
+        if line.startswith("ITEM: TIMESTEP"):
+            if i + 1 < len(lines) and int(lines[i + 1].split()[0]) >= step:
+                end = i
+                break
+            kept += 1
+    write_bytes(path, "".join(lines[:end]).encode())
+    return kept

@@ -469,11 +469,12 @@ class CandidateQueue:
             c.key_value_pairs["selected"] = True
         return chosen
 
-    def remove(self, run_prefix: str) -> int:
+    def remove(self, run_prefix: str, after_step: int | None = None) -> int:
         """Delete every row whose run starts with ``run_prefix`` (what a killed walker queued,
-        before it runs again), in one transaction; returns how many."""
+        before it runs again) — with ``after_step``, only its rows of later steps (a walker
+        resumed from a restart at that step) — in one transaction; returns how many."""
         with _database_errors(self.url, "read rows"):
-            ids = [c.id for c in self.rows(run_prefix=run_prefix)]
+            ids = [c.id for c in self.rows(run_prefix=run_prefix) if after_step is None or c.step > after_step]
         if ids:
             with _database_errors(self.url, "remove rows"), self.db:
                 self.db.delete(ids)

@@ -97,6 +97,27 @@ def _thermo_blocks(lines: list[str]) -> list[dict[str, np.ndarray]]:
     return blocks
 
 
+def log_before_step(lines: list[str], step: int) -> list[str]:
+    """The lines of a LAMMPS log up to its first thermo row at ``step`` or later: what a run
+    resumed from a restart at ``step`` keeps of the log of the run it continues (it prints
+    that row again)."""
+    header = None
+    for n, line in enumerate(lines):
+        words = line.split()
+        if words and words[0] == "Step":
+            header = words
+        elif header is not None and line.startswith("Loop time of"):
+            header = None
+        elif header is not None and len(words) == len(header) and words[0].lstrip("-").isdigit():
+            try:
+                row = [float(w) for w in words]
+            except ValueError:
+                continue
+            if row[0] >= step:
+                return lines[:n]
+    return list(lines)
+
+
 def _steps_in_order(rows: list[list[float]]) -> list[list[float]]:
     """The rows of a block whose steps never go back, leaving out stray numeric lines of a row's width
     (a ``fix print``'s) one at a time: a line whose step goes back is stray unless the lines after it

@@ -121,3 +121,14 @@ def fitted(tmp_path_factory, trained) -> Path:
     art = tmp_path_factory.mktemp("fitted") / "li.ltau"
     ltau_md("fit", "--model", trained, "--k", 3, "-o", art)
     return art
+
+
+@pytest.fixture(scope="session")
+def calibrated(tmp_path_factory, fitted, li_data) -> Path:
+    """A calibrated copy of ``fitted`` (fitted distributions: lo/hi auto work with it)."""
+    from ltau_app.cli import main
+
+    art = tmp_path_factory.mktemp("calibrated") / "li.ltau"
+    shutil.copytree(fitted, art)
+    assert main(["calibrate", str(art), "--data", str(li_data["val"])]) == 0
+    return art

@@ -563,17 +563,6 @@ CASES: dict[str, Case] = {
 
 
 @pytest.fixture(scope="module")
-def calibrated(tmp_path_factory, fitted, li_data) -> Path:
-    """A calibrated copy of ``fitted`` (lo/hi auto work with it)."""
-    from ltau_app.cli import main
-
-    art = tmp_path_factory.mktemp("calibrated") / "cal.ltau"
-    shutil.copytree(fitted, art)
-    assert main(["calibrate", str(art), "--data", str(li_data["val"])]) == 0
-    return art
-
-
-@pytest.fixture(scope="module")
 def good_queue(tmp_path_factory, li_data) -> Path:
     """A queue with two pending frames."""
     from ase.io import read

@@ -28,17 +28,6 @@ def check(p: subprocess.CompletedProcess, code: int = 0) -> None:
 
 
 @pytest.fixture(scope="module")
-def calibrated(tmp_path_factory, fitted, trained, li_data) -> Path:
-    """The session's artifact, calibrated (fitted distributions, for lo auto) in a copy."""
-    art = tmp_path_factory.mktemp("calibrated") / "li.ltau"
-    shutil.copytree(fitted, art)
-    p = subprocess.run([str(BIN / "ltau-md"), "calibrate", str(art), "--data", str(li_data["val"]), "--model", str(trained)],
-                       check=False, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert p.returncode == 0, p.stderr
-    return art
-
-
-@pytest.fixture(scope="module")
 def calibrated_neighbourhood(tmp_path_factory, fitted, trained, li_data) -> Path:
     """The same, its error model forced to the form that averages d over each atom's neighbourhood
     (fix ltau then checks in two phases, with a forward communication of d to the ghosts)."""

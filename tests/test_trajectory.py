@@ -3,7 +3,7 @@ import pytest
 from conftest import ltau_md
 
 from ltau_md.errors import LtauError
-from ltau_md.trajectory import read_thermo, read_trajectory
+from ltau_md.trajectory import log_before_step, read_thermo, read_trajectory
 
 LOG = """LAMMPS (22 Jul 2025 - Update 4)
 fix uq all ltau 10 li.ltau lo auto hi auto
@@ -31,6 +31,15 @@ def test_all_thermo_blocks_are_read_and_joined(tmp_path):
     assert traj.fix_id == "uq"
     assert list(traj.step) == [0, 10, 20, 20, 30, 40]
     assert traj.max_error[-1] == pytest.approx(1.35) and traj.mean_error[1] == pytest.approx(0.06)
+
+
+def test_a_log_is_cut_at_its_first_thermo_row_of_the_restart_step_or_later(tmp_path):
+    lines = LOG.splitlines(keepends=True)
+    kept = log_before_step(lines, 30)  # the second block's 20 stays; its 30 and all after it go
+    (tmp_path / "log.before").write_text("".join(kept))
+    assert [list(b["Step"]) for b in read_thermo(tmp_path / "log.before")] == [[0, 10, 20], [20]]
+    assert kept == lines[: len(kept)] and kept[-1].split()[0] == "20"
+    assert log_before_step(lines, 10)[-1].split()[0] == "0" and log_before_step(lines, 1000) == lines
 
 
 HALTED = """   Step          Temp          f_uq[1]        f_uq[2]
