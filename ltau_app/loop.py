@@ -33,6 +33,7 @@ import concurrent.futures
 import copy
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -62,8 +63,8 @@ DEFAULTS: dict[str, Any] = {
               "model": {"r_max": 4.5, "num_layers": 2, "num_features": 16, "l_max": 1}},
     # contact_fraction: ltau-md fit --contact-fraction (close contacts above hi auto; 0: off)
     "fit": {"k": 5, "contact_fraction": CONTACT_FRACTION},
-    # restart_every: steps between a walker's restart files (a multiple of check_every; 0: none); a
-    # walker killed part-way (--resume) goes on from its last one instead of from step 0
+    # restart_every: steps between a walker's restart files (rounded up to a multiple of check_every;
+    # 0: none); a walker killed part-way (--resume) goes on from its last one instead of from step 0
     "md": {"atoms": 54, "t_start": 600.0, "t_end": 3000.0, "steps": 3000, "check_every": 10, "ranks": 1,
            "hi": "auto", "halt": "soft", "predictor": "calibrated", "dedup": "yes", "restart_every": 1000},
     # calibration_frames: checked MD frames per iteration, evenly spaced along the walkers' runs and
@@ -196,9 +197,6 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     if cfg["harvest"]["calibration_share"] >= 1:
         raise LtauError(f"{path}: 'harvest.calibration_share' must be below 1 (the share of labelled frames held out of training), "
                         f"got {cfg['harvest']['calibration_share']!r}")  # fmt: skip
-    if cfg["md"]["restart_every"] % cfg["md"]["check_every"]:
-        raise LtauError(f"{path}: 'md.restart_every' must be a multiple of 'md.check_every' ({cfg['md']['check_every']}; 0: no restart files), "
-                        f"got {cfg['md']['restart_every']!r}")  # fmt: skip
     if cfg["fit"]["contact_fraction"] > 1:
         raise LtauError(f"{path}: 'fit.contact_fraction' must be at most 1 (a fraction of the training frames' shortest distance; "
                         f"0 turns the close-contact rule off), got {cfg['fit']['contact_fraction']!r}")  # fmt: skip
@@ -320,7 +318,8 @@ def md_script(cfg: dict[str, Any], walker: dict[str, Any], model: Path, artifact
     else:
         begin = f"read_restart    {rel(resume_from)}"
     queue_arg = queue if "://" in queue else rel(queue)
-    restart = f"restart         {md['restart_every']} {RESTART_FILES}\n" if md["restart_every"] else ""
+    every = -(-int(md["restart_every"]) // int(md["check_every"])) * int(md["check_every"])  # a checked step: see latest_restart
+    restart = f"restart         {every} {RESTART_FILES}\n" if every else ""
     text = f"""# ltau-md loop walker {walker['name']}: {walker['system']} {walker['t_start']} K -> {walker['t_end']} K with fix ltau (run in this directory)
 units           metal
 atom_style      atomic
@@ -337,6 +336,7 @@ dump            traj all custom {md['check_every']} traj.dump id type x y z fx f
 dump_modify     traj sort id{' append yes' if resume_from is not None else ''}
 thermo          {md['check_every']}
 thermo_style    custom step temp pe press f_uq[1] f_uq[2] f_uq[3] f_uq[4]
+thermo_modify   flush yes
 {restart}run             {walker['steps']} upto start 0 stop {walker['steps']}
 """
     path = work / ("in.md" if resume_from is None else RESUME_SCRIPT)
@@ -345,11 +345,16 @@ thermo_style    custom step temp pe press f_uq[1] f_uq[2] f_uq[3] f_uq[4]
 
 
 def latest_restart(work: Path) -> tuple[Path, int] | None:
-    """A walker's newest restart file and its step (None: it wrote none)."""
+    """A walker's newest complete restart file and its step (None: none). LAMMPS writes a step's
+    dump before its restart file and the next checked step's dump after it, so a restart is
+    complete once ``traj.dump`` holds a later step (one killed while being written is passed over)."""
+    from ltau_md.lammps_dump import dump_steps
+
+    dumped = max(dump_steps(work / "traj.dump"), default=-1)
     found = []
     for p in work.glob(RESTART_FILES):
         step = p.name.split(".")[1]
-        if step.isdigit():
+        if step.isdigit() and int(step) < dumped:
             found.append((int(step), p))
     if not found:
         return None
@@ -357,23 +362,79 @@ def latest_restart(work: Path) -> tuple[Path, int] | None:
     return path, step
 
 
+def _log_parts(work: Path, log_name: str) -> list[tuple[Path, int]]:
+    """The logs of a walker's earlier attempts, in order, each with the step it is cut at."""
+    parts = []
+    for p in work.glob(f"{log_name}.part*.upto*"):
+        n, upto = p.name[len(log_name) + 5 :].split(".upto")
+        if n.isdigit() and upto.isdigit():
+            parts.append((int(n), p, int(upto)))
+    return [(p, upto) for _, p, upto in sorted(parts)]
+
+
+def _settle_log_join(work: Path, log_name: str) -> None:
+    """Finish or undo a join of the logs that was killed part-way (see :func:`join_walker_log`)."""
+    joined = work / f"{log_name}.joined"
+    if joined.exists():
+        if _log_parts(work, log_name):
+            joined.unlink()  # the parts are still all there: join again later
+        else:
+            os.replace(joined, work / log_name)  # the parts were removed: the join is the log
+
+
 def prepare_resume(work: Path, log_name: str, queue, run_prefix: str, step: int) -> None:
     """Cut what a killed walker wrote after its restart at ``step`` (the resumed run writes it
-    again): later frames of its dumps, its queue rows of later steps, its log's rows from ``step``
-    on (kept as ``LOG.before`` until the resumed run ends, then joined with the new log)."""
+    again): later frames of its dumps, its queue rows of later steps; its log becomes
+    ``LOG.partNNN.uptoSTEP`` (joined with the next ones when the walker ends). Every step can be
+    killed and done again."""
     from lammps_plugin.frame_dump import cut_frames_after_step
     from ltau_md.lammps_dump import cut_dump_at_step
-    from ltau_md.trajectory import log_before_step
 
+    _settle_log_join(work, log_name)
     cut_dump_at_step(work / "traj.dump", step)  # the resumed run dumps its first step again
     cut_frames_after_step(work / "candidates.xyz", step)  # fix ltau checked that step before the restart
     queue.remove(run_prefix, after_step=step)
-    log, before = work / log_name, work / f"{log_name}.before"
-    lines = before.read_text().splitlines(keepends=True) if before.exists() else []
+    log = work / log_name
     if log.exists():
-        lines += log.read_text(errors="replace").splitlines(keepends=True)
-    atomic_write.write_bytes(before, "".join(log_before_step(lines, step)).encode())
-    log.unlink(missing_ok=True)
+        os.replace(log, work / f"{log_name}.part{len(_log_parts(work, log_name)):03d}.upto{step}")
+
+
+def join_walker_log(work: Path, log_name: str) -> bool:
+    """One log for a resumed walker's whole run: each earlier attempt's rows before the step the
+    next one went on from, then the last attempt's log. Written aside, the parts removed, then
+    renamed into place, so a kill at any point leaves something :func:`_settle_log_join` finishes."""
+    from ltau_md.trajectory import log_before_step
+
+    _settle_log_join(work, log_name)
+    parts = _log_parts(work, log_name)
+    if not parts:
+        return False
+    lines = [ln for p, upto in parts for ln in log_before_step(p.read_text(errors="replace").splitlines(keepends=True), upto)]
+    joined = work / f"{log_name}.joined"
+    atomic_write.write_bytes(joined, "".join(lines).encode() + (work / log_name).read_bytes())
+    for p, _ in parts:
+        p.unlink()
+    os.replace(joined, work / log_name)
+    return True
+
+
+def prepare_walker(work: Path, log_name: str, run_prefix: str, queue, make_script: Callable[[Path | None], Path], label: str = "") -> Path:
+    """A walker's directory before it runs (again): stops what a killed campaign left running of
+    it; goes on from its last complete restart file, or starts over (its directory and queue rows
+    removed). ``make_script(restart file or None)`` writes the input; returns it."""
+    restart = None
+    if work.exists():
+        pidfile.stop_recorded(work / "walker.pid")  # a killed campaign's MD of it may still run
+        restart = latest_restart(work)
+        if restart is None:
+            shutil.rmtree(work)
+    if restart is None:
+        work.mkdir(parents=True)
+        queue.remove(run_prefix)  # rows of a killed earlier attempt of this walker
+        return make_script(None)
+    _log(f"{label} goes on from its restart at step {restart[1]}")
+    prepare_resume(work, log_name, queue, run_prefix, restart[1])
+    return make_script(restart[0])
 
 
 def run_walker(work: Path, log_name: str, launcher: list[str], script: str = "in.md") -> dict[str, Any]:
@@ -387,15 +448,12 @@ def run_walker(work: Path, log_name: str, launcher: list[str], script: str = "in
     if returncode not in (0, 3):  # 3: halted hard (a restart file was written)
         tail = (work / "run.out").read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise RunFailed(f"MD in {work} failed (exit {returncode}): {tail[0]}")
-    result = {"wall_s": time.perf_counter() - t0, "exit": returncode}
-    before = work / f"{log_name}.before"
-    if before.exists():  # resumed: one log for the whole run
+    result = {"wall_s": time.perf_counter() - t0, "exit": returncode}  # of this attempt
+    if join_walker_log(work, log_name):
         result["resumed"] = True
-        atomic_write.write_bytes(work / log_name, before.read_bytes() + (work / log_name).read_bytes())
-        before.unlink()
+    atomic_write.write_json(work / "walker.json", result)
     for p in work.glob(RESTART_FILES):  # only a walker killed part-way needs them
         p.unlink()
-    atomic_write.write_json(work / "walker.json", result)
     return result
 
 
@@ -552,8 +610,6 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     ``calibration_frames`` (those frames of earlier iterations) together.
     With ``resume``, stages the ledger records as done are skipped (trained members, finished
     walkers, labelled frames); without, the iteration starts from scratch."""
-    import shutil
-
     from ltau_md.artifact import Artifact
     from ltau_md.calibration import calibrate_artifact
     from ltau_md.cutoffs import best_recall_at_precision, f1_map
@@ -636,21 +692,11 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
     to_run = [w for w in walkers if not (work / "walkers" / w["name"] / "walker.json").exists()]  # the others finished before
     threads = engine.threads_for(len(to_run))
     for w in to_run:
-        wdir, log_name, run_prefix = work / "walkers" / w["name"], f"log.{prefix}{w['name']}", f"{prefix}{w['name']}@"
-        restart = None
-        if wdir.exists():
-            pidfile.stop_recorded(wdir / "walker.pid")  # a killed campaign's MD of it may still run
-            restart = latest_restart(wdir)
-            if restart is None:
-                shutil.rmtree(wdir)
-        if restart is None:
-            wdir.mkdir(parents=True)
-            queue.remove(run_prefix)  # rows of a killed earlier attempt of this walker
-        else:
-            _log(f"[{strategy} {k}] walker {w['name']} goes on from its restart at step {restart[1]}")
-            prepare_resume(wdir, log_name, queue, run_prefix, restart[1])
-        script = md_script(cfg, w, model_dir, work / "model.ltau", queue_url, wdir, species, data.starts[w["name"]], nsamples,
-                           resume_from=None if restart is None else restart[0])  # fmt: skip
+        wdir, log_name = work / "walkers" / w["name"], f"log.{prefix}{w['name']}"
+        script = prepare_walker(wdir, log_name, f"{prefix}{w['name']}@", queue,
+                                lambda resume_from, w=w, wdir=wdir: md_script(cfg, w, model_dir, work / "model.ltau", queue_url, wdir, species,
+                                                                              data.starts[w["name"]], nsamples, resume_from=resume_from),
+                                f"[{strategy} {k}] walker {w['name']}")  # fmt: skip
         launcher = mpi_command(cfg["engine"], int(w["ranks"]), Path(sys.executable).parent)
         futures[w["name"]] = engine.submit("md", f"{strategy} {k} {w['name']}", run_walker, wdir, log_name, launcher, script.name,
                                            threads=max(1, threads // int(w["ranks"])))  # fmt: skip
@@ -839,7 +885,10 @@ def _check_resumable(cfg: dict[str, Any], out: Path) -> None:
     # read as the loop reads a config: keys added since the campaign began take their defaults
     before = load_config(saved)
     # where tasks run (engine) may change between the two; what they compute may not
-    keys = sorted(k for k in set(before) | set(cfg) if k != "engine" and before.get(k) != cfg.get(k))
+    # (nor how often a walker writes restart files)
+    strip = lambda c: {**c, "md": {k: v for k, v in c.get("md", {}).items() if k != "restart_every"}}
+    before, now = strip(before), strip(cfg)
+    keys = sorted(k for k in set(before) | set(now) if k != "engine" and before.get(k) != now.get(k))
     if keys:
         raise LtauError(f"{out}: --resume with a different configuration ({', '.join(keys)} changed); "
                         "resume with the config it was started with, or start a new -o DIR")  # fmt: skip

@@ -79,6 +79,24 @@ def read_dump(path: str | os.PathLike) -> Iterator[DumpFrame]:
         i += 9 + n
 
 
+def dump_steps(path: str | os.PathLike) -> list[int]:
+    """The steps of a ``dump custom`` text file's frames (a partial last frame's too; none if it
+    does not exist)."""
+    if not os.path.isfile(path):
+        return []
+    steps, want = [], False
+    with open(path) as fh:
+        for line in fh:
+            if want:
+                word = line.split()[:1]
+                if word and word[0].isdigit():
+                    steps.append(int(word[0]))
+                want = False
+            else:
+                want = line.startswith("ITEM: TIMESTEP")
+    return steps
+
+
 def cut_dump_at_step(path: str | os.PathLike, step: int) -> int:
     """Drop the frames of a ``dump custom`` text file from the first one at ``step`` or later (a
     run resumed from a restart at ``step`` writes them again); returns how many frames were kept."""

@@ -100,7 +100,9 @@ def _thermo_blocks(lines: list[str]) -> list[dict[str, np.ndarray]]:
 def log_before_step(lines: list[str], step: int) -> list[str]:
     """The lines of a LAMMPS log up to its first thermo row at ``step`` or later: what a run
     resumed from a restart at ``step`` keeps of the log of the run it continues (it prints
-    that row again)."""
+    that row again). A last line cut short (a killed writer) goes too."""
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
     header = None
     for n, line in enumerate(lines):
         words = line.split()

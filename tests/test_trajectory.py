@@ -40,6 +40,7 @@ def test_a_log_is_cut_at_its_first_thermo_row_of_the_restart_step_or_later(tmp_p
     assert [list(b["Step"]) for b in read_thermo(tmp_path / "log.before")] == [[0, 10, 20], [20]]
     assert kept == lines[: len(kept)] and kept[-1].split()[0] == "20"
     assert log_before_step(lines, 10)[-1].split()[0] == "0" and log_before_step(lines, 1000) == lines
+    assert log_before_step([*lines, "        50   900   -406"], 1000) == lines  # a row cut short by a kill goes
 
 
 HALTED = """   Step          Temp          f_uq[1]        f_uq[2]
