@@ -181,7 +181,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
 
     from ltau_md.artifact import Artifact
     from ltau_md.calibration import ValidationErrors, calibrate_artifact, calibration_curve
-    from ltau_md.contact import ContactRule, nearest_by_species, shortest_distances
+    from ltau_md.contact import ContactRule, shortest_distances
     from ltau_md.cutoffs import classification_scores, fit_maxwell, fit_uncertainty
     from ltau_md.error_model import MEAN_PER_SIGMA, fit_species_error_model, frame_pairs, maxwell_cdf, neighbourhood_distance
     from ltau_md.nequip.model import NequIPModel, model_dir_members
@@ -200,11 +200,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
         f0, lat, spread, t_fwd = member_forces(models, frames)
         numbers = np.concatenate([a.numbers for a in frames])
         ref = np.concatenate([reference_forces(a) for a in frames])
-        species_z = np.unique(numbers)
-        if rule.enabled:
-            nearest = nearest_by_species(*frame_pairs(frames, rule.cutoff, distances=True), numbers, len(numbers), species_z)
-        else:
-            nearest = np.full((len(numbers), len(species_z)), np.inf)
+        ratio = rule.ratio_from_pairs(*frame_pairs(frames, rule.cutoff, distances=True), numbers) if rule.enabled else np.full(len(numbers), np.inf)
         t0 = time.perf_counter()
         q = art.query(lat, numbers, predictor="ltau")
         t_query = (time.perf_counter() - t0) / len(numbers)
@@ -213,7 +209,7 @@ def evaluate_seed(run: Path, data: Path, sets: dict, size: dict) -> dict:
             "u": q.mixture, "d": q.distance[:, 0], "p": q.p,
             "dn": neighbourhood_distance(frames, q.distance[:, 0], models[0].r_max), "spread": spread, "t_forward": t_fwd, "t_query": t_query,
             "frame": np.concatenate([np.full(len(a), i) for i, a in enumerate(frames)]), "lat": lat, "numbers": numbers, "frames": frames,
-            "contact_ratio": rule.ratio(nearest, numbers, species_z),
+            "contact_ratio": ratio,
         }  # fmt: skip
 
     # calibration: the training run's validation frames plus more frames of the same conditions

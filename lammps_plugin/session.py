@@ -279,10 +279,11 @@ class Session:
         self.last_graph = {"mode": int(a.mode), "nlocal": int(nlocal), "nrows": int(n), "nedges": int(edges.shape[1])}
         nearest = None
         if self._contact_wanted(int(a.step)):  # the model's edges give each atom's nearest neighbours
-            r = np.linalg.norm(vectors, axis=1)
+            local = edges[0] < nlocal  # edges of ghost centres (domain modes) say nothing of local atoms
+            r = np.linalg.norm(vectors[local], axis=1)
             close = r < self.contact_cutoff
             numbers = pair.numbers[bridge.view(a.type, (n,))]
-            nearest = nearest_by_species(edges[0][close], edges[1][close], r[close], numbers, nlocal, self.contact_species())
+            nearest = nearest_by_species(edges[0][local][close], edges[1][local][close], r[close], numbers, nlocal, self.contact_species())
         bridge.view(a.f, (n, 3))[:] = forces
         bridge.view(a.eatom, (n,))[:nlocal] = res.atomic_energy[:nlocal]
         if a.vatom:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ltau_md import __version__, atomic_write
-from ltau_md.contact import ContactRule, nearest_by_species
+from ltau_md.contact import ContactRule
 from ltau_md.cutoffs import FittedDistribution
 from ltau_md.error_distribution import ErrorDistribution
 from ltau_md.error_log import AtomTable
@@ -412,9 +412,7 @@ class Artifact:
             neighbourhood = neighbourhood_mean(dist[:, 0], i, j)
         rule = self.contact
         if rule is not None and rule.enabled and pairs is not None and len(pairs) > 2:
-            species_z = np.unique(numbers)
-            nearest = nearest_by_species(pairs[0], pairs[1], pairs[2], numbers, len(numbers), species_z)
-            contact_ratio = rule.ratio(nearest, numbers, species_z)
+            contact_ratio = rule.ratio_from_pairs(pairs[0], pairs[1], pairs[2], numbers)
         return self.assemble(numbers, dist, ids, scale, predictor, neighbourhood, contact_ratio)
 
     def search(self, descriptors: np.ndarray, species: np.ndarray | list, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

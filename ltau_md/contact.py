@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ltau_md.error_model import frame_pairs
 from ltau_md.errors import LtauError
 from ltau_md.species import symbol
 
@@ -44,22 +45,17 @@ def pair_key(a: str, b: str) -> str:
 
 def shortest_distances(frames, cutoff: float) -> dict[str, float]:
     """Per element pair, the shortest distance (Å) between two atoms of ``frames`` within ``cutoff``."""
-    from ase.neighborlist import neighbor_list
-
-    out: dict[str, float] = {}
-    for atoms in frames:
-        i, j, r = neighbor_list("ijd", atoms, float(cutoff))
-        if len(r) == 0:
-            continue
-        lo = np.minimum(atoms.numbers[i], atoms.numbers[j])
-        hi = np.maximum(atoms.numbers[i], atoms.numbers[j])
-        pairs, inv = np.unique(np.stack([lo, hi]), axis=1, return_inverse=True)
-        shortest = np.full(pairs.shape[1], np.inf)
-        np.minimum.at(shortest, inv.ravel(), r)
-        for (a, b), value in zip(pairs.T, shortest):
-            key = pair_key(symbol(int(a)), symbol(int(b)))
-            out[key] = min(out.get(key, np.inf), float(value))
-    return dict(sorted(out.items()))
+    frames = list(frames)
+    found = frame_pairs(frames, cutoff, distances=True)
+    if found is None or len(found[2]) == 0:
+        return {}
+    i, j, r = found
+    numbers = np.concatenate([atoms.numbers for atoms in frames])
+    lo, hi = np.minimum(numbers[i], numbers[j]), np.maximum(numbers[i], numbers[j])
+    pairs, inv = np.unique(np.stack([lo, hi]), axis=1, return_inverse=True)
+    shortest = np.full(pairs.shape[1], np.inf)
+    np.minimum.at(shortest, inv.ravel(), r)
+    return dict(sorted((pair_key(symbol(int(a)), symbol(int(b))), float(v)) for (a, b), v in zip(pairs.T, shortest)))
 
 
 def nearest_by_species(i: np.ndarray, j: np.ndarray, r: np.ndarray, numbers: np.ndarray, n: int, species: np.ndarray) -> np.ndarray:
@@ -116,6 +112,12 @@ class ContactRule:
                 if ref is not None:
                     out[rows] = np.minimum(out[rows], nearest[rows, c] / ref)
         return out
+
+    def ratio_from_pairs(self, i: np.ndarray, j: np.ndarray, r: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        """:meth:`ratio` of every atom from directed pairs (i, j) at distances r among them."""
+        numbers = np.asarray(numbers)
+        species = np.unique(numbers)
+        return self.ratio(nearest_by_species(i, j, r, numbers, len(numbers), species), numbers, species)
 
     def apply(self, error: np.ndarray, p: np.ndarray, ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(error, p, in-contact mask) with atoms in contact raised to ``error`` and p 0."""

@@ -373,9 +373,13 @@ class SpeciesErrorModel:
                 d = environment_distance(d, dn)
         sigma = _sigma(self.form, self.theta, u, d, self.delta, dn)
         if self.d_max > 0:  # bounded growth beyond the validation range (nothing changes inside it)
-            inside = np.minimum(d, self.d_max)
-            inside_dn = None if dn is None else np.minimum(dn, self.dn_max)
-            sigma = np.minimum(sigma, MAX_GROWTH * _sigma(self.form, self.theta, u, inside, self.delta, inside_dn))
+            beyond = d > self.d_max
+            if dn is not None and self.dn_max > 0:
+                beyond |= dn > self.dn_max
+            if beyond.any():
+                b_dn = None if dn is None else np.minimum(dn[beyond], self.dn_max if self.dn_max > 0 else np.inf)
+                bound = MAX_GROWTH * _sigma(self.form, self.theta, u[beyond], np.minimum(d[beyond], self.d_max), self.delta, b_dn)
+                sigma[beyond] = np.minimum(sigma[beyond], bound)
         return np.maximum(sigma, _TINY)
 
     @property

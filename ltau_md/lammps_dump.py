@@ -4,7 +4,7 @@ per-atom columns, e.g. ``id type x y z fx fy fz f_uq[1] f_uq[2]``."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,27 +79,34 @@ def read_dump(path: str | os.PathLike) -> Iterator[DumpFrame]:
         i += 9 + n
 
 
+def _frame_starts(lines: Iterable[str]) -> Iterator[tuple[int, int | None]]:
+    """(index of its ``ITEM: TIMESTEP`` line, step) per frame of a dump's lines; step None where
+    the step line is missing or cut short (a killed writer)."""
+    at = None
+    for n, line in enumerate(lines):
+        if at is not None:
+            word = line.split()[:1]
+            yield at, int(word[0]) if line.endswith("\n") and word and word[0].isdigit() else None
+            at = None
+        if line.startswith("ITEM: TIMESTEP"):
+            at = n
+    if at is not None:
+        yield at, None
+
+
 def dump_steps(path: str | os.PathLike) -> list[int]:
-    """The steps of a ``dump custom`` text file's frames (a partial last frame's too; none if it
-    does not exist)."""
+    """The steps of a ``dump custom`` text file's frames (a partial last frame's too, where its
+    step line is whole; none if the file does not exist)."""
     if not os.path.isfile(path):
         return []
-    steps, want = [], False
     with open(path) as fh:
-        for line in fh:
-            if want:
-                word = line.split()[:1]
-                if word and word[0].isdigit():
-                    steps.append(int(word[0]))
-                want = False
-            else:
-                want = line.startswith("ITEM: TIMESTEP")
-    return steps
+        return [step for _, step in _frame_starts(fh) if step is not None]
 
 
 def cut_dump_at_step(path: str | os.PathLike, step: int) -> int:
     """Drop the frames of a ``dump custom`` text file from the first one at ``step`` or later (a
-    run resumed from a restart at ``step`` writes them again); returns how many frames were kept."""
+    run resumed from a restart at ``step`` writes them again), and a frame cut short before its
+    step; returns how many frames were kept."""
     from ltau_md.atomic_write import write_bytes
 
     path = os.fspath(path)
@@ -108,11 +115,10 @@ def cut_dump_at_step(path: str | os.PathLike, step: int) -> int:
     with open(path) as fh:
         lines = fh.read().splitlines(keepends=True)
     kept, end = 0, len(lines)
-    for i, line in enumerate(lines):
-        if line.startswith("ITEM: TIMESTEP"):
-            if i + 1 < len(lines) and int(lines[i + 1].split()[0]) >= step:
-                end = i
-                break
-            kept += 1
+    for at, frame_step in _frame_starts(lines):
+        if frame_step is None or frame_step >= step:
+            end = at
+            break
+        kept += 1
     write_bytes(path, "".join(lines[:end]).encode())
     return kept

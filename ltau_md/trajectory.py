@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,31 @@ def _run_names(lines: list[str]) -> list[str]:
     return list(dict.fromkeys(m.group(1) for m in map(_RUN_NAME.match, lines) if m))
 
 
+def _thermo_lines(lines: list[str]) -> Iterator[tuple[int, str, list[str] | None, list[float] | None]]:
+    """Per line of a log: (index, what, header, row), what one of ``header`` (a block's ``Step``
+    line), ``end`` (its ``Loop time of``), ``row`` (a numeric line of the header's width whose step
+    is an integer) or ``other``. The one reading of thermo output :func:`read_thermo` and
+    :func:`log_before_step` share."""
+    header = None
+    for n, line in enumerate(lines):
+        words = line.split()
+        if words and words[0] == "Step":
+            header = words
+            yield n, "header", header, None
+        elif header is not None and line.startswith("Loop time of"):
+            yield n, "end", header, None
+            header = None
+        elif header is not None and len(words) == len(header) and words[0].lstrip("-").isdigit():
+            try:
+                row = [float(w) for w in words]
+            except ValueError:
+                yield n, "other", header, None
+                continue
+            yield n, "row", header, row
+        else:
+            yield n, "other", header, None
+
+
 def _thermo_blocks(lines: list[str]) -> list[dict[str, np.ndarray]]:
     blocks, header, rows = [], None, []
 
@@ -78,21 +104,15 @@ def _thermo_blocks(lines: list[str]) -> list[dict[str, np.ndarray]]:
         if header is not None and kept:
             blocks.append({h: np.array([r[i] for r in kept]) for i, h in enumerate(header)})
 
-    for line in lines:
-        words = line.split()
-        if words and words[0] == "Step":
+    for _, what, head, row in _thermo_lines(lines):
+        if what == "header":
             close()
-            header, rows = words, []
-        elif header is not None and line.startswith("Loop time of"):
+            header, rows = head, []
+        elif what == "end":
             close()
             header, rows = None, []
-        elif header is not None and len(words) == len(header):
-            try:
-                row = [float(w) for w in words]
-            except ValueError:
-                continue
-            if words[0].lstrip("-").isdigit():  # a thermo row's step is an integer
-                rows.append(row)
+        elif what == "row":
+            rows.append(row)
     close()
     return blocks
 
@@ -103,20 +123,9 @@ def log_before_step(lines: list[str], step: int) -> list[str]:
     that row again). A last line cut short (a killed writer) goes too."""
     if lines and not lines[-1].endswith("\n"):
         lines = lines[:-1]
-    header = None
-    for n, line in enumerate(lines):
-        words = line.split()
-        if words and words[0] == "Step":
-            header = words
-        elif header is not None and line.startswith("Loop time of"):
-            header = None
-        elif header is not None and len(words) == len(header) and words[0].lstrip("-").isdigit():
-            try:
-                row = [float(w) for w in words]
-            except ValueError:
-                continue
-            if row[0] >= step:
-                return lines[:n]
+    for n, what, _, row in _thermo_lines(lines):
+        if what == "row" and row[0] >= step:
+            return lines[:n]
     return list(lines)
 
 

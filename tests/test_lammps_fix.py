@@ -379,6 +379,11 @@ fix uq all ltau 2 {artifact} lo 0.1 halt no queue q.db dedup yes
 dump d all custom 2 uq.dump id x y z f_uq[1] f_uq[2]
 dump_modify d sort id format float %.17g
 run 4
+# a hi of the user's, above the rule's error: the contact frames are above lo only, and still not duplicates
+unfix uq
+undump d
+fix own all ltau 2 {artifact} lo 0.1 hi 100 halt no queue q_own_hi.db dedup yes
+run 4
 """
 
 
@@ -388,9 +393,8 @@ def test_atoms_closer_than_any_training_pair_are_predicted_at_least_the_contact_
     in close contact, predicted ≥ the rule's error with p 0 in LtauCalculator, and in LAMMPS (edges
     of the pair style, on either rank, at checks every 2 steps) above hi auto as well; no other
     atom is. Both frames are queued as above hi, although dedup's ε here calls every environment
-    known: contacts hide near training atoms in latent space."""
-
-
+    known: contacts hide near training atoms in latent space; with a hi of the user's above the
+    rule's error they are queued as above lo, and not as duplicates either."""
     from ltau_md.artifact import Artifact
     from ltau_md.queue import CandidateQueue
 
@@ -414,3 +418,5 @@ def test_atoms_closer_than_any_training_pair_are_predicted_at_least_the_contact_
     np.testing.assert_allclose(d[2:, 4], results["ltau_error"][2:], atol=1e-6)
     np.testing.assert_allclose(d[:, 5], results["ltau_p"], atol=1e-6)
     assert {c.reason for c in q.select(10)} == {"hi"}
+    own = CandidateQueue(tmp_path / "q_own_hi.db", must_exist=True)
+    assert own.count("pending") == 2 and own.count("duplicate") == 0 and {c.reason for c in own.select(10)} == {"lo"}

@@ -43,6 +43,22 @@ def test_a_log_is_cut_at_its_first_thermo_row_of_the_restart_step_or_later(tmp_p
     assert log_before_step([*lines, "        50   900   -406"], 1000) == lines  # a row cut short by a kill goes
 
 
+def _dump_frame(step: int) -> str:
+    return (f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n1\nITEM: BOX BOUNDS pp pp pp\n0 1\n0 1\n0 1\n"
+            "ITEM: ATOMS id type x y z\n1 1 0 0 0\n")  # fmt: skip
+
+
+def test_a_dump_is_cut_at_the_restart_step_and_before_a_frame_cut_short(tmp_path):
+    from ltau_md.lammps_dump import cut_dump_at_step, dump_steps
+
+    dump = tmp_path / "traj.dump"
+    dump.write_text(_dump_frame(0) + _dump_frame(10) + _dump_frame(20) + "ITEM: TIMESTEP\n3")  # "30" cut short
+    assert dump_steps(dump) == [0, 10, 20]
+    assert cut_dump_at_step(dump, 100) == 3 and dump.read_text() == _dump_frame(0) + _dump_frame(10) + _dump_frame(20)
+    assert cut_dump_at_step(dump, 10) == 1 and dump.read_text() == _dump_frame(0)  # the resumed run writes 10 again
+    assert dump_steps(tmp_path / "none.dump") == [] and cut_dump_at_step(tmp_path / "none.dump", 10) == 0
+
+
 HALTED = """   Step          Temp          f_uq[1]        f_uq[2]
          0   600            0.21           0.05
         10   640            0.25           0.06

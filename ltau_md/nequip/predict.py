@@ -65,8 +65,8 @@ def predict(
     out, start = [], 0
     for r in results:
         sl = slice(start, start + len(r.forces))
-        contact = None if u.contact is None else u.contact[sl]
-        out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.mixture[sl], u.predictor, contact))
+        in_contact = None if u.contact is None else u.contact[sl]
+        out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.mixture[sl], u.predictor, in_contact))
         start = sl.stop
     return out
 
