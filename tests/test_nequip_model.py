@@ -92,3 +92,17 @@ def test_unknown_species_is_a_one_line_error(model):
 
     with pytest.raises(LtauError, match="Mg is not one of the model's species"):
         model.evaluate([bulk("Mg", "hcp", a=3.2, c=5.2)])
+
+
+def test_pairs_from_the_forwards_graph_equal_an_ase_neighbour_list(model, li_data):
+    """``predict`` takes LTAU's neighbour pairs from the forward's graph instead of a second search."""
+    from ltau_md.error_model import neighbour_pairs
+
+    frames = read(li_data["val"], ":3")
+    for cutoff in (2.9, model.r_max):
+        for atoms, r in zip(frames, model.evaluate(frames, batch_size=2, pairs_within=cutoff)):
+            ours, ase = (sorted(zip(i.tolist(), j.tolist(), np.round(d, 6).tolist())) for i, j, d in (r.pairs, neighbour_pairs(atoms, cutoff, True)))
+            assert ours == ase and len(ours) > 0
+    assert model.evaluate(frames[:1])[0].pairs is None
+    with pytest.raises(LtauError, match="reaches"):
+        model.evaluate(frames[:1], pairs_within=model.r_max + 1)

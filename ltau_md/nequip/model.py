@@ -102,6 +102,8 @@ class FrameResult:
     forces: np.ndarray
     stress: np.ndarray | None  # ASE Voigt order, eV/Å³ (None for non-periodic frames)
     node_features: np.ndarray
+    # directed neighbour pairs (i, j, r) of the forward's graph within ``evaluate``'s ``pairs_within``
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 class NequIPModel:
@@ -342,9 +344,13 @@ class NequIPModel:
         vec = pos[j] - pos[i] + s @ cell
         return np.vstack([i, j]).astype(np.int64), vec
 
-    def evaluate(self, frames: Sequence, batch_size: int = 8, progress=None) -> list[FrameResult]:
+    def evaluate(self, frames: Sequence, batch_size: int = 8, progress=None, pairs_within: float = 0.0) -> list[FrameResult]:
         """Energies, forces, stress and node features of ASE frames, ``batch_size`` frames per
-        forward pass (frames are disjoint subgraphs of one graph)."""
+        forward pass (frames are disjoint subgraphs of one graph). ``pairs_within`` (Å, at most
+        r_max): also return each frame's neighbour pairs within it, taken from the forward's own
+        graph (what LTAU's neighbourhood and contact terms need) instead of a second search."""
+        if pairs_within > self.r_max:
+            raise LtauError(f"neighbour pairs within {pairs_within:g} Å asked of a model whose graph reaches {self.r_max:g} Å")
         results: list[FrameResult] = []
         for start in range(0, len(frames), max(1, batch_size)):
             chunk = frames[start : start + batch_size]
@@ -360,6 +366,12 @@ class NequIPModel:
             vec_all, fe = np.concatenate(vecs), np.concatenate(frame_of_edge)
             for f, atoms in enumerate(chunk):
                 sl = slice(offsets[f], offsets[f + 1])
+                pairs = None
+                if pairs_within > 0:
+                    r = np.linalg.norm(vecs[f], axis=1)
+                    near = r <= pairs_within
+                    local = edges[f] - offsets[f]
+                    pairs = (local[0][near], local[1][near], r[near])
                 stress = None
                 if atoms.get_pbc().all():
                     sel = fe == f
@@ -373,6 +385,7 @@ class NequIPModel:
                         forces=res.forces[sl],
                         stress=stress,
                         node_features=res.node_features[sl],
+                        pairs=pairs,
                     )
                 )
             if progress is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,16 +52,20 @@ def predict(
     """The model and LTAU for ``frames``; ``contact``: apply the artifact's close-contact rule
     (calibration does not: it fits what the latents say)."""
     artifact.check_model(str(model.path), model.fingerprint)
-    results = model.evaluate(frames, batch_size=batch_size, progress=progress)
+    cutoff = artifact.pair_cutoff(predictor) if contact else artifact.neighbourhood_cutoff(predictor)
+    # the forward's graph holds every pair within r_max: reuse it (a second search cost ~1/3 of the forward)
+    from_graph = 0 < cutoff <= model.r_max
+    results = model.evaluate(frames, batch_size=batch_size, progress=progress, pairs_within=cutoff if from_graph else 0.0)
     if not results:
         return []
     desc = np.concatenate([r.node_features for r in results])
     numbers = np.concatenate([a.numbers for a in frames])
-    if contact:
-        pairs = frame_pairs(frames, artifact.pair_cutoff(predictor), distances=True)
+    if from_graph:
+        pairs = concatenated_pairs([r.pairs for r in results], [len(a) for a in frames])
+        results = [replace(r, pairs=None) for r in results]  # predictions outlive this call; the pairs need not
     else:
-        pairs = frame_pairs(frames, artifact.neighbourhood_cutoff(predictor))
-    u = artifact.query(desc, numbers, k=k, scale=scale, predictor=predictor, pairs=pairs)
+        pairs = frame_pairs(frames, cutoff, distances=True)
+    u = artifact.query(desc, numbers, k=k, scale=scale, predictor=predictor, pairs=pairs if contact or pairs is None else pairs[:2])
     out, start = [], 0
     for r in results:
         sl = slice(start, start + len(r.forces))
@@ -69,6 +73,16 @@ def predict(
         out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.mixture[sl], u.predictor, in_contact))
         start = sl.stop
     return out
+
+
+def concatenated_pairs(per_frame: Sequence[tuple[np.ndarray, ...]], sizes: Sequence[int]) -> tuple[np.ndarray, ...]:
+    """Per-frame pairs (i, j, r) as one set indexed into the frames' concatenation."""
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    return (
+        np.concatenate([p[0] + o for p, o in zip(per_frame, offsets)]),
+        np.concatenate([p[1] + o for p, o in zip(per_frame, offsets)]),
+        np.concatenate([p[2] for p in per_frame]),
+    )
 
 
 def annotate(atoms, pred: FramePrediction):
