@@ -362,6 +362,15 @@ def latest_restart(work: Path) -> tuple[Path, int] | None:
     return path, step
 
 
+def prune_restarts(work: Path, keep: int = 2) -> None:
+    """Remove all but a walker's ``keep`` newest restart files. LAMMPS finishes one before it
+    starts the next, so of the two newest at least one is complete (:func:`latest_restart`
+    picks it); a long run no longer piles up steps / restart_every of them."""
+    found = sorted((int(p.name.split(".")[1]), p) for p in work.glob(RESTART_FILES) if p.name.split(".")[1].isdigit())
+    for _, p in found[: max(0, len(found) - keep)]:
+        p.unlink(missing_ok=True)
+
+
 def _log_parts(work: Path, log_name: str) -> list[tuple[Path, int]]:
     """The logs of a walker's earlier attempts, in order, each with the step it is cut at."""
     parts = []
@@ -444,7 +453,7 @@ def run_walker(work: Path, log_name: str, launcher: list[str], script: str = "in
     cmd = [*launcher, str(exe / "ltau-md"), "run", script, "-log", log_name, "-screen", "none"]
     t0 = time.perf_counter()
     with open(work / "run.out", "w") as out:  # interrupted, or the worker told to stop: the MD is killed, not left running
-        returncode = pidfile.run_recorded(cmd, work / "walker.pid", "ltau-md", out, cwd=work)
+        returncode = pidfile.run_recorded(cmd, work / "walker.pid", "ltau-md", out, cwd=work, poll=lambda: prune_restarts(work), every=10.0)
     if returncode not in (0, 3):  # 3: halted hard (a restart file was written)
         tail = (work / "run.out").read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise RunFailed(f"MD in {work} failed (exit {returncode}): {tail[0]}")

@@ -348,6 +348,14 @@ fix uq all ltau 5 {artifact} lo 1e-6 hi 1e3 dump d.xyz queue q.db
 thermo 5
 thermo_style custom step pe f_uq[3] f_uq[5]
 run 20
+write_restart dedup.restart
+clear
+read_restart dedup.restart
+pair_style nequip {model}
+pair_coeff * * Li
+fix uq all ltau 5 {artifact} lo 1e3 hi 1e4
+thermo_style custom step pe f_uq[3] f_uq[5]
+run 0
 """
 
 
@@ -365,8 +373,9 @@ def test_frames_whose_flagged_atoms_are_all_known_are_recorded_as_duplicates_not
     assert all(c.status == "pending" for c in q.select(10))  # duplicates are never selected
     log = (tmp_path / "log.dedup").read_text()
     assert log.count("recorded as a duplicate, not queued") == duplicates
-    last = [ln.split() for ln in log.splitlines() if ln.split()[:1] == ["20"]][-1]
-    assert float(last[3]) == duplicates  # f_uq[5]
+    after_run, resumed = [ln.split() for ln in log.splitlines() if ln.split()[:1] == ["20"]][-2:]
+    assert float(after_run[3]) == duplicates  # f_uq[5]
+    assert float(resumed[3]) == duplicates and float(resumed[2]) == 0  # the count went on over read_restart (nothing above lo 1e3)
     n_dumped = (tmp_path / "d.xyz").read_text().count("Lattice=") if (tmp_path / "d.xyz").exists() else 0
     assert n_dumped == 4 - duplicates
 

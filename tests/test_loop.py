@@ -154,6 +154,17 @@ def test_show_config_prints_every_key_and_reads_back_as_the_same_campaign(tmp_pa
     assert main(["loop", str(mine)]) == 2 and "-o DIR is required" in capsys.readouterr().err
 
 
+def test_a_running_walker_keeps_only_its_two_newest_restart_files(tmp_path):
+    from ltau_app.loop import latest_restart, prune_restarts
+
+    for step in (50, 100, 150, 200):
+        (tmp_path / f"walker.{step}.restart").write_bytes(b"r")
+    (tmp_path / "traj.dump").write_text("ITEM: TIMESTEP\n200\n")  # LAMMPS is writing the restart of step 200
+    prune_restarts(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("walker.*.restart")) == ["walker.150.restart", "walker.200.restart"]
+    assert latest_restart(tmp_path) == (tmp_path / "walker.150.restart", 150)  # the complete one is kept
+
+
 def test_a_walker_stopped_twice_goes_on_from_its_last_complete_restart_with_one_dump_log_and_queue(tmp_path, trained, calibrated, li_data):
     from lammps_plugin.frame_dump import frame_keys
     from ltau_app.loop import md_script, prepare_walker, run_walker

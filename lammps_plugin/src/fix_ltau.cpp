@@ -117,6 +117,7 @@ FixLtau::FixLtau(LAMMPS *lmp, int narg, char **arg) : Fix(lmp, narg, arg)
   peratom_flag = 1;
   size_peratom_cols = NCOL;
   peratom_freq = nevery;
+  restart_global = 1;    // the duplicate count goes on in a run resumed with read_restart
   vector_flag = 1;
   size_vector = NVEC;
   global_freq = nevery;
@@ -435,6 +436,19 @@ void FixLtau::write_frame(int reason, bigint n_lo, bigint n_hi)
 double FixLtau::compute_vector(int n)
 {
   return vec[n];
+}
+
+void FixLtau::write_restart(FILE *fp)
+{
+  if (comm->me != 0) return;
+  int size = sizeof(double);
+  fwrite(&size, sizeof(int), 1, fp);
+  fwrite(&vec[4], sizeof(double), 1, fp);
+}
+
+void FixLtau::restart(char *buf)
+{
+  vec[4] = reinterpret_cast<double *>(buf)[0];
 }
 
 void FixLtau::grow_arrays(int nmax)

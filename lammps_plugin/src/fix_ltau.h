@@ -10,7 +10,8 @@
 //   per-atom array: f_ID[1] predicted force error (eV/Å), f_ID[2] p
 //   global vector:  f_ID[1] max and f_ID[2] mean predicted error over the group,
 //                   f_ID[3] atoms above lo, f_ID[4] atoms above hi,
-//                   f_ID[5] frames recorded as duplicates so far (dedup yes)
+//                   f_ID[5] frames recorded as duplicates so far (dedup yes; carried over a
+//                   restart file to a fix of the same ID after read_restart)
 // Above lo, the frame goes to the dump file and the queue; above hi, the same and then a halt
 // taken by every rank together (soft: the run ends, the script goes on; hard: LAMMPS stops).
 
@@ -39,6 +40,8 @@ class FixLtau : public Fix {
   void min_setup(int) override;
   void min_post_force(int) override;
   double compute_vector(int) override;
+  void write_restart(FILE *) override;
+  void restart(char *) override;
 
   void grow_arrays(int) override;
   void copy_arrays(int, int, int) override;
