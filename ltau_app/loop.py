@@ -295,6 +295,7 @@ def prepare_data(cfg: dict[str, Any], data_dir: Path, unrecorded_ok: bool = True
 
 RESTART_FILES = "walker.*.restart"  # a walker's restart files (LAMMPS puts the step in place of *)
 RESUME_SCRIPT = "in.resume"
+ATTEMPTS_FILE = "attempts.json"  # a running walker's wall time so far (and its killed attempts')
 
 
 def md_script(cfg: dict[str, Any], walker: dict[str, Any], model: Path, artifact: Path, queue: str, work: Path,
@@ -452,18 +453,33 @@ def run_walker(work: Path, log_name: str, launcher: list[str], script: str = "in
     exe = Path(sys.executable).parent
     cmd = [*launcher, str(exe / "ltau-md"), "run", script, "-log", log_name, "-screen", "none"]
     t0 = time.perf_counter()
+    earlier_s = _earlier_attempts_s(work)  # a resumed walker's wall time counts its killed attempts too
+
+    def poll() -> None:
+        prune_restarts(work)
+        atomic_write.write_json(work / ATTEMPTS_FILE, {"earlier_s": earlier_s, "this_s": time.perf_counter() - t0})
+
     with open(work / "run.out", "w") as out:  # interrupted, or the worker told to stop: the MD is killed, not left running
-        returncode = pidfile.run_recorded(cmd, work / "walker.pid", "ltau-md", out, cwd=work, poll=lambda: prune_restarts(work), every=10.0)
+        returncode = pidfile.run_recorded(cmd, work / "walker.pid", "ltau-md", out, cwd=work, poll=poll, every=10.0)
     if returncode not in (0, 3):  # 3: halted hard (a restart file was written)
         tail = (work / "run.out").read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise RunFailed(f"MD in {work} failed (exit {returncode}): {tail[0]}")
-    result = {"wall_s": time.perf_counter() - t0, "exit": returncode}  # of this attempt
+    result = {"wall_s": earlier_s + time.perf_counter() - t0, "exit": returncode}
     if join_walker_log(work, log_name):
         result["resumed"] = True
     atomic_write.write_json(work / "walker.json", result)
-    for p in work.glob(RESTART_FILES):  # only a walker killed part-way needs them
-        p.unlink()
+    for p in [*work.glob(RESTART_FILES), work / ATTEMPTS_FILE]:  # only a walker killed part-way needs them
+        p.unlink(missing_ok=True)
     return result
+
+
+def _earlier_attempts_s(work: Path) -> float:
+    """Seconds the walker's killed attempts ran (to within run_walker's 10 s poll)."""
+    try:
+        rec = json.loads((work / ATTEMPTS_FILE).read_text())
+        return float(rec["earlier_s"]) + float(rec["this_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 @dataclass

@@ -138,6 +138,7 @@ a share of the harvest over-predicts (1.25–1.61) (README, "Calibrating out of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,16 +274,19 @@ def frame_pairs(frames, cutoff: float, distances: bool = False) -> tuple[np.ndar
     (with their distances where asked; None for cutoff 0: the predictor needs none)."""
     if cutoff <= 0:
         return None
-    cols: list[list[np.ndarray]] = [[np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]]
-    start = 0
-    for atoms in frames:
-        found = neighbour_pairs(atoms, cutoff, distances)
-        cols[0].append(found[0] + start)
-        cols[1].append(found[1] + start)
-        if distances:
-            cols[2].append(found[2])
-        start += len(atoms)
-    return tuple(np.concatenate(c) for c in cols[: 3 if distances else 2])
+    return concatenate_pairs([neighbour_pairs(atoms, cutoff, distances) for atoms in frames], [len(atoms) for atoms in frames], 3 if distances else 2)
+
+
+def concatenate_pairs(per_frame: Sequence[tuple[np.ndarray, ...]], sizes: Sequence[int], columns: int = 3) -> tuple[np.ndarray, ...]:
+    """Per-frame pairs (i, j[, r]), each indexed into its frame, as one set indexed into the
+    frames' concatenation (``sizes``: the frames' atom counts)."""
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if len(sizes) else np.zeros(0, np.int64)
+    empty = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)]
+    return (
+        np.concatenate([empty[0], *(p[0] + o for p, o in zip(per_frame, offsets))]),
+        np.concatenate([empty[1], *(p[1] + o for p, o in zip(per_frame, offsets))]),
+        *([np.concatenate([empty[2], *(p[2] for p in per_frame)])] if columns == 3 else []),
+    )
 
 
 def neighbourhood_distance(frames, nearest: np.ndarray, cutoff: float) -> np.ndarray:

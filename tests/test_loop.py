@@ -197,9 +197,11 @@ def test_a_walker_stopped_twice_goes_on_from_its_last_complete_restart_with_one_
     stop_at(script, 230)
     (work / "walker.250.restart").write_bytes(b"cut short")  # killed while writing: no dump after it
     assert "read_restart    walker.200.restart" in prepare(work, "cut_w0").read_text()
+    (work / "attempts.json").write_text('{"earlier_s": 1000.0, "this_s": 500.0}')  # what run_walker's poll left of the killed attempts
     result = run_walker(work, "log.cut_w0", [], "in.resume")
 
     assert result["resumed"] and not list(work.glob("walker.*.restart")) and not list(work.glob("log.cut_w0.*"))
+    assert 1500 < result["wall_s"] < 1600 and not (work / "attempts.json").exists()  # the killed attempts' time counts
     frames = list(read_dump(work / "traj.dump"))
     assert [f.step for f in frames] == list(range(0, 301, 10))  # each checked step once
     ref_frames = {f.step: f for f in read_dump(ref / "traj.dump")}

@@ -14,7 +14,7 @@ import numpy as np
 
 from ltau_md import atomic_write
 from ltau_md.artifact import Artifact
-from ltau_md.error_model import frame_pairs
+from ltau_md.error_model import concatenate_pairs, frame_pairs
 from ltau_md.nequip.model import FrameResult, NequIPModel
 from ltau_md.user_input import PREDICTION_TAG, reference_forces
 
@@ -61,7 +61,7 @@ def predict(
     desc = np.concatenate([r.node_features for r in results])
     numbers = np.concatenate([a.numbers for a in frames])
     if from_graph:
-        pairs = concatenated_pairs([r.pairs for r in results], [len(a) for a in frames])
+        pairs = concatenate_pairs([r.pairs for r in results], [len(a) for a in frames])
         results = [replace(r, pairs=None) for r in results]  # predictions outlive this call; the pairs need not
     else:
         pairs = frame_pairs(frames, cutoff, distances=True)
@@ -73,16 +73,6 @@ def predict(
         out.append(FramePrediction(r, u.p[sl], u.p_std[sl], u.error[sl], u.distance[sl, 0], u.mixture[sl], u.predictor, in_contact))
         start = sl.stop
     return out
-
-
-def concatenated_pairs(per_frame: Sequence[tuple[np.ndarray, ...]], sizes: Sequence[int]) -> tuple[np.ndarray, ...]:
-    """Per-frame pairs (i, j, r) as one set indexed into the frames' concatenation."""
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    return (
-        np.concatenate([p[0] + o for p, o in zip(per_frame, offsets)]),
-        np.concatenate([p[1] + o for p, o in zip(per_frame, offsets)]),
-        np.concatenate([p[2] for p in per_frame]),
-    )
 
 
 def annotate(atoms, pred: FramePrediction):
