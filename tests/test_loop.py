@@ -155,7 +155,7 @@ def test_show_config_prints_every_key_and_reads_back_as_the_same_campaign(tmp_pa
 
 
 def test_a_running_walker_keeps_only_its_two_newest_restart_files(tmp_path):
-    from ltau_app.loop import latest_restart, prune_restarts
+    from ltau_app.walker import latest_restart, prune_restarts
 
     for step in (50, 100, 150, 200):
         (tmp_path / f"walker.{step}.restart").write_bytes(b"r")
@@ -167,7 +167,7 @@ def test_a_running_walker_keeps_only_its_two_newest_restart_files(tmp_path):
 
 def test_a_walker_stopped_twice_goes_on_from_its_last_complete_restart_with_one_dump_log_and_queue(tmp_path, trained, calibrated, li_data):
     from lammps_plugin.frame_dump import frame_keys
-    from ltau_app.loop import md_script, prepare_walker, run_walker
+    from ltau_app.walker import md_script, prepare_walker, run_walker
     from ltau_md.lammps_dump import read_dump
     from ltau_md.trajectory import read_trajectory
 
