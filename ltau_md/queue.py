@@ -281,12 +281,75 @@ def _connect(url: str | os.PathLike, must_exist: bool, writable: bool):
     return db
 
 
+LOCK_CHECK_S = 30.0  # how often a campaign checks that its PostgreSQL lock's session is still alive
+
+
+def _try_campaign_lock(con) -> bool:
+    cur = con.cursor()
+    cur.execute(f"SELECT pg_try_advisory_lock({_PG_CAMPAIGN_LOCK})")
+    held = bool(cur.fetchone()[0])
+    con.commit()
+    return held
+
+
+class _LockKeeper:
+    """Every ``every`` seconds, checks that the lock's session is alive. A server restart (or a
+    terminated backend) ends the session and releases the lock with it, silently: the keeper then
+    connects again and takes the lock back; if another campaign took it in between, it records why
+    in ``lost`` and interrupts the main thread (SIGINT), so the campaign stops, as on Ctrl-C, before
+    the two mix rows. A server that is still down is tried again at the next check."""
+
+    def __init__(self, url: str, name: str, con, every: float) -> None:
+        import threading
+
+        self.url, self.name, self.con, self.every = url, name, con, every
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ltau-md campaign lock", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import signal
+        import sys
+        import threading
+
+        from psycopg2 import Error, connect
+
+        while not self._stop.wait(self.every):
+            try:
+                self.con.cursor().execute("SELECT 1")
+                self.con.commit()
+                continue
+            except Error:
+                pass
+            try:
+                self.con.close()
+                self.con = connect(self.url, **({} if "connect_timeout" in self.url else {"connect_timeout": CONNECT_TIMEOUT_S}))
+                held = _try_campaign_lock(self.con)
+            except Error:
+                continue  # the server is not back yet
+            if held:
+                print(f"ltau-md: queue {self.name}: the server dropped this campaign's lock (restarted?); taken again", file=sys.stderr, flush=True)
+                continue
+            self.lost = (f"queue {self.name}: the server dropped this campaign's lock (restarted?) and another ltau-md campaign took "
+                         "the database meanwhile; this one stopped so that the two do not mix rows (--resume it once that one has ended)")  # fmt: skip
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.con.close()
+
+
 @contextmanager
-def campaign_lock(url: str) -> Iterator[None]:
+def campaign_lock(url: str, every: float = LOCK_CHECK_S) -> Iterator[None]:
     """Hold a PostgreSQL queue for one campaign while the block runs: a session advisory lock, which
     the server releases when this process's connection ends, however it ends. A second campaign
     started on the same database meanwhile is refused (run names say only the strategy and
-    iteration, so two campaigns would select, and delete, each other's rows)."""
+    iteration, so two campaigns would select, and delete, each other's rows). The lock is checked
+    every ``every`` seconds and taken again after a server restart (:class:`_LockKeeper`); if
+    another campaign took it meanwhile, the block is interrupted with a one-line error."""
     name = display_url(url)
     try:
         from psycopg2 import connect
@@ -296,16 +359,23 @@ def campaign_lock(url: str) -> Iterator[None]:
         con = connect(url, **({} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT_S}))
     try:
         with _database_errors(name, "lock it for this campaign"):
-            cur = con.cursor()
-            cur.execute(f"SELECT pg_try_advisory_lock({_PG_CAMPAIGN_LOCK})")
-            held = bool(cur.fetchone()[0])
-            con.commit()
-        if not held:
-            raise LtauError(f"queue {name}: another ltau-md campaign is running on this database; give each campaign a database "
-                            "of its own, or wait for that one to end")  # fmt: skip
-        yield
-    finally:
+            held = _try_campaign_lock(con)
+    except BaseException:
         con.close()
+        raise
+    if not held:
+        con.close()
+        raise LtauError(f"queue {name}: another ltau-md campaign is running on this database; give each campaign a database "
+                        "of its own, or wait for that one to end")  # fmt: skip
+    keeper = _LockKeeper(url, name, con, every)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if keeper.lost is not None:
+            raise LtauError(keeper.lost) from None
+        raise
+    finally:
+        keeper.close()
 
 
 @dataclass

@@ -283,6 +283,52 @@ def test_a_postgresql_queue_holds_one_running_campaign_at_a_time(pg_server):
         pass
 
 
+def _lock_holder(server, database: str) -> str:
+    """The backend pid holding the campaign lock on ``database`` ('' if none)."""
+    from ltau_md.queue import _PG_CAMPAIGN_LOCK
+
+    return server.sql(f"SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' "
+                      f"AND l.objid = {_PG_CAMPAIGN_LOCK} AND l.granted AND d.datname = '{database}'").strip()  # fmt: skip
+
+
+def test_a_campaign_takes_its_postgresql_lock_again_after_the_server_dropped_its_session(pg_server, capsys):
+    name = f"q{next(_databases)}"
+    url = pg_server.create_database(name)
+    with campaign_lock(url, every=0.1):
+        first = _lock_holder(pg_server, name)
+        pg_server.sql(f"SELECT pg_terminate_backend({first})")  # what a server restart does to the session and its lock
+        deadline = time.time() + 10
+        while _lock_holder(pg_server, name) in ("", first):
+            assert time.time() < deadline, "the lock was not taken again"
+            time.sleep(0.05)
+        with pytest.raises(LtauError, match="another ltau-md campaign is running"):
+            with campaign_lock(url):
+                pass
+    assert "dropped this campaign's lock (restarted?); taken again" in capsys.readouterr().err
+    assert _lock_holder(pg_server, name) == ""  # released at the end
+
+
+def test_a_campaign_whose_dropped_lock_another_took_stops_with_a_one_line_error(pg_server):
+    from psycopg2 import connect
+
+    from ltau_md.queue import _PG_CAMPAIGN_LOCK
+
+    name = f"q{next(_databases)}"
+    url = pg_server.create_database(name)
+    other = connect(url)
+    try:
+        with pytest.raises(LtauError) as exc:
+            with campaign_lock(url, every=0.5):
+                pg_server.sql(f"SELECT pg_terminate_backend({_lock_holder(pg_server, name)})")
+                cur = other.cursor()
+                cur.execute(f"SELECT pg_try_advisory_lock({_PG_CAMPAIGN_LOCK})")  # a second campaign, in the gap
+                assert cur.fetchone()[0]
+                time.sleep(20)  # the campaign's work, interrupted
+        assert_one_line_error(exc, "another ltau-md campaign took the database meanwhile", "--resume it")
+    finally:
+        other.close()
+
+
 def test_cli_lists_selects_relabels_and_exports_a_postgresql_queue(pg_server, tmp_path):
     url = pg_server.create_database(f"q{next(_databases)}")
     q = CandidateQueue(url)
