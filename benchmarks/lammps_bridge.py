@@ -10,6 +10,9 @@
     (LAMMPS's Modify section with the fix minus without);
 (c) ``ltau-md run`` / ASE VelocityVerlet with nequip's own ``NequIPCalculator`` (same model
     checkpoint, atoms, time step and number of steps);
+(e) the ASE calculators on the same atoms, per call after the atoms moved: ltau-md's
+    ``LtauCalculator`` (energy, forces, stress and LTAU's uncertainty from one forward) / nequip's
+    ``NequIPCalculator`` (energy, forces, stress), the two called alternately;
 (d) domain mode on 2 ranks / 1 rank at >= 4000 atoms (13x13x12 bcc cells = 4056 atoms), with the
     gathered mode on 1 rank and mode auto on 2 ranks for reference.
 
@@ -174,6 +177,34 @@ def ase_md_time(model_path: Path, atoms, steps: int, warmup: int = 10) -> float:
     return min(_timed(lambda: md.run(steps), 1) for _ in range(REPEATS)) / steps
 
 
+def ase_calculator_times(model_path: Path, artifact: Path, atoms, repeats: int = 20) -> dict[str, float]:
+    """Seconds per call of LtauCalculator and of NequIPCalculator (fastest of REPEATS blocks of
+    ``repeats`` calls each, the two alternating), the atoms moved before every call."""
+    from nequip.integrations.ase import NequIPCalculator
+
+    from ltau_md.nequip.calculator import LtauCalculator
+    from ltau_md.nequip.model import resolve_model_path
+
+    calcs = {"ltau": LtauCalculator(model_path, artifact),
+             "nequip": NequIPCalculator._from_saved_model(str(resolve_model_path(model_path)), device="cpu")}  # fmt: skip
+    moving = atoms.copy()
+    rng = np.random.default_rng(0)
+
+    def call(calc) -> None:
+        moving.positions += rng.normal(scale=1e-3, size=moving.positions.shape)
+        calc.calculate(moving, ["energy", "forces", "stress"])
+
+    for calc in calcs.values():
+        for _ in range(3):
+            call(calc)
+    best = {name: np.inf for name in calcs}
+    for _ in range(REPEATS):
+        for name, calc in calcs.items():
+            best[name] = min(best[name], _timed(lambda calc=calc: call(calc), repeats))
+    return {"predictor": calcs["ltau"].predictor, "ltau_calculator_s": best["ltau"], "nequip_calculator_s": best["nequip"],
+            "ratio": best["ltau"] / best["nequip"]}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="MODEL (default: train one in --workdir)")
@@ -227,6 +258,11 @@ def main() -> None:
     print(f"(c) ltau-md run {md * 1e3:.1f} ms/step vs ASE VelocityVerlet + NequIPCalculator {ase_step * 1e3:.1f} ms/step, "
           f"ratio {md / ase_step:.2f}", flush=True)  # fmt: skip
 
+    calc = ase_calculator_times(model, art, atoms)
+    res["e_ltau_calculator_vs_nequip_calculator"] = {"atoms": 250, **calc}
+    print(f"(e) LtauCalculator ({calc['predictor']}) {calc['ltau_calculator_s'] * 1e3:.1f} ms/call vs NequIPCalculator "
+          f"{calc['nequip_calculator_s'] * 1e3:.1f} ms/call, ratio {calc['ratio']:.2f}", flush=True)  # fmt: skip
+
     big = {}
     for tag, mode, ranks in (("domain1", "domain", 1), ("domain2", "domain", 2), ("gathered1", "gathered", 1), ("auto2", "auto", 2)):
         big[tag] = md_runs(work, tag, [("", tag)] * BIG_REPEATS, model=model, cells=args.big_cells, mode=mode, ranks=ranks,
@@ -253,6 +289,7 @@ def main() -> None:
     print(f"{'(a) MD step / bare forward+forces, 250 at.':44s} {res['a_md_vs_bare_model']['ratio']:12.2f}")
     print(f"{'(b) MD with fix ltau every 10 / without':44s} {res['b_fix_ltau_every_10']['ratio']:12.3f}")
     print(f"{'(c) ltau-md run / ASE + NequIPCalculator':44s} {res['c_ltau_md_run_vs_ase']['ratio']:12.2f}")
+    print(f"{'(e) LtauCalculator / NequIPCalculator':44s} {res['e_ltau_calculator_vs_nequip_calculator']['ratio']:12.2f}")
     print(f"{f'(d) speed-up 2 vs 1 rank, domain, {n_big} at.':44s} {res['d_two_ranks_vs_one']['speedup_2_vs_1_domain']:12.2f}")
     results_file.save(args.output, out)
 
