@@ -4,8 +4,8 @@ the predicted distribution exactly?
     python benchmarks/ramp_ceiling.py RUN_DIR [RUN_DIR ...] [--draws 200]
                                       [-o benchmarks/results/ramp_ceiling.json]
 
-For every iteration of a finished ``ltau-md loop`` / ``ltau-md demo`` run: the checked MD atoms of
-all walkers with fix ltau's predicted error (``f_uq[1]`` in ``traj.dump``) and the true error
+For every strategy's iterations of a finished ``ltau-md loop`` / ``ltau-md demo`` run: the checked
+MD atoms of all walkers with fix ltau's predicted error (``f_uq[1]`` in ``traj.dump``) and the true error
 against the run's reference, "high" above the loop's error cutoff at the run's N (as the loop
 scores them). Printed and saved: the observed AUROC and R@P.5 (the best recall any threshold on the
 predicted error reaches at precision ≥ 0.5), and that R@P.5 when each atom's error is drawn from
@@ -48,6 +48,8 @@ def recall_at_precision(score: np.ndarray, high: np.ndarray, min_precision: floa
 
 def auroc(score: np.ndarray, high: np.ndarray) -> float:
     r, n1 = stats.rankdata(score), int(high.sum())
+    if n1 in (0, len(score)):
+        return float("nan")
     return float((r[high].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(score) - n1)))
 
 
@@ -78,7 +80,7 @@ def main() -> None:
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         reference = make_calculator(cfg["reference"], "reference")
         walkers = {w["name"]: w for w in walkers_of(cfg)}
-        for it in sorted((run / "ltau").glob("iter*")):
+        for it in sorted(p for strategy in cfg["strategies"] for p in (run / strategy).glob("iter*")):  # the random baseline's walkers run fix ltau too
             art = Artifact.load(it / "model.ltau", verify_checksums=False)
             species = art.species
             dirs = {name: it / "walkers" / name for name in walkers if (it / "walkers" / name / "traj.dump").exists()}
@@ -104,7 +106,7 @@ def main() -> None:
             factor = float(np.sqrt(lo * hi))
             scaled = ceiling(factor * sigma, shape, cut, args.draws)
             row = {
-                "run": str(run), "iteration": it.name, "atoms": int(len(pred)), "high": int(high.sum()),
+                "run": str(run), "strategy": it.parent.name, "iteration": it.name, "atoms": int(len(pred)), "high": int(high.sum()),
                 "expected_high_as_predicted": expected_high(sigma, shape, cut), "auroc": auroc(pred, high),
                 "recall_at_precision_0.5": recall_at_precision(pred, high),
                 "ceiling_as_predicted_p5_p50_p95": np.percentile(as_predicted, [5, 50, 95]).tolist(),
@@ -113,7 +115,7 @@ def main() -> None:
             }  # fmt: skip
             rows.append(row)
             c1, c2 = row["ceiling_as_predicted_p5_p50_p95"], row["ceiling_scaled_p5_p50_p95"]
-            print(f"{run}/{it.name}: {row['atoms']} atoms, {row['high']} high (predicted {row['expected_high_as_predicted']:.0f}); "
+            print(f"{run}/{it.parent.name}/{it.name}: {row['atoms']} atoms, {row['high']} high (predicted {row['expected_high_as_predicted']:.0f}); "
                   f"AUROC {row['auroc']:.3f}, R@P.5 {row['recall_at_precision_0.5']:.2f}; if errors followed the prediction: "
                   f"{c1[0]:.2f}–{c1[2]:.2f} (median {c1[1]:.2f}); σ×{factor:.2f} to the observed count: {c2[0]:.2f}–{c2[2]:.2f} "
                   f"(median {c2[1]:.2f})", flush=True)  # fmt: skip

@@ -533,7 +533,7 @@ def run_iteration(cfg: dict[str, Any], strategy: str, k: int, work: Path, train_
         script = prepare_walker(wdir, log_name, f"{prefix}{w['name']}@", queue,
                                 lambda resume_from, w=w, wdir=wdir: md_script(cfg, w, model_dir, work / "model.ltau", queue_url, wdir, species,
                                                                               data.starts[w["name"]], nsamples, resume_from=resume_from),
-                                f"[{strategy} {k}] walker {w['name']}")  # fmt: skip
+                                lambda msg, w=w: _log(f"[{strategy} {k}] walker {w['name']} {msg}"))  # fmt: skip
         launcher = mpi_command(cfg["engine"], int(w["ranks"]), Path(sys.executable).parent)
         futures[w["name"]] = engine.submit("md", f"{strategy} {k} {w['name']}", run_walker, wdir, log_name, launcher, script.name,
                                            threads=max(1, threads // int(w["ranks"])))  # fmt: skip

@@ -153,10 +153,12 @@ def join_walker_log(work: Path, log_name: str) -> bool:
     return True
 
 
-def prepare_walker(work: Path, log_name: str, run_prefix: str, queue, make_script: Callable[[Path | None], Path], label: str = "") -> Path:
+def prepare_walker(work: Path, log_name: str, run_prefix: str, queue, make_script: Callable[[Path | None], Path],
+                   log: Callable[[str], None] = print) -> Path:  # fmt: skip
     """A walker's directory before it runs (again): stops what a killed campaign left running of
     it; goes on from its last complete restart file, or starts over (its directory and queue rows
-    removed). ``make_script(restart file or None)`` writes the input; returns it."""
+    removed). ``make_script(restart file or None)`` writes the input; returns it. ``log``: where a
+    resume is said."""
     restart = None
     if work.exists():
         pidfile.stop_recorded(work / "walker.pid")  # a killed campaign's MD of it may still run
@@ -167,7 +169,7 @@ def prepare_walker(work: Path, log_name: str, run_prefix: str, queue, make_scrip
         work.mkdir(parents=True)
         queue.remove(run_prefix)  # rows of a killed earlier attempt of this walker
         return make_script(None)
-    print(f"{label} goes on from its restart at step {restart[1]}", file=sys.stderr, flush=True)  # as the loop's progress lines
+    log(f"goes on from its restart at step {restart[1]}")
     prepare_resume(work, log_name, queue, run_prefix, restart[1])
     return make_script(restart[0])
 
@@ -180,9 +182,12 @@ def run_walker(work: Path, log_name: str, launcher: list[str], script: str = "in
     t0 = time.perf_counter()
     earlier_s = _earlier_attempts_s(work)  # a resumed walker's wall time counts its killed attempts too
 
-    def poll() -> None:
-        prune_restarts(work)
-        atomic_write.write_json(work / ATTEMPTS_FILE, {"earlier_s": earlier_s, "this_s": time.perf_counter() - t0})
+    def poll() -> None:  # bookkeeping: an error here (a shared file system's hiccup) must not kill the MD
+        try:
+            prune_restarts(work)
+            atomic_write.write_json(work / ATTEMPTS_FILE, {"earlier_s": earlier_s, "this_s": time.perf_counter() - t0})
+        except OSError as exc:
+            print(f"ltau-md: warning: {work}: restart files or wall time not kept up to date ({exc})", file=sys.stderr, flush=True)
 
     with open(work / "run.out", "w") as out:  # interrupted, or the worker told to stop: the MD is killed, not left running
         returncode = pidfile.run_recorded(cmd, work / "walker.pid", "ltau-md", out, cwd=work, poll=poll, every=10.0)

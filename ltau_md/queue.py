@@ -195,8 +195,7 @@ def _postgresql_database(url: str):
 
     class QueuePostgreSQL(PostgreSQLDatabase):
         def _connect(self):
-            kwargs = {} if "connect_timeout" in self.filename else {"connect_timeout": CONNECT_TIMEOUT_S}
-            con = Connection(connect(self.filename, **kwargs))
+            con = Connection(connect(self.filename, **_connect_options(self.filename)))
             con.rollback = con.con.rollback
             return con
 
@@ -282,6 +281,14 @@ def _connect(url: str | os.PathLike, must_exist: bool, writable: bool):
 
 
 LOCK_CHECK_S = 30.0  # how often a campaign checks that its PostgreSQL lock's session is still alive
+# TCP keepalives on the lock's connection: a server gone without closing it (a crashed host, a
+# dropped route) shows as an error within about a minute instead of a check blocked for ~15 min
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+def _connect_options(url: str, **more: Any) -> dict[str, Any]:
+    """psycopg2.connect keywords: a connect timeout (and ``more``) unless the URL sets them itself."""
+    return {k: v for k, v in {"connect_timeout": CONNECT_TIMEOUT_S, **more}.items() if k not in url}
 
 
 def _try_campaign_lock(con) -> bool:
@@ -295,50 +302,90 @@ def _try_campaign_lock(con) -> bool:
 class _LockKeeper:
     """Every ``every`` seconds, checks that the lock's session is alive. A server restart (or a
     terminated backend) ends the session and releases the lock with it, silently: the keeper then
-    connects again and takes the lock back; if another campaign took it in between, it records why
-    in ``lost`` and interrupts the main thread (SIGINT), so the campaign stops, as on Ctrl-C, before
-    the two mix rows. A server that is still down is tried again at the next check."""
+    connects again and takes the lock back. Where the lock is held by this campaign's old session
+    (the server still keeps it after a network failure), that session is ended first. If another
+    campaign took the lock in between, the keeper records why in ``lost`` and sends ``signum`` to
+    the main thread, where :func:`campaign_lock` raises it as KeyboardInterrupt: the campaign stops
+    as on Ctrl-C, within ``every`` s of the other one's start. A server still down is tried again
+    at the next check."""
 
-    def __init__(self, url: str, name: str, con, every: float) -> None:
+    def __init__(self, url: str, name: str, con, every: float, signum: int | None) -> None:
         import threading
 
-        self.url, self.name, self.con, self.every = url, name, con, every
+        self.url, self.name, self.con, self.every, self.signum = url, name, con, every, signum
+        self.backend = con.get_backend_pid()
         self.lost: str | None = None
         self._stop = threading.Event()
+        self._closing = threading.Lock()  # no interrupt once close() began: the block has ended
         self._thread = threading.Thread(target=self._run, name="ltau-md campaign lock", daemon=True)
         self._thread.start()
+
+    def _alive(self) -> bool:
+        from psycopg2 import Error, InterfaceError, OperationalError
+
+        try:
+            self.con.cursor().execute("SELECT 1")
+            self.con.commit()
+            return True
+        except (OperationalError, InterfaceError):
+            return False  # the session is gone, and the lock with it
+        except Error:
+            self.con.rollback()  # any other error leaves the session, and the lock, as they were
+            return True
+
+    def _take_again(self) -> bool | None:
+        """True: held again; False: another session holds it; None: the server cannot be reached."""
+        from psycopg2 import Error, connect
+
+        try:
+            self.con.close()
+            self.con = connect(self.url, **_connect_options(self.url, **_KEEPALIVES))
+            if _try_campaign_lock(self.con):
+                self.backend = self.con.get_backend_pid()
+                return True
+            cur = self.con.cursor()
+            cur.execute(f"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = {_PG_CAMPAIGN_LOCK} AND granted "
+                        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")  # fmt: skip
+            holders = {int(row[0]) for row in cur.fetchall()}
+            self.con.commit()
+            if holders == {self.backend}:  # still held by this campaign's old session, which we can no longer reach
+                cur.execute(f"SELECT pg_terminate_backend({self.backend}, {int(1000 * CONNECT_TIMEOUT_S)})")
+                self.con.commit()
+                if _try_campaign_lock(self.con):
+                    self.backend = self.con.get_backend_pid()
+                    return True
+            return False
+        except Error:
+            return None
 
     def _run(self) -> None:
         import signal
         import sys
         import threading
 
-        from psycopg2 import Error, connect
-
         while not self._stop.wait(self.every):
-            try:
-                self.con.cursor().execute("SELECT 1")
-                self.con.commit()
+            if self._alive():
                 continue
-            except Error:
-                pass
-            try:
-                self.con.close()
-                self.con = connect(self.url, **({} if "connect_timeout" in self.url else {"connect_timeout": CONNECT_TIMEOUT_S}))
-                held = _try_campaign_lock(self.con)
-            except Error:
+            taken = self._take_again()
+            if taken is None:
                 continue  # the server is not back yet
-            if held:
+            if taken:
                 print(f"ltau-md: queue {self.name}: the server dropped this campaign's lock (restarted?); taken again", file=sys.stderr, flush=True)
                 continue
             self.lost = (f"queue {self.name}: the server dropped this campaign's lock (restarted?) and another ltau-md campaign took "
                          "the database meanwhile; this one stopped so that the two do not mix rows (--resume it once that one has ended)")  # fmt: skip
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            with self._closing:
+                if self._stop.is_set():
+                    return
+                print(f"ltau-md: {self.lost}", file=sys.stderr, flush=True)
+                if self.signum is not None:
+                    signal.pthread_kill(threading.main_thread().ident, self.signum)
             return
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        with self._closing:
+            self._stop.set()
+        self._thread.join(timeout=self.every + 2 * CONNECT_TIMEOUT_S)  # a check blocked on a dead server is left to end by itself
         self.con.close()
 
 
@@ -349,14 +396,18 @@ def campaign_lock(url: str, every: float = LOCK_CHECK_S) -> Iterator[None]:
     started on the same database meanwhile is refused (run names say only the strategy and
     iteration, so two campaigns would select, and delete, each other's rows). The lock is checked
     every ``every`` seconds and taken again after a server restart (:class:`_LockKeeper`); if
-    another campaign took it meanwhile, the block is interrupted with a one-line error."""
+    another campaign took it meanwhile, the block is interrupted with a one-line error (run on the
+    main thread; elsewhere only a warning is printed)."""
+    import signal
+    import threading
+
     name = display_url(url)
     try:
         from psycopg2 import connect
     except ImportError as exc:
         raise LtauError(f"queue {name}: PostgreSQL queues need the postgres extra ({exc}); {_PG_EXTRA}") from None
     with _database_errors(name, "connect"):
-        con = connect(url, **({} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT_S}))
+        con = connect(url, **_connect_options(url, **_KEEPALIVES))
     try:
         with _database_errors(name, "lock it for this campaign"):
             held = _try_campaign_lock(con)
@@ -367,7 +418,14 @@ def campaign_lock(url: str, every: float = LOCK_CHECK_S) -> Iterator[None]:
         con.close()
         raise LtauError(f"queue {name}: another ltau-md campaign is running on this database; give each campaign a database "
                         "of its own, or wait for that one to end")  # fmt: skip
-    keeper = _LockKeeper(url, name, con, every)
+
+    def interrupted(signum: int, frame) -> None:
+        raise KeyboardInterrupt
+
+    # a signal of its own, so that a process started with SIGINT ignored (`cmd &` in a batch script) still stops
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGUSR1, interrupted) if on_main else None
+    keeper = _LockKeeper(url, name, con, every, signal.SIGUSR1 if on_main else None)
     try:
         yield
     except KeyboardInterrupt:
@@ -376,6 +434,8 @@ def campaign_lock(url: str, every: float = LOCK_CHECK_S) -> Iterator[None]:
         raise
     finally:
         keeper.close()
+        if on_main:
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL if previous is None else previous)
 
 
 @dataclass

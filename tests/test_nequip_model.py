@@ -96,13 +96,38 @@ def test_unknown_species_is_a_one_line_error(model):
 
 def test_pairs_from_the_forwards_graph_equal_an_ase_neighbour_list(model, li_data):
     """``predict`` takes LTAU's neighbour pairs from the forward's graph instead of a second search."""
+    from ase.build import bulk
+
     from ltau_md.error_model import neighbour_pairs
 
-    frames = read(li_data["val"], ":3")
+    one_atom = bulk("Li", "bcc", a=3.45)  # its neighbours are its own periodic images
+    molecule = read(li_data["val"], 0)[:12]
+    molecule.pbc, molecule.cell = False, None
+    frames = [*read(li_data["val"], ":3"), one_atom, molecule]
     for cutoff in (2.9, model.r_max):
         for atoms, r in zip(frames, model.evaluate(frames, batch_size=2, pairs_within=cutoff)):
             ours, ase = (sorted(zip(i.tolist(), j.tolist(), np.round(d, 6).tolist())) for i, j, d in (r.pairs, neighbour_pairs(atoms, cutoff, True)))
-            assert ours == ase and len(ours) > 0
+            assert ours == ase and (len(ours) > 0 or cutoff < model.r_max)  # Li-Li pairs start near 3 Å
     assert model.evaluate(frames[:1])[0].pairs is None
     with pytest.raises(LtauError, match="reaches"):
         model.evaluate(frames[:1], pairs_within=model.r_max + 1)
+
+
+def test_predict_with_the_forwards_pairs_equals_a_query_with_ase_pairs(model, li_data, calibrated):
+    from ltau_md.artifact import Artifact
+    from ltau_md.error_model import frame_pairs
+    from ltau_md.nequip.predict import predict
+
+    art = Artifact.load(calibrated)
+    frames = read(li_data["val"], ":4")
+    frames[1].positions[1] = frames[1].positions[0] + [0.9, 0.0, 0.0]  # one close contact among them
+    desc = np.concatenate([r.node_features for r in model.evaluate(frames)])
+    numbers = np.concatenate([a.numbers for a in frames])
+    for contact, cutoff, cols in ((True, art.pair_cutoff(), 3), (False, art.neighbourhood_cutoff(), 2)):
+        ours = predict(model, art, frames, batch_size=3, contact=contact)
+        ref = art.query(desc, numbers, pairs=frame_pairs(frames, cutoff, distances=True)[:cols])
+        np.testing.assert_allclose(np.concatenate([p.error for p in ours]), ref.error, rtol=1e-6)
+        np.testing.assert_allclose(np.concatenate([p.p for p in ours]), ref.p, rtol=1e-6, atol=1e-12)
+        if contact:
+            assert np.concatenate([p.contact for p in ours]).tolist() == ref.contact.tolist() and ref.contact.any()
+        assert all(p.model.pairs is None for p in ours)  # predictions do not keep the pairs

@@ -296,7 +296,7 @@ def test_a_campaign_takes_its_postgresql_lock_again_after_the_server_dropped_its
     url = pg_server.create_database(name)
     with campaign_lock(url, every=0.1):
         first = _lock_holder(pg_server, name)
-        pg_server.sql(f"SELECT pg_terminate_backend({first})")  # what a server restart does to the session and its lock
+        pg_server.sql(f"SELECT pg_terminate_backend({first}, 5000)")  # what a server restart does to the session and its lock
         deadline = time.time() + 10
         while _lock_holder(pg_server, name) in ("", first):
             assert time.time() < deadline, "the lock was not taken again"
@@ -316,17 +316,38 @@ def test_a_campaign_whose_dropped_lock_another_took_stops_with_a_one_line_error(
     name = f"q{next(_databases)}"
     url = pg_server.create_database(name)
     other = connect(url)
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for `ltau-md loop ... &` in a batch script: it must stop anyway
     try:
         with pytest.raises(LtauError) as exc:
             with campaign_lock(url, every=0.5):
-                pg_server.sql(f"SELECT pg_terminate_backend({_lock_holder(pg_server, name)})")
+                pg_server.sql(f"SELECT pg_terminate_backend({_lock_holder(pg_server, name)}, 5000)")
                 cur = other.cursor()
                 cur.execute(f"SELECT pg_try_advisory_lock({_PG_CAMPAIGN_LOCK})")  # a second campaign, in the gap
                 assert cur.fetchone()[0]
                 time.sleep(20)  # the campaign's work, interrupted
         assert_one_line_error(exc, "another ltau-md campaign took the database meanwhile", "--resume it")
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # the handler of the block is gone with it
     finally:
+        signal.signal(signal.SIGINT, ignored)
         other.close()
+
+
+def test_a_campaign_whose_lock_session_the_server_still_keeps_ends_it_and_takes_the_lock_again(pg_server):
+    """After a network failure the server may keep the old session (and the lock) for a while: the
+    lock is this campaign's, not another's, so the keeper ends that session and goes on."""
+    from psycopg2 import connect
+
+    from ltau_md.queue import _LockKeeper
+
+    name = f"q{next(_databases)}"
+    url = pg_server.create_database(name)
+    with campaign_lock(url, every=3600):
+        first = _lock_holder(pg_server, name)
+        keeper = _LockKeeper(url, name, connect(url), 3600, None)
+        keeper.backend = int(first)  # as if this keeper had taken the lock on that session and lost its connection to it
+        assert keeper._take_again() is True
+        assert _lock_holder(pg_server, name) == str(keeper.backend) != first
+        keeper.close()
 
 
 def test_cli_lists_selects_relabels_and_exports_a_postgresql_queue(pg_server, tmp_path):

@@ -369,7 +369,7 @@ class NequIPModel:
                 pairs = None
                 if pairs_within > 0:
                     r = np.linalg.norm(vecs[f], axis=1)
-                    near = r <= pairs_within
+                    near = r < pairs_within  # as ASE's neighbor_list, the fallback
                     local = edges[f] - offsets[f]
                     pairs = (local[0][near], local[1][near], r[near])
                 stress = None
