@@ -7,8 +7,8 @@ the predicted distribution exactly?
 For every strategy's iterations of a finished ``ltau-md loop`` / ``ltau-md demo`` run: the checked
 MD atoms of all walkers with fix ltau's predicted error (``f_uq[1]`` in ``traj.dump``) and the true error
 against the run's reference, "high" above the loop's error cutoff at the run's N (as the loop
-scores them). Printed and saved: the observed AUROC and R@P.5 (the best recall any threshold on the
-predicted error reaches at precision ≥ 0.5), and that R@P.5 when each atom's error is drawn from
+scores them). Printed and saved: the observed AUROC and R@P.5 (the best recall at precision ≥ 0.5
+over lo swept around the run's statistical lo, as the loop's report computes it), and that R@P.5 when each atom's error is drawn from
 its predicted distribution (σ = predicted / the shape's mean, the species' generalised gamma of
 ``ltau-md calibrate``; ``--draws`` draws, 5–95 % range): once as predicted, once with every σ
 scaled so that the expected number of high atoms equals the number observed. A predicted error
@@ -32,18 +32,10 @@ from scipy import stats
 
 from ltau_app.loop import score_trajectory, walkers_of
 from ltau_md.artifact import Artifact
+from ltau_md.cutoffs import best_recall_at_precision
 from ltau_md.relabel import make_calculator
-from ltau_md.run_cutoffs import environments_examined, error_cutoffs
+from ltau_md.run_cutoffs import environments_examined, error_cutoffs, run_cutoffs
 from ltau_md.species import symbol
-
-
-def recall_at_precision(score: np.ndarray, high: np.ndarray, min_precision: float = 0.5) -> float:
-    """The best recall any threshold on ``score`` reaches with precision ≥ ``min_precision``."""
-    if not high.any():
-        return float("nan")
-    tp = np.cumsum(high[np.argsort(-score, kind="stable")])
-    ok = tp / np.arange(1, len(score) + 1) >= min_precision
-    return float(tp[ok].max() / high.sum()) if ok.any() else 0.0
 
 
 def auroc(score: np.ndarray, high: np.ndarray) -> float:
@@ -64,9 +56,11 @@ def expected_high(sigma: np.ndarray, shape: np.ndarray, cut: np.ndarray) -> floa
     return float(stats.gamma.sf((cut / (sigma * s)) ** c, a).sum())
 
 
-def ceiling(sigma: np.ndarray, shape: np.ndarray, cut: np.ndarray, draws: int, seed: int = 0) -> list[float]:
+def ceiling(sigma: np.ndarray, shape: np.ndarray, cut: np.ndarray, ratio_u: np.ndarray, draws: int, seed: int = 0) -> list[float]:
+    """R@P.5 as the loop reports it (:func:`best_recall_at_precision`, lo swept over the run's lo)
+    against errors drawn from the predicted distributions."""
     rng = np.random.default_rng(seed)
-    return [recall_at_precision(sigma, draw_errors(sigma, shape, rng) > cut) for _ in range(draws)]
+    return [best_recall_at_precision(draw_errors(sigma, shape, rng) / cut, ratio_u)[0] for _ in range(draws)]
 
 
 def main() -> None:
@@ -89,6 +83,7 @@ def main() -> None:
             n = sum(environments_examined(len(read(d / "start.data", format="lammps-data")), walkers[name]["steps"], cfg["md"]["check_every"])
                     for name, d in dirs.items())  # fmt: skip
             err_cut = error_cutoffs(art, species, n)
+            lo = run_cutoffs(art, species, n, predictor=cfg["md"]["predictor"]).lo  # as fix ltau set it
             truths = [score_trajectory(d / "traj.dump", species, reference) for d in dirs.values()]
             pred = np.concatenate([t.predicted for t in truths]).astype(np.float64)
             true = np.concatenate([t.true_error for t in truths])
@@ -98,17 +93,18 @@ def main() -> None:
             sigma = pred / np.array([models[s].mean_per_sigma for s in sp])
             cut = np.array([err_cut[s] for s in sp])
             high = true > cut
-            as_predicted = ceiling(sigma, shape, cut, args.draws)
+            ratio_u = pred / np.array([lo[s] for s in sp])
+            as_predicted = ceiling(sigma, shape, cut, ratio_u, args.draws)
             lo, hi = 0.1, 10.0  # the σ factor that gives the observed count of high atoms (bisection on a log scale)
             for _ in range(60):
                 mid = np.sqrt(lo * hi)
                 lo, hi = (mid, hi) if expected_high(mid * sigma, shape, cut) < high.sum() else (lo, mid)
             factor = float(np.sqrt(lo * hi))
-            scaled = ceiling(factor * sigma, shape, cut, args.draws)
+            scaled = ceiling(factor * sigma, shape, cut, ratio_u, args.draws)
             row = {
                 "run": str(run), "strategy": it.parent.name, "iteration": it.name, "atoms": int(len(pred)), "high": int(high.sum()),
                 "expected_high_as_predicted": expected_high(sigma, shape, cut), "auroc": auroc(pred, high),
-                "recall_at_precision_0.5": recall_at_precision(pred, high),
+                "recall_at_precision_0.5": best_recall_at_precision(true / cut, ratio_u)[0],
                 "ceiling_as_predicted_p5_p50_p95": np.percentile(as_predicted, [5, 50, 95]).tolist(),
                 "sigma_factor_to_observed_count": factor,
                 "ceiling_scaled_p5_p50_p95": np.percentile(scaled, [5, 50, 95]).tolist(),

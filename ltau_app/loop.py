@@ -786,7 +786,6 @@ def _remove_iteration(work: Path) -> None:
 
 
 def _remove_trash(trash: Path) -> None:
-
     for attempt in range(3):  # a process killed just before may still be closing files in it
         try:
             shutil.rmtree(trash)

@@ -181,13 +181,16 @@ def run_walker(work: Path, log_name: str, launcher: list[str], script: str = "in
     cmd = [*launcher, str(exe / "ltau-md"), "run", script, "-log", log_name, "-screen", "none"]
     t0 = time.perf_counter()
     earlier_s = _earlier_attempts_s(work)  # a resumed walker's wall time counts its killed attempts too
+    warned = []
 
     def poll() -> None:  # bookkeeping: an error here (a shared file system's hiccup) must not kill the MD
         try:
             prune_restarts(work)
             atomic_write.write_json(work / ATTEMPTS_FILE, {"earlier_s": earlier_s, "this_s": time.perf_counter() - t0})
         except OSError as exc:
-            print(f"ltau-md: warning: {work}: restart files or wall time not kept up to date ({exc})", file=sys.stderr, flush=True)
+            if not warned:  # once, not every 10 s
+                print(f"ltau-md: warning: {work}: restart files or wall time not kept up to date ({exc})", file=sys.stderr, flush=True)
+                warned.append(exc)
 
     with open(work / "run.out", "w") as out:  # interrupted, or the worker told to stop: the MD is killed, not left running
         returncode = pidfile.run_recorded(cmd, work / "walker.pid", "ltau-md", out, cwd=work, poll=poll, every=10.0)
